@@ -1,0 +1,39 @@
+# The README's commands. Every target sets up what it needs (a local .venv) first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install gen check-gen lint test serve bench
+
+$(STAMP): requirements-dev.txt clients/python/pyproject.toml server/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e clients/python -e server
+	touch $(STAMP)
+
+install: $(STAMP)
+
+gen: $(STAMP)
+	PY=$(BIN)/python bash scripts/gen_python.sh
+
+# Fails when the committed generated code differs from what the protos produce.
+check-gen: gen
+	git diff --exit-code -- clients/python/trackline/v1
+	@test -z "$$(git status --porcelain -- clients/python/trackline/v1)" || (echo "untracked generated files"; exit 1)
+
+lint: $(STAMP)
+	$(BIN)/buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check server clients/python/trackline tests --exclude clients/python/trackline/v1
+	$(BIN)/mypy server/trackline_server clients/python/trackline
+
+test: $(STAMP) check-gen lint
+	$(BIN)/pytest -q
+
+serve: $(STAMP)
+	$(BIN)/trackline server
+
+bench: $(STAMP)
+	$(BIN)/python bench/logbatch.py

@@ -1,0 +1,185 @@
+"""TracklineClient: explicit ids for every TrackingService call, typed exceptions, retries."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from trackline.v1 import resources_pb2 as pb
+from trackline.v1 import tracking_pb2 as tpb
+from trackline.v1 import tracking_pb2_grpc
+
+from ._exceptions import from_rpc_error
+
+T = TypeVar("T")
+DEFAULT_URI = "localhost:50051"
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+class TracklineClient:
+    """Synchronous client. The channel is created lazily per process, so a client inherited
+    across ``fork`` opens a fresh channel in the child. UNAVAILABLE is retried with jittered
+    exponential backoff for up to ``retry_seconds``; writes carry a ``request_id`` so a retry
+    is applied once."""
+
+    def __init__(
+        self, uri: str | None = None, *, token: str | None = None, retry_seconds: float = 30.0
+    ) -> None:
+        self.uri = uri or os.environ.get("TRACKLINE_URI", DEFAULT_URI)
+        self.token = token if token is not None else os.environ.get("TRACKLINE_TOKEN")
+        self.retry_seconds = retry_seconds
+        self._pid = -1
+        self._channel: grpc.Channel | None = None
+        self._stub: tracking_pb2_grpc.TrackingServiceStub | None = None
+
+    @property
+    def stub(self) -> tracking_pb2_grpc.TrackingServiceStub:
+        """The generated stub: the escape hatch for anything the wrapper does not cover."""
+        if self._stub is None or self._pid != os.getpid():
+            self._channel = grpc.insecure_channel(
+                self.uri,
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+            self._stub = tracking_pb2_grpc.TrackingServiceStub(self._channel)
+            self._pid = os.getpid()
+        return self._stub
+
+    def close(self) -> None:
+        if self._channel is not None and self._pid == os.getpid():
+            self._channel.close()
+        self._channel = self._stub = None
+
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return method(request, metadata=metadata, timeout=60)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:  # type: ignore[attr-defined]
+                    raise from_rpc_error(err) from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    # Experiments
+    def create_experiment(
+        self, name: str, *, artifact_location: str = "", tags: Mapping[str, str] | None = None
+    ) -> pb.Experiment:
+        req = tpb.CreateExperimentRequest(
+            name=name,
+            artifact_location=artifact_location,
+            tags=[pb.Tag(key=k, value=v) for k, v in (tags or {}).items()],
+        )
+        resp = self._call(self.stub.CreateExperiment, req)
+        return cast(pb.Experiment, resp.experiment)
+
+    def get_experiment(self, experiment_id: str) -> pb.Experiment:
+        req = tpb.GetExperimentRequest(experiment_id=experiment_id)
+        resp = self._call(self.stub.GetExperiment, req)
+        return cast(pb.Experiment, resp.experiment)
+
+    def get_experiment_by_name(self, name: str) -> pb.Experiment:
+        req = tpb.GetExperimentByNameRequest(name=name)
+        resp = self._call(self.stub.GetExperimentByName, req)
+        return cast(pb.Experiment, resp.experiment)
+
+    # Runs
+    def create_run(
+        self,
+        experiment_id: str = "0",
+        *,
+        run_name: str = "",
+        start_time: int = 0,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str = "",
+    ) -> pb.Run:
+        req = tpb.CreateRunRequest(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            start_time=start_time,
+            tags=[pb.Tag(key=k, value=v) for k, v in (tags or {}).items()],
+            parent_run_id=parent_run_id,
+        )
+        resp = self._call(self.stub.CreateRun, req)
+        return cast(pb.Run, resp.run)
+
+    def get_run(self, run_id: str) -> pb.Run:
+        resp = self._call(self.stub.GetRun, tpb.GetRunRequest(run_id=run_id))
+        return cast(pb.Run, resp.run)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: int = 0,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> pb.Run:
+        req = tpb.UpdateRunRequest(run_id=run_id, status=status)  # type: ignore[arg-type]
+        if end_time is not None:
+            req.end_time = end_time
+        if run_name is not None:
+            req.run_name = run_name
+        resp = self._call(self.stub.UpdateRun, req)
+        return cast(pb.Run, resp.run)
+
+    # Data
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: list[pb.MetricSeries] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Writes metrics, params and tags of one run atomically (all or nothing)."""
+        req = tpb.LogBatchRequest(
+            run_id=run_id,
+            metrics=metrics or [],
+            params=[pb.Param(key=k, value=str(v)) for k, v in (params or {}).items()],
+            tags=[pb.Tag(key=k, value=str(v)) for k, v in (tags or {}).items()],
+            request_id=uuid.uuid4().hex,
+        )
+        self._call(self.stub.LogBatch, req)
+
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: int | None = None
+    ) -> None:
+        ts = timestamp if timestamp is not None else int(time.time() * 1000)
+        series = pb.MetricSeries(key=key, steps=[step], timestamps=[ts], values=[float(value)])
+        self.log_batch(run_id, metrics=[series])
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, params={key: value})
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, tags={key: value})
+
+    def get_metric_history(
+        self, run_id: str, key: str, *, page_size: int = 0
+    ) -> Iterator[tuple[int, int, float]]:
+        """Yields (step, timestamp, value) in step order, fetching pages as needed."""
+        token = ""
+        while True:
+            req = tpb.GetMetricHistoryRequest(
+                run_id=run_id, key=key, page_size=page_size, page_token=token
+            )
+            resp = self._call(self.stub.GetMetricHistory, req)
+            s = resp.series
+            yield from zip(s.steps, s.timestamps, s.values, strict=True)
+            token = resp.next_page_token
+            if not token:
+                return
+
+
+__all__ = ["TracklineClient"]

@@ -1,0 +1,72 @@
+"""Typed exceptions raised by the client, carrying the server's ErrorInfo reason."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+class TracklineError(Exception):
+    """A failed call. ``reason`` is the server's UPPER_SNAKE ErrorInfo reason ("" if none);
+    ``field_violations`` maps request field paths to what is wrong with them."""
+
+    def __init__(
+        self,
+        message: str,
+        code: grpc.StatusCode,
+        reason: str = "",
+        field_violations: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{reason or code.name}: {message}")
+        self.message = message
+        self.code = code
+        self.reason = reason
+        self.field_violations = field_violations or {}
+
+
+class NotFound(TracklineError):
+    pass
+
+
+class AlreadyExists(TracklineError):
+    pass
+
+
+class InvalidArgument(TracklineError):
+    pass
+
+
+class FailedPrecondition(TracklineError):
+    pass
+
+
+class Unavailable(TracklineError):
+    pass
+
+
+_BY_CODE: dict[grpc.StatusCode, type[TracklineError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+
+def from_rpc_error(err: grpc.RpcError) -> TracklineError:
+    """Maps a grpc error (with optional rich status details) to the typed exception."""
+    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    message: str = err.details() or ""  # type: ignore[attr-defined]
+    reason = ""
+    violations: dict[str, str] = {}
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(info):
+                reason = info.reason
+            elif detail.Unpack(bad):
+                violations.update({v.field: v.description for v in bad.field_violations})
+    return _BY_CODE.get(code, TracklineError)(message, code, reason, violations)

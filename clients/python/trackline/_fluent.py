@@ -1,0 +1,120 @@
+"""The familiar module-level API over one process-wide TracklineClient."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from trackline.v1 import resources_pb2 as pb
+
+from ._client import TracklineClient
+from ._exceptions import NotFound
+
+_uri: str | None = None
+_client: TracklineClient | None = None
+_experiment_id: str | None = None
+_runs: list[str] = []
+
+
+def set_tracking_uri(uri: str) -> None:
+    """Points the module-level API at another server; the chosen experiment is forgotten,
+    since experiment ids belong to one server."""
+    global _uri, _client, _experiment_id
+    _uri, _client, _experiment_id = uri, None, None
+
+
+def client() -> TracklineClient:
+    global _client
+    if _client is None:
+        _client = TracklineClient(_uri)
+    return _client
+
+
+def set_experiment(name: str) -> pb.Experiment:
+    """Makes ``name`` the experiment of new runs, creating it when missing."""
+    global _experiment_id
+    try:
+        exp = client().get_experiment_by_name(name)
+    except NotFound:
+        exp = client().create_experiment(name)
+    _experiment_id = exp.experiment_id
+    return exp
+
+
+@contextmanager
+def start_run(
+    run_id: str | None = None,
+    *,
+    run_name: str = "",
+    nested: bool = False,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[pb.Run]:
+    """Starts (or resumes, by ``run_id`` or TRACKLINE_RUN_ID) a run for the block; the run ends
+    FINISHED, or FAILED when the block raises. ``nested`` makes it a child of the active run."""
+    if _runs and not nested:
+        raise RuntimeError(f"run {_runs[-1]} is active; end it or pass nested=True")
+    resume = run_id or (None if _runs else os.environ.get("TRACKLINE_RUN_ID"))
+    if resume:
+        run = client().get_run(resume)
+    else:
+        exp = _experiment_id or os.environ.get("TRACKLINE_EXPERIMENT_ID") or "0"
+        if not _experiment_id and os.environ.get("TRACKLINE_EXPERIMENT"):
+            exp = set_experiment(os.environ["TRACKLINE_EXPERIMENT"]).experiment_id
+        run = client().create_run(
+            exp, run_name=run_name, tags=tags, parent_run_id=_runs[-1] if _runs else ""
+        )
+    _runs.append(run.run_id)
+    try:
+        yield run
+    except BaseException:
+        end_run(pb.RUN_STATUS_FAILED)
+        raise
+    if _runs and _runs[-1] == run.run_id:
+        end_run()
+
+
+def active_run() -> str | None:
+    return _runs[-1] if _runs else None
+
+
+def _run() -> str:
+    if not _runs:
+        raise RuntimeError("no active run: call start_run() first")
+    return _runs[-1]
+
+
+def end_run(status: int = pb.RUN_STATUS_FINISHED) -> None:
+    if _runs:
+        client().update_run(_runs.pop(), status=status, end_time=int(time.time() * 1000))
+
+
+def log_metric(key: str, value: float, step: int = 0) -> None:
+    client().log_metric(_run(), key, value, step)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
+    ts = int(time.time() * 1000)
+    series = [
+        pb.MetricSeries(key=k, steps=[step], timestamps=[ts], values=[float(v)])
+        for k, v in metrics.items()
+    ]
+    client().log_batch(_run(), metrics=series)
+
+
+def log_param(key: str, value: Any) -> None:
+    client().log_param(_run(), key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    client().log_batch(_run(), params=params)
+
+
+def set_tag(key: str, value: Any) -> None:
+    client().set_tag(_run(), key, value)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    client().log_batch(_run(), tags=tags)

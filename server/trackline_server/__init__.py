@@ -1,0 +1,1 @@
+"""Trackline's async gRPC server."""

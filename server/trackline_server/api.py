@@ -1,0 +1,231 @@
+"""TrackingService servicer: proto <-> store calls, one unit of work per RPC, nothing else."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import grpc
+from grpc_status import rpc_status
+from trackline.v1 import resources_pb2 as pb
+from trackline.v1 import tracking_pb2 as tpb
+from trackline.v1 import tracking_pb2_grpc
+
+from . import limits, store
+from .database import Database
+from .errors import InvalidArgument, TracklineError, to_status
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def rpc(
+    fn: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
+) -> Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
+    """Turns a domain error into the call's status with ErrorInfo/BadRequest details."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except TracklineError as err:
+            await context.abort_with_status(rpc_status.to_status(to_status(err)))
+            raise AssertionError("unreachable") from err
+
+    return wrapper
+
+
+def experiment_pb(e: store.ExperimentRow) -> pb.Experiment:
+    return pb.Experiment(
+        experiment_id=str(e.experiment_id),
+        name=e.name,
+        artifact_location=e.artifact_location,
+        lifecycle_stage=cast(pb.LifecycleStage, e.lifecycle_stage),
+        creation_time=e.creation_time,
+        last_update_time=e.last_update_time,
+        tags=[pb.Tag(key=k, value=v) for k, v in sorted(e.tags.items())],
+    )
+
+
+def run_pb(r: store.RunRow) -> pb.Run:
+    msg = pb.Run(
+        run_id=r.run_id,
+        experiment_id=str(r.experiment_id),
+        run_name=r.run_name,
+        status=cast(pb.RunStatus, r.status),
+        start_time=r.start_time,
+        lifecycle_stage=cast(pb.LifecycleStage, r.lifecycle_stage),
+        parent_run_id=r.parent_run_id or "",
+        artifact_uri=r.artifact_uri,
+        params=[pb.Param(key=k, value=v) for k, v in sorted(r.params.items())],
+        tags=[pb.Tag(key=k, value=v) for k, v in sorted(r.tags.items())],
+        latest_metrics=[
+            pb.Metric(key=k, value=v, step=s, timestamp=t)
+            for k, v, s, t in sorted(r.latest_metrics)
+        ],
+    )
+    if r.end_time is not None:
+        msg.end_time = r.end_time
+    return msg
+
+
+def _series_in(req: tpb.LogBatchRequest) -> list[store.SeriesIn]:
+    out: list[store.SeriesIn] = []
+    total = 0
+    now = store.now_ms()
+    for i, s in enumerate(req.metrics):
+        store.check_key(s.key, f"metrics[{i}].key")
+        n = len(s.values)
+        for col in ("steps", "timestamps"):
+            if len(getattr(s, col)) not in (0, n):
+                raise InvalidArgument(
+                    "COLUMN_LENGTH_MISMATCH",
+                    f"metrics[{i}].{col} has {len(getattr(s, col))} entries but values has {n}",
+                    f"metrics[{i}].{col}",
+                )
+        total += n
+        out.append(
+            store.SeriesIn(
+                key=s.key,
+                steps=list(s.steps) or [0] * n,
+                timestamps=list(s.timestamps) or [now] * n,
+                values=list(s.values),
+            )
+        )
+    if total > limits.MAX_BATCH_POINTS:
+        raise InvalidArgument(
+            "BATCH_TOO_LARGE",
+            f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}",
+            "metrics",
+        )
+    return out
+
+
+class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
+    def __init__(self, db: Database, artifact_root: str) -> None:
+        self.db = db
+        self.artifact_root = artifact_root
+
+    @rpc
+    async def CreateExperiment(
+        self, request: tpb.CreateExperimentRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CreateExperimentResponse:
+        async with self.db.write() as conn:
+            exp = await store.create_experiment(
+                conn,
+                request.name,
+                request.artifact_location,
+                {t.key: t.value for t in request.tags},
+                self.artifact_root,
+            )
+        return tpb.CreateExperimentResponse(experiment=experiment_pb(exp))
+
+    @rpc
+    async def GetExperiment(
+        self, request: tpb.GetExperimentRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.GetExperimentResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id)
+        async with self.db.read() as conn:
+            exp = await store.get_experiment(conn, exp_id)
+        return tpb.GetExperimentResponse(experiment=experiment_pb(exp))
+
+    @rpc
+    async def GetExperimentByName(
+        self, request: tpb.GetExperimentByNameRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.GetExperimentByNameResponse:
+        async with self.db.read() as conn:
+            exp = await store.get_experiment_by_name(conn, request.name)
+        return tpb.GetExperimentByNameResponse(experiment=experiment_pb(exp))
+
+    @rpc
+    async def CreateRun(
+        self, request: tpb.CreateRunRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CreateRunResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id or "0")
+        async with self.db.write() as conn:
+            run = await store.create_run(
+                conn,
+                exp_id,
+                request.run_name,
+                request.start_time,
+                {t.key: t.value for t in request.tags},
+                request.parent_run_id,
+            )
+        return tpb.CreateRunResponse(run=run_pb(run))
+
+    @rpc
+    async def GetRun(
+        self, request: tpb.GetRunRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.GetRunResponse:
+        async with self.db.read() as conn:
+            run = await store.get_run(conn, request.run_id)
+        return tpb.GetRunResponse(run=run_pb(run))
+
+    @rpc
+    async def UpdateRun(
+        self, request: tpb.UpdateRunRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.UpdateRunResponse:
+        async with self.db.write() as conn:
+            run = await store.update_run(
+                conn,
+                request.run_id,
+                request.status,
+                request.end_time if request.HasField("end_time") else None,
+                request.run_name if request.HasField("run_name") else None,
+            )
+        return tpb.UpdateRunResponse(run=run_pb(run))
+
+    @rpc
+    async def LogBatch(
+        self, request: tpb.LogBatchRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.LogBatchResponse:
+        series = _series_in(request)
+        if len(request.params) + len(request.tags) > limits.MAX_BATCH_PARAMS_AND_TAGS:
+            raise InvalidArgument(
+                "BATCH_TOO_LARGE",
+                f"more than {limits.MAX_BATCH_PARAMS_AND_TAGS} params and tags in one batch",
+                "params",
+            )
+        for i, p in enumerate(request.params):
+            store.check_key(p.key, f"params[{i}].key")
+            if len(p.value) > limits.MAX_PARAM_VALUE_LENGTH:
+                raise InvalidArgument(
+                    "VALUE_TOO_LONG",
+                    f"param value longer than {limits.MAX_PARAM_VALUE_LENGTH} characters",
+                    f"params[{i}].value",
+                )
+        for i, t in enumerate(request.tags):
+            store.check_key(t.key, f"tags[{i}].key")
+            if len(t.value) > limits.MAX_TAG_VALUE_LENGTH:
+                raise InvalidArgument(
+                    "VALUE_TOO_LONG",
+                    f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
+                    f"tags[{i}].value",
+                )
+        async with self.db.write() as conn:
+            await store.log_batch(
+                conn,
+                request.run_id,
+                series,
+                [(p.key, p.value) for p in request.params],
+                [(t.key, t.value) for t in request.tags],
+            )
+        return tpb.LogBatchResponse()
+
+    @rpc
+    async def GetMetricHistory(
+        self, request: tpb.GetMetricHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.GetMetricHistoryResponse:
+        async with self.db.read() as conn:
+            page, token = await store.metric_history(
+                conn, request.run_id, request.key, request.page_size, request.page_token
+            )
+        series = pb.MetricSeries(key=page.key)
+        series.steps.extend(page.steps)
+        series.timestamps.extend(page.timestamps)
+        series.values.extend(page.values)
+        return tpb.GetMetricHistoryResponse(series=series, next_page_token=token)
+
+
+__all__ = ["TrackingServicer"]

@@ -1,0 +1,49 @@
+"""Flags and environment variables -> one Settings object."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_uri: str
+    artifact_root: str
+    host: str
+    port: int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--store-uri",
+        default=env("TRACKLINE_STORE_URI", "sqlite+aiosqlite:///trackline.db"),
+        help="SQLAlchemy URL (env TRACKLINE_STORE_URI); sqlite+aiosqlite or postgresql+asyncpg",
+    )
+    parser.add_argument(
+        "--artifact-root",
+        default=env("TRACKLINE_ARTIFACT_ROOT", "./trackline-artifacts"),
+        help="where run artifacts go (env TRACKLINE_ARTIFACT_ROOT)",
+    )
+    parser.add_argument(
+        "--host",
+        default=env("TRACKLINE_HOST", "127.0.0.1"),
+        help="address to bind (env TRACKLINE_HOST)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("TRACKLINE_PORT", "50051")),
+        help="port to bind, 0 for any free port (env TRACKLINE_PORT)",
+    )
+
+
+def from_args(ns: argparse.Namespace) -> Settings:
+    return Settings(
+        store_uri=ns.store_uri,
+        artifact_root=os.path.abspath(ns.artifact_root),
+        host=ns.host,
+        port=ns.port,
+    )

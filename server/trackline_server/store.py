@@ -1,0 +1,423 @@
+"""Queries over the tables. Functions take a connection inside an open transaction and never
+commit: the caller (one unit of work per RPC) does."""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import codec, limits
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .models import experiment_tags, experiments, latest_metrics, metric_chunks, params, runs, tags
+
+ACTIVE = 1
+DELETED = 2
+RUNNING = 1
+DEFAULT_EXPERIMENT_ID = 0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class ExperimentRow:
+    experiment_id: int
+    name: str
+    artifact_location: str
+    lifecycle_stage: int
+    creation_time: int
+    last_update_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    experiment_id: int
+    run_name: str
+    status: int
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: int
+    parent_run_id: str | None
+    artifact_uri: str
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    latest_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class SeriesIn:
+    """One metric series of a write, already validated to have consistent column lengths."""
+
+    key: str
+    steps: list[int]
+    timestamps: list[int]
+    values: list[float]
+
+
+def check_key(key: str, field_name: str) -> None:
+    if not key:
+        raise InvalidArgument("INVALID_KEY", "key must not be empty", field_name)
+    if len(key) > limits.MAX_KEY_LENGTH:
+        raise InvalidArgument(
+            "INVALID_KEY", f"key is longer than {limits.MAX_KEY_LENGTH} characters", field_name
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
+
+
+def parse_experiment_id(raw: str, field_name: str = "experiment_id") -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise NotFound(
+            "EXPERIMENT_NOT_FOUND", f"no experiment with id {raw!r}", field_name
+        ) from None
+    if value < 0:
+        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment with id {raw!r}", field_name)
+    return value
+
+
+async def ensure_default_experiment(conn: AsyncConnection, artifact_root: str) -> None:
+    found = await conn.scalar(
+        select(experiments.c.experiment_id).where(
+            experiments.c.experiment_id == DEFAULT_EXPERIMENT_ID
+        )
+    )
+    if found is None:
+        ts = now_ms()
+        await conn.execute(
+            insert(experiments).values(
+                experiment_id=DEFAULT_EXPERIMENT_ID,
+                name="Default",
+                artifact_location=f"{artifact_root}/0",
+                lifecycle_stage=ACTIVE,
+                creation_time=ts,
+                last_update_time=ts,
+            )
+        )
+
+
+async def create_experiment(
+    conn: AsyncConnection,
+    name: str,
+    artifact_location: str,
+    tag_pairs: dict[str, str],
+    artifact_root: str,
+) -> ExperimentRow:
+    if not name.strip():
+        raise InvalidArgument("INVALID_NAME", "experiment name must not be empty", "name")
+    if len(name) > limits.MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            "INVALID_NAME", f"name is longer than {limits.MAX_NAME_LENGTH} characters", "name"
+        )
+    if await conn.scalar(select(experiments.c.experiment_id).where(experiments.c.name == name)):
+        raise AlreadyExists("EXPERIMENT_ALREADY_EXISTS", f"experiment {name!r} already exists")
+    for i, key in enumerate(tag_pairs):
+        check_key(key, f"tags[{i}].key")
+    ts = now_ms()
+    try:
+        result = await conn.execute(
+            insert(experiments).values(
+                name=name,
+                artifact_location=artifact_location,
+                lifecycle_stage=ACTIVE,
+                creation_time=ts,
+                last_update_time=ts,
+            )
+        )
+    except IntegrityError:
+        raise AlreadyExists(
+            "EXPERIMENT_ALREADY_EXISTS", f"experiment {name!r} already exists"
+        ) from None
+    assert result.inserted_primary_key is not None
+    exp_id = int(result.inserted_primary_key[0])
+    if not artifact_location:
+        artifact_location = f"{artifact_root}/{exp_id}"
+        await conn.execute(
+            update(experiments)
+            .where(experiments.c.experiment_id == exp_id)
+            .values(artifact_location=artifact_location)
+        )
+    if tag_pairs:
+        await conn.execute(
+            insert(experiment_tags),
+            [{"experiment_id": exp_id, "key": k, "value": v} for k, v in tag_pairs.items()],
+        )
+    return await get_experiment(conn, exp_id)
+
+
+async def get_experiment(conn: AsyncConnection, exp_id: int) -> ExperimentRow:
+    row = (
+        await conn.execute(select(experiments).where(experiments.c.experiment_id == exp_id))
+    ).first()
+    if row is None:
+        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment with id '{exp_id}'", "experiment_id")
+    exp = ExperimentRow(**row._mapping)
+    for key, value in await conn.execute(
+        select(experiment_tags.c.key, experiment_tags.c.value).where(
+            experiment_tags.c.experiment_id == exp_id
+        )
+    ):
+        exp.tags[key] = value
+    return exp
+
+
+async def get_experiment_by_name(conn: AsyncConnection, name: str) -> ExperimentRow:
+    exp_id = await conn.scalar(
+        select(experiments.c.experiment_id).where(experiments.c.name == name)
+    )
+    if exp_id is None:
+        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment named {name!r}", "name")
+    return await get_experiment(conn, exp_id)
+
+
+async def create_run(
+    conn: AsyncConnection,
+    exp_id: int,
+    run_name: str,
+    start_time: int,
+    tag_pairs: dict[str, str],
+    parent_run_id: str,
+) -> RunRow:
+    exp = await get_experiment(conn, exp_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition(
+            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
+        )
+    if len(run_name) > limits.MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            "INVALID_NAME",
+            f"run name is longer than {limits.MAX_NAME_LENGTH} characters",
+            "run_name",
+        )
+    if parent_run_id:
+        await get_run_row(conn, parent_run_id, field_name="parent_run_id")
+    for i, key in enumerate(tag_pairs):
+        check_key(key, f"tags[{i}].key")
+    run_id = uuid.uuid4().hex
+    await conn.execute(
+        insert(runs).values(
+            run_id=run_id,
+            experiment_id=exp_id,
+            run_name=run_name or f"run-{run_id[:8]}",
+            status=RUNNING,
+            start_time=start_time or now_ms(),
+            end_time=None,
+            lifecycle_stage=ACTIVE,
+            parent_run_id=parent_run_id or None,
+            artifact_uri=f"{exp.artifact_location}/{run_id}/artifacts",
+        )
+    )
+    if tag_pairs:
+        await conn.execute(
+            insert(tags), [{"run_id": run_id, "key": k, "value": v} for k, v in tag_pairs.items()]
+        )
+    return await get_run(conn, run_id)
+
+
+async def get_run_row(conn: AsyncConnection, run_id: str, field_name: str = "run_id") -> RunRow:
+    row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+    if row is None:
+        raise NotFound("RUN_NOT_FOUND", f"no run with id {run_id!r}", field_name)
+    return RunRow(**row._mapping)
+
+
+async def get_run(conn: AsyncConnection, run_id: str) -> RunRow:
+    run = await get_run_row(conn, run_id)
+    for key, value in await conn.execute(
+        select(params.c.key, params.c.value).where(params.c.run_id == run_id)
+    ):
+        run.params[key] = value
+    for key, value in await conn.execute(
+        select(tags.c.key, tags.c.value).where(tags.c.run_id == run_id)
+    ):
+        run.tags[key] = value
+    for key, value, step, ts in await conn.execute(
+        select(
+            latest_metrics.c.key,
+            latest_metrics.c.value,
+            latest_metrics.c.step,
+            latest_metrics.c.timestamp,
+        ).where(latest_metrics.c.run_id == run_id)
+    ):
+        run.latest_metrics.append((key, math.nan if value is None else value, step, ts))
+    return run
+
+
+async def update_run(
+    conn: AsyncConnection, run_id: str, status: int, end_time: int | None, run_name: str | None
+) -> RunRow:
+    await get_run_row(conn, run_id)
+    values: dict[str, object] = {}
+    if status:
+        values["status"] = status
+    if end_time is not None:
+        values["end_time"] = end_time
+    if run_name is not None:
+        if len(run_name) > limits.MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                "INVALID_NAME",
+                f"run name is longer than {limits.MAX_NAME_LENGTH} characters",
+                "run_name",
+            )
+        values["run_name"] = run_name
+    if values:
+        await conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+    return await get_run(conn, run_id)
+
+
+async def log_batch(
+    conn: AsyncConnection,
+    run_id: str,
+    series: list[SeriesIn],
+    param_pairs: list[tuple[str, str]],
+    tag_pairs: list[tuple[str, str]],
+) -> None:
+    """Writes one run's metrics, params and tags; raises before writing on any bad input."""
+    run = await get_run_row(conn, run_id)
+    if run.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+    wanted = dict(param_pairs)
+    if len(wanted) != len(param_pairs):
+        seen: dict[str, str] = {}
+        for i, (k, v) in enumerate(param_pairs):
+            if k in seen and seen[k] != v:
+                raise InvalidArgument(
+                    "PARAM_CONFLICT",
+                    f"param {k!r} given twice with different values",
+                    f"params[{i}].value",
+                )
+            seen[k] = v
+    if wanted:
+        found = await conn.execute(
+            select(params.c.key, params.c.value).where(
+                and_(params.c.run_id == run_id, params.c.key.in_(list(wanted)))
+            )
+        )
+        existing = {k: v for k, v in found}
+        for k, v in wanted.items():
+            if k in existing and existing[k] != v:
+                raise InvalidArgument(
+                    "PARAM_CONFLICT",
+                    f"param {k!r} was already logged as {existing[k]!r}; params are immutable,"
+                    f" so it cannot change to {v!r}",
+                    "params",
+                )
+        new = [
+            {"run_id": run_id, "key": k, "value": v} for k, v in wanted.items() if k not in existing
+        ]
+        if new:
+            await conn.execute(insert(params), new)
+    for k, v in dict(tag_pairs).items():
+        updated = await conn.execute(
+            update(tags).where(and_(tags.c.run_id == run_id, tags.c.key == k)).values(value=v)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(insert(tags).values(run_id=run_id, key=k, value=v))
+    await _write_series(conn, run_id, series)
+
+
+async def _write_series(conn: AsyncConnection, run_id: str, series: list[SeriesIn]) -> None:
+    rows = []
+    for s in series:
+        if not s.values:
+            continue
+        rows.append(
+            {
+                "run_id": run_id,
+                "key": s.key,
+                "n": len(s.values),
+                "min_step": min(s.steps),
+                "max_step": max(s.steps),
+                "steps": codec.pack_ints(s.steps),
+                "timestamps": codec.pack_ints(s.timestamps),
+                "values": codec.pack_floats(s.values),
+            }
+        )
+        # Latest = highest step, then latest timestamp (MLflow's rule).
+        best = max(range(len(s.values)), key=lambda i: (s.steps[i], s.timestamps[i]))
+        step, ts, val = s.steps[best], s.timestamps[best], s.values[best]
+        stored = None if math.isnan(val) else val
+        cur = (
+            await conn.execute(
+                select(latest_metrics.c.step, latest_metrics.c.timestamp).where(
+                    and_(latest_metrics.c.run_id == run_id, latest_metrics.c.key == s.key)
+                )
+            )
+        ).first()
+        if cur is None:
+            await conn.execute(
+                insert(latest_metrics).values(
+                    run_id=run_id, key=s.key, value=stored, step=step, timestamp=ts
+                )
+            )
+        elif (step, ts) >= (cur.step, cur.timestamp):
+            await conn.execute(
+                update(latest_metrics)
+                .where(and_(latest_metrics.c.run_id == run_id, latest_metrics.c.key == s.key))
+                .values(value=stored, step=step, timestamp=ts)
+            )
+    if rows:
+        await conn.execute(insert(metric_chunks), rows)
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"h1:{offset}".encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        prefix, raw = text.split(":", 1)
+        offset = int(raw)
+        if prefix != "h1" or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(
+            "INVALID_PAGE_TOKEN", "page_token was not returned by this call", "page_token"
+        ) from None
+
+
+async def metric_history(
+    conn: AsyncConnection, run_id: str, key: str, page_size: int, page_token: str
+) -> tuple[SeriesIn, str]:
+    """Returns one page of the series ordered by (step, timestamp, write order)."""
+    await get_run_row(conn, run_id)
+    if page_size < 0:
+        raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
+    size = min(page_size or limits.DEFAULT_HISTORY_PAGE, limits.MAX_HISTORY_PAGE)
+    offset = _decode_token(page_token) if page_token else 0
+    steps: list[int] = []
+    stamps: list[int] = []
+    vals: list[float] = []
+    for s_blob, t_blob, v_blob in await conn.execute(
+        select(metric_chunks.c.steps, metric_chunks.c.timestamps, metric_chunks.c["values"])
+        .where(and_(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key))
+        .order_by(metric_chunks.c.min_step, metric_chunks.c.chunk_id)
+    ):
+        steps.extend(codec.unpack_ints(s_blob))
+        stamps.extend(codec.unpack_ints(t_blob))
+        vals.extend(codec.unpack_floats(v_blob))
+    order = range(len(steps))
+    if any(steps[i] > steps[i + 1] for i in range(len(steps) - 1)):
+        order = sorted(order, key=lambda i: (steps[i], stamps[i]))  # type: ignore[assignment]
+    picked = list(order)[offset : offset + size]
+    page = SeriesIn(
+        key=key,
+        steps=[steps[i] for i in picked],
+        timestamps=[stamps[i] for i in picked],
+        values=[vals[i] for i in picked],
+    )
+    more = offset + size < len(steps)
+    return page, _encode_token(offset + size) if more else ""
