@@ -29,8 +29,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check server clients/python/trackline tests --exclude clients/python/trackline/v1
 	$(BIN)/mypy server/trackline_server clients/python/trackline
 
+# Starts a local PostgreSQL (scripts/start_postgres.sh, needs root for apt) unless
+# TRACKLINE_TEST_PG_URL is set; without one the PostgreSQL half of the suite is skipped.
 test: $(STAMP) check-gen lint
-	$(BIN)/pytest -q
+	@url="$${TRACKLINE_TEST_PG_URL:-$$(bash scripts/start_postgres.sh 2>/dev/null | tail -1)}"; \
+	if [ -z "$$url" ] && [ -n "$${TRACKLINE_REQUIRE_PG:-}" ]; then echo "PostgreSQL could not be started"; exit 1; fi; \
+	echo "PostgreSQL for tests: $${url:-none (skipping those tests)}"; \
+	TRACKLINE_TEST_PG_URL="$$url" $(BIN)/pytest -q
 
 serve: $(STAMP)
 	$(BIN)/trackline server

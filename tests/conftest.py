@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +16,14 @@ from pathlib import Path
 import pytest
 from trackline import TracklineClient
 
+PG_URL = os.environ.get("TRACKLINE_TEST_PG_URL", "")
+
 
 @dataclass
 class ServerProcess:
     proc: subprocess.Popen[str]
     address: str
-    db_path: Path
+    store_uri: str
     artifacts: Path
 
     def kill(self) -> None:
@@ -27,8 +31,26 @@ class ServerProcess:
         self.proc.wait(10)
 
 
-def start_server(tmp: Path) -> ServerProcess:
-    db = tmp / "trackline.db"
+def fresh_postgres_database() -> str:
+    """Creates an empty database on the test PostgreSQL and returns its URL."""
+    import asyncpg  # the server's dependency; only needed when PostgreSQL is configured
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def start_server(tmp: Path, store_uri: str | None = None) -> ServerProcess:
+    store_uri = store_uri or f"sqlite+aiosqlite:///{tmp / 'trackline.db'}"
     art = tmp / "artifacts"
     proc = subprocess.Popen(
         [
@@ -38,7 +60,7 @@ def start_server(tmp: Path) -> ServerProcess:
             "--port",
             "0",
             "--store-uri",
-            f"sqlite+aiosqlite:///{db}",
+            store_uri,
             "--artifact-root",
             str(art),
         ],
@@ -52,12 +74,18 @@ def start_server(tmp: Path) -> ServerProcess:
     if match is None:
         proc.kill()
         raise RuntimeError(f"server did not start: {line!r}")
-    return ServerProcess(proc, match.group(1), db, art)
+    return ServerProcess(proc, match.group(1), store_uri, art)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real server per test, on SQLite and on PostgreSQL (each test gets its own database)."""
+    if request.param == "postgresql":
+        if not PG_URL:
+            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
+        srv = start_server(tmp_path, fresh_postgres_database())
+    else:
+        srv = start_server(tmp_path)
     yield srv
     if srv.proc.poll() is None:
         srv.proc.terminate()

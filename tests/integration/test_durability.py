@@ -28,7 +28,7 @@ def test_acked_writes_survive_kill_9(server: ServerProcess, tmp_path: Path) -> N
     client.close()
     server.kill()
 
-    restarted = start_server(tmp_path)
+    restarted = start_server(tmp_path, server.store_uri)
     try:
         client = TracklineClient(restarted.address, retry_seconds=5)
         got = client.get_run(run.run_id)
