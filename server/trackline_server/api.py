@@ -181,6 +181,10 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         self, request: tpb.LogBatchRequest, context: grpc.aio.ServicerContext
     ) -> tpb.LogBatchResponse:
         series = _series_in(request)
+        if len(request.request_id) > 128:
+            raise InvalidArgument(
+                "INVALID_REQUEST_ID", "request_id is longer than 128 characters", "request_id"
+            )
         if len(request.params) + len(request.tags) > limits.MAX_BATCH_PARAMS_AND_TAGS:
             raise InvalidArgument(
                 "BATCH_TOO_LARGE",
@@ -210,6 +214,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
                 series,
                 [(p.key, p.value) for p in request.params],
                 [(t.key, t.value) for t in request.tags],
+                request.request_id,
             )
         return tpb.LogBatchResponse()
 

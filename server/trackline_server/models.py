@@ -85,6 +85,16 @@ latest_metrics = Table(
     Column("timestamp", BigInteger, nullable=False),
 )
 
+# Ids of applied LogBatch requests, written in the batch's own transaction: a retry finds its
+# id here and is not applied again.
+applied_requests = Table(
+    "applied_requests",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("applied_time", BigInteger, nullable=False),
+)
+
 # One row holds many points of one series: little-endian packed int64/int64/float64 columns.
 metric_chunks = Table(
     "metric_chunks",

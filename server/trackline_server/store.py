@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import codec, limits
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from .models import experiment_tags, experiments, latest_metrics, metric_chunks, params, runs, tags
+from .models import (
+    applied_requests,
+    experiment_tags,
+    experiments,
+    latest_metrics,
+    metric_chunks,
+    params,
+    runs,
+    tags,
+)
 
 ACTIVE = 1
 DELETED = 2
@@ -282,11 +291,30 @@ async def log_batch(
     series: list[SeriesIn],
     param_pairs: list[tuple[str, str]],
     tag_pairs: list[tuple[str, str]],
+    request_id: str = "",
 ) -> None:
-    """Writes one run's metrics, params and tags; raises before writing on any bad input."""
+    """Writes one run's metrics, params and tags; raises before writing on any bad input.
+    A non-empty ``request_id`` seen before makes this a no-op (the retry of an applied batch)."""
     run = await get_run_row(conn, run_id)
     if run.lifecycle_stage != ACTIVE:
         raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+    if request_id:
+        seen_run = await conn.scalar(
+            select(applied_requests.c.run_id).where(applied_requests.c.request_id == request_id)
+        )
+        if seen_run is not None:
+            if seen_run != run_id:
+                raise InvalidArgument(
+                    "REQUEST_ID_REUSED",
+                    f"request_id {request_id!r} was already used for run {seen_run!r}",
+                    "request_id",
+                )
+            return
+        await conn.execute(
+            insert(applied_requests).values(
+                request_id=request_id, run_id=run_id, applied_time=now_ms()
+            )
+        )
     wanted = dict(param_pairs)
     if len(wanted) != len(param_pairs):
         seen: dict[str, str] = {}

@@ -6,6 +6,7 @@ import math
 
 import grpc
 import pytest
+from conftest import ServerProcess
 from trackline import AlreadyExists, InvalidArgument, NotFound, TracklineClient
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
@@ -183,3 +184,41 @@ def test_too_long_param_value(client: TracklineClient) -> None:
 def test_unknown_run_write(client: TracklineClient) -> None:
     with pytest.raises(NotFound):
         client.log_metric("0" * 32, "loss", 1.0)
+
+
+def test_retried_log_batch_is_applied_once(client: TracklineClient) -> None:
+    run = client.create_run()
+    req = tpb.LogBatchRequest(
+        run_id=run.run_id,
+        metrics=[pb.MetricSeries(key="loss", steps=[1, 2], timestamps=[1, 1], values=[0.1, 0.2])],
+        tags=[pb.Tag(key="t", value="v")],
+        request_id="retry-me",
+    )
+    client._call(client.stub.LogBatch, req)
+    client._call(client.stub.LogBatch, req)  # a retry after a lost response
+    assert len(list(client.get_metric_history(run.run_id, "loss"))) == 2
+    other = client.create_run()
+    req.run_id = other.run_id
+    with pytest.raises(InvalidArgument) as info:
+        client._call(client.stub.LogBatch, req)
+    assert info.value.reason == "REQUEST_ID_REUSED"
+    req.request_id = "x" * 129
+    with pytest.raises(InvalidArgument) as info:
+        client._call(client.stub.LogBatch, req)
+    assert info.value.reason == "INVALID_REQUEST_ID"
+
+
+def test_health_and_reflection(server: ServerProcess) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        resp = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = refl.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+        )
+        names = {s.name for s in answer.list_services_response.service}
+        assert "trackline.v1.TrackingService" in names
