@@ -232,5 +232,47 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         series.values.extend(page.values)
         return tpb.GetMetricHistoryResponse(series=series, next_page_token=token)
 
+    @rpc
+    async def DeleteExperiment(
+        self, request: tpb.DeleteExperimentRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.DeleteExperimentResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id)
+        async with self.db.write() as conn:
+            await store.set_experiment_stage(conn, exp_id, store.DELETED)
+        return tpb.DeleteExperimentResponse()
+
+    @rpc
+    async def RestoreExperiment(
+        self, request: tpb.RestoreExperimentRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.RestoreExperimentResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id)
+        async with self.db.write() as conn:
+            await store.set_experiment_stage(conn, exp_id, store.ACTIVE)
+        return tpb.RestoreExperimentResponse()
+
+    @rpc
+    async def DeleteRun(
+        self, request: tpb.DeleteRunRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.DeleteRunResponse:
+        async with self.db.write() as conn:
+            await store.set_run_stage(conn, request.run_id, store.DELETED)
+        return tpb.DeleteRunResponse()
+
+    @rpc
+    async def RestoreRun(
+        self, request: tpb.RestoreRunRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.RestoreRunResponse:
+        async with self.db.write() as conn:
+            await store.set_run_stage(conn, request.run_id, store.ACTIVE)
+        return tpb.RestoreRunResponse()
+
+    @rpc
+    async def DeleteTag(
+        self, request: tpb.DeleteTagRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.DeleteTagResponse:
+        async with self.db.write() as conn:
+            await store.delete_tag(conn, request.run_id, request.key)
+        return tpb.DeleteTagResponse()
+
 
 __all__ = ["TrackingServicer"]

@@ -449,3 +449,41 @@ async def metric_history(
     )
     more = offset + size < len(steps)
     return page, _encode_token(offset + size) if more else ""
+
+
+async def set_experiment_stage(conn: AsyncConnection, exp_id: int, stage: int) -> None:
+    """Soft-deletes (stage DELETED) or restores (ACTIVE) an experiment; asking for the stage it
+    already has is FAILED_PRECONDITION, so a caller learns its view was stale."""
+    exp = await get_experiment(conn, exp_id)
+    if exp.lifecycle_stage == stage:
+        state = "deleted" if stage == DELETED else "active"
+        raise FailedPrecondition(
+            "WRONG_LIFECYCLE_STAGE", f"experiment '{exp_id}' is already {state}"
+        )
+    if exp_id == DEFAULT_EXPERIMENT_ID and stage == DELETED:
+        raise FailedPrecondition("DEFAULT_EXPERIMENT", "the Default experiment cannot be deleted")
+    await conn.execute(
+        update(experiments)
+        .where(experiments.c.experiment_id == exp_id)
+        .values(lifecycle_stage=stage, last_update_time=now_ms())
+    )
+
+
+async def set_run_stage(conn: AsyncConnection, run_id: str, stage: int) -> None:
+    """Soft-deletes or restores a run, like set_experiment_stage."""
+    run = await get_run_row(conn, run_id)
+    if run.lifecycle_stage == stage:
+        state = "deleted" if stage == DELETED else "active"
+        raise FailedPrecondition("WRONG_LIFECYCLE_STAGE", f"run {run_id!r} is already {state}")
+    await conn.execute(update(runs).where(runs.c.run_id == run_id).values(lifecycle_stage=stage))
+
+
+async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
+    run = await get_run_row(conn, run_id)
+    if run.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+    result = await conn.execute(
+        tags.delete().where(and_(tags.c.run_id == run_id, tags.c.key == key))
+    )
+    if result.rowcount == 0:
+        raise NotFound("TAG_NOT_FOUND", f"run {run_id!r} has no tag {key!r}", "key")

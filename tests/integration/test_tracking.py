@@ -7,7 +7,7 @@ import math
 import grpc
 import pytest
 from conftest import ServerProcess
-from trackline import AlreadyExists, InvalidArgument, NotFound, TracklineClient
+from trackline import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TracklineClient
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 
@@ -222,3 +222,46 @@ def test_health_and_reflection(server: ServerProcess) -> None:
         )
         names = {s.name for s in answer.list_services_response.service}
         assert "trackline.v1.TrackingService" in names
+
+
+def test_delete_and_restore_run(client: TracklineClient) -> None:
+    run = client.create_run()
+    client.delete_run(run.run_id)
+    assert client.get_run(run.run_id).lifecycle_stage == pb.LIFECYCLE_STAGE_DELETED
+    with pytest.raises(FailedPrecondition) as info:
+        client.log_metric(run.run_id, "loss", 1.0)
+    assert info.value.reason == "RUN_DELETED"
+    with pytest.raises(FailedPrecondition) as info:
+        client.delete_run(run.run_id)
+    assert info.value.reason == "WRONG_LIFECYCLE_STAGE"
+    client.restore_run(run.run_id)
+    client.log_metric(run.run_id, "loss", 1.0)
+    assert client.get_run(run.run_id).lifecycle_stage == pb.LIFECYCLE_STAGE_ACTIVE
+    with pytest.raises(NotFound):
+        client.delete_run("missing")
+
+
+def test_delete_and_restore_experiment(client: TracklineClient) -> None:
+    exp = client.create_experiment("to-delete")
+    client.delete_experiment(exp.experiment_id)
+    assert client.get_experiment(exp.experiment_id).lifecycle_stage == pb.LIFECYCLE_STAGE_DELETED
+    with pytest.raises(FailedPrecondition) as info:
+        client.create_run(exp.experiment_id)
+    assert info.value.reason == "EXPERIMENT_DELETED"
+    client.restore_experiment(exp.experiment_id)
+    client.create_run(exp.experiment_id)
+    with pytest.raises(FailedPrecondition) as info:
+        client.restore_experiment(exp.experiment_id)
+    assert info.value.reason == "WRONG_LIFECYCLE_STAGE"
+    with pytest.raises(FailedPrecondition) as info:
+        client.delete_experiment("0")
+    assert info.value.reason == "DEFAULT_EXPERIMENT"
+
+
+def test_delete_tag(client: TracklineClient) -> None:
+    run = client.create_run(tags={"keep": "1", "drop": "2"})
+    client.delete_tag(run.run_id, "drop")
+    assert {t.key for t in client.get_run(run.run_id).tags} == {"keep"}
+    with pytest.raises(NotFound) as info:
+        client.delete_tag(run.run_id, "drop")
+    assert info.value.reason == "TAG_NOT_FOUND"

@@ -165,6 +165,25 @@ class TracklineClient:
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, tags={key: value})
 
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._call(
+            self.stub.DeleteExperiment, tpb.DeleteExperimentRequest(experiment_id=experiment_id)
+        )
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._call(
+            self.stub.RestoreExperiment, tpb.RestoreExperimentRequest(experiment_id=experiment_id)
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self._call(self.stub.DeleteRun, tpb.DeleteRunRequest(run_id=run_id))
+
+    def restore_run(self, run_id: str) -> None:
+        self._call(self.stub.RestoreRun, tpb.RestoreRunRequest(run_id=run_id))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._call(self.stub.DeleteTag, tpb.DeleteTagRequest(run_id=run_id, key=key))
+
     def get_metric_history(
         self, run_id: str, key: str, *, page_size: int = 0
     ) -> Iterator[tuple[int, int, float]]:

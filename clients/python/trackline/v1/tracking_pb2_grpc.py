@@ -75,6 +75,31 @@ class TrackingServiceStub:
                 request_serializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryRequest.SerializeToString,
                 response_deserializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryResponse.FromString,
                 _registered_method=True)
+        self.DeleteExperiment = channel.unary_unary(
+                '/trackline.v1.TrackingService/DeleteExperiment',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentResponse.FromString,
+                _registered_method=True)
+        self.RestoreExperiment = channel.unary_unary(
+                '/trackline.v1.TrackingService/RestoreExperiment',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.RestoreExperimentRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.RestoreExperimentResponse.FromString,
+                _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/trackline.v1.TrackingService/DeleteRun',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunResponse.FromString,
+                _registered_method=True)
+        self.RestoreRun = channel.unary_unary(
+                '/trackline.v1.TrackingService/RestoreRun',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunResponse.FromString,
+                _registered_method=True)
+        self.DeleteTag = channel.unary_unary(
+                '/trackline.v1.TrackingService/DeleteTag',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -137,6 +162,41 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExperiment(self, request, context):
+        """Soft-deletes an experiment; its runs stay but cannot be written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreExperiment(self, request, context):
+        """Restores a soft-deleted experiment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRun(self, request, context):
+        """Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreRun(self, request, context):
+        """Restores a soft-deleted run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTag(self, request, context):
+        """Deletes one tag of a run; NOT_FOUND when the run has no such tag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +239,31 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.GetMetricHistory,
                     request_deserializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryRequest.FromString,
                     response_serializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryResponse.SerializeToString,
+            ),
+            'DeleteExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExperiment,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentResponse.SerializeToString,
+            ),
+            'RestoreExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreExperiment,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.RestoreExperimentRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.RestoreExperimentResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'RestoreRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreRun,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunResponse.SerializeToString,
+            ),
+            'DeleteTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTag,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +483,141 @@ class TrackingService:
             '/trackline.v1.TrackingService/GetMetricHistory',
             trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryRequest.SerializeToString,
             trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/DeleteExperiment',
+            trackline_dot_v1_dot_tracking__pb2.DeleteExperimentRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.DeleteExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/RestoreExperiment',
+            trackline_dot_v1_dot_tracking__pb2.RestoreExperimentRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.RestoreExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/DeleteRun',
+            trackline_dot_v1_dot_tracking__pb2.DeleteRunRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/RestoreRun',
+            trackline_dot_v1_dot_tracking__pb2.RestoreRunRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.RestoreRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/DeleteTag',
+            trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.FromString,
             options,
             channel_credentials,
             insecure,
