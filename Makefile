@@ -23,8 +23,11 @@ check-gen: gen
 	git diff --exit-code -- clients/python/trackline/v1
 	@test -z "$$(git status --porcelain -- clients/python/trackline/v1)" || (echo "untracked generated files"; exit 1)
 
+# buf breaking compares the protos with the main branch (a no-op on main itself); a clone
+# without a main branch compares with HEAD.
 lint: $(STAMP)
 	$(BIN)/buf lint
+	$(BIN)/buf breaking --against ".git#branch=$$(git rev-parse --verify -q main >/dev/null && echo main || git rev-parse --abbrev-ref HEAD)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check server clients/python/trackline tests --exclude clients/python/trackline/v1
 	$(BIN)/mypy server/trackline_server clients/python/trackline
@@ -42,3 +45,4 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/logbatch.py
+	$(BIN)/python bench/search.py

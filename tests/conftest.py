@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,9 @@ def fresh_postgres_database() -> str:
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
-def start_server(tmp: Path, store_uri: str | None = None) -> ServerProcess:
+def start_server(
+    tmp: Path, store_uri: str | None = None, extra_args: Sequence[str] = ()
+) -> ServerProcess:
     store_uri = store_uri or f"sqlite+aiosqlite:///{tmp / 'trackline.db'}"
     art = tmp / "artifacts"
     proc = subprocess.Popen(
@@ -63,6 +65,7 @@ def start_server(tmp: Path, store_uri: str | None = None) -> ServerProcess:
             store_uri,
             "--artifact-root",
             str(art),
+            *extra_args,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -73,6 +76,8 @@ def start_server(tmp: Path, store_uri: str | None = None) -> ServerProcess:
     match = re.search(r"listening on ([\d.]+:\d+)", line)
     if match is None:
         proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
         raise RuntimeError(f"server did not start: {line!r}")
     return ServerProcess(proc, match.group(1), store_uri, art)
 

@@ -15,6 +15,7 @@ from trackline.v1 import tracking_pb2_grpc
 from . import limits, store
 from .database import Database
 from .errors import InvalidArgument, TracklineError, to_status
+from .search import queries
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -273,6 +274,66 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         async with self.db.write() as conn:
             await store.delete_tag(conn, request.run_id, request.key)
         return tpb.DeleteTagResponse()
+
+    @rpc
+    async def SearchExperiments(
+        self, request: tpb.SearchExperimentsRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.SearchExperimentsResponse:
+        async with self.db.read() as conn:
+            found, token = await queries.search_experiments(
+                conn,
+                request.filter,
+                list(request.order_by),
+                request.page_size,
+                request.page_token,
+                request.view_type,
+            )
+        return tpb.SearchExperimentsResponse(
+            experiments=[experiment_pb(e) for e in found], next_page_token=token
+        )
+
+    @rpc
+    async def UpdateExperiment(
+        self, request: tpb.UpdateExperimentRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.UpdateExperimentResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id)
+        async with self.db.write() as conn:
+            exp = await store.rename_experiment(conn, exp_id, request.new_name)
+        return tpb.UpdateExperimentResponse(experiment=experiment_pb(exp))
+
+    @rpc
+    async def SetExperimentTag(
+        self, request: tpb.SetExperimentTagRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.SetExperimentTagResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id)
+        async with self.db.write() as conn:
+            await store.set_experiment_tag(conn, exp_id, request.key, request.value)
+        return tpb.SetExperimentTagResponse()
+
+    @rpc
+    async def DeleteExperimentTag(
+        self, request: tpb.DeleteExperimentTagRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.DeleteExperimentTagResponse:
+        exp_id = store.parse_experiment_id(request.experiment_id)
+        async with self.db.write() as conn:
+            await store.delete_experiment_tag(conn, exp_id, request.key)
+        return tpb.DeleteExperimentTagResponse()
+
+    @rpc
+    async def SearchRuns(
+        self, request: tpb.SearchRunsRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.SearchRunsResponse:
+        async with self.db.read() as conn:
+            found, token = await queries.search_runs(
+                conn,
+                list(request.experiment_ids),
+                request.filter,
+                list(request.order_by),
+                request.page_size,
+                request.page_token,
+                request.run_view_type,
+            )
+        return tpb.SearchRunsResponse(runs=[run_pb(r) for r in found], next_page_token=token)
 
 
 __all__ = ["TrackingServicer"]

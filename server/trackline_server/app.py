@@ -14,6 +14,7 @@ from trackline.v1 import tracking_pb2, tracking_pb2_grpc
 
 from . import limits, store
 from .api import TrackingServicer
+from .auth import BearerTokenInterceptor
 from .config import Settings
 from .database import Database
 
@@ -29,7 +30,8 @@ async def build(settings: Settings) -> tuple[grpc.aio.Server, Database, int]:
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
     ]
-    server = grpc.aio.server(options=opts)
+    interceptors = [BearerTokenInterceptor(settings.auth_tokens)] if settings.auth_tokens else []
+    server = grpc.aio.server(options=opts, interceptors=interceptors)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingServicer(db, settings.artifact_root), server
     )
@@ -53,7 +55,8 @@ async def serve(settings: Settings) -> None:
     server, db, port = await build(settings)
     print(
         f"trackline: listening on {settings.host}:{port}; store {settings.store_uri};"
-        f" artifacts {settings.artifact_root}",
+        f" artifacts {settings.artifact_root}; auth"
+        f" {'bearer token' if settings.auth_tokens else 'off'}",
         flush=True,
     )
     stop = asyncio.Event()

@@ -13,6 +13,7 @@ class Settings:
     artifact_root: str
     host: str
     port: int
+    auth_tokens: tuple[str, ...] = ()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,11 +40,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="port to bind, 0 for any free port (env TRACKLINE_PORT)",
     )
 
+    parser.add_argument(
+        "--auth-token",
+        action="append",
+        default=None,
+        help="require 'authorization: Bearer <token>' on every call; repeat to accept several"
+        " tokens while rotating (env TRACKLINE_AUTH_TOKENS, comma-separated). Off by default",
+    )
+
 
 def from_args(ns: argparse.Namespace) -> Settings:
+    tokens = ns.auth_token or [
+        t.strip() for t in os.environ.get("TRACKLINE_AUTH_TOKENS", "").split(",") if t.strip()
+    ]
+    if any(not t.strip() for t in ns.auth_token or []):
+        # Most likely `--auth-token "$UNSET_VARIABLE"`: refuse rather than serve unprotected.
+        raise SystemExit("trackline: --auth-token must not be empty")
     return Settings(
         store_uri=ns.store_uri,
         artifact_root=os.path.abspath(ns.artifact_root),
         host=ns.host,
         port=ns.port,
+        auth_tokens=tuple(tokens),
     )

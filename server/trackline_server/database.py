@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .models import metadata
+from . import migrate
 
 
 class Database:
@@ -31,8 +31,8 @@ class Database:
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Creates or upgrades the schema to the newest migration."""
+        await migrate.upgrade(self.engine)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -60,6 +60,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
+    # LIKE is case-sensitive as on PostgreSQL; ILIKE is the case-insensitive form.
+    cur.execute("PRAGMA case_sensitive_like=ON")
     cur.close()
 
 

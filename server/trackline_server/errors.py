@@ -42,6 +42,11 @@ class FailedPrecondition(TracklineError):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unauthenticated(TracklineError):
+    code = code_pb2.UNAUTHENTICATED
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
 def to_status(err: TracklineError) -> status_pb2.Status:
     """Builds the google.rpc.Status carried in the trailers of a failed call."""
     details = []

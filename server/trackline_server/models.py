@@ -48,7 +48,7 @@ runs = Table(
     "runs",
     metadata,
     Column("run_id", String(32), primary_key=True),
-    Column("experiment_id", ForeignKey("experiments.experiment_id"), nullable=False, index=True),
+    Column("experiment_id", ForeignKey("experiments.experiment_id"), nullable=False),
     Column("run_name", String(500), nullable=False),
     Column("status", Integer, nullable=False),
     Column("start_time", BigInteger, nullable=False),
@@ -56,6 +56,8 @@ runs = Table(
     Column("lifecycle_stage", Integer, nullable=False),
     Column("parent_run_id", String(32), nullable=True),
     Column("artifact_uri", Text, nullable=False),
+    # Run search filters by experiment and, by default, orders by start time.
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
 )
 
 params = Table(
@@ -64,6 +66,9 @@ params = Table(
     Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
     Column("key", String(500), primary_key=True),
     Column("value", Text, nullable=False),
+    # Search finds the runs that have a key; values stay unindexed (up to 64 KiB, too long
+    # for a PostgreSQL btree entry).
+    Index("ix_params_key", "key", "run_id"),
 )
 
 tags = Table(
@@ -72,6 +77,7 @@ tags = Table(
     Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
     Column("key", String(500), primary_key=True),
     Column("value", Text, nullable=False),
+    Index("ix_tags_key", "key", "run_id"),
 )
 
 # value is NULL exactly when the latest value is NaN (SQLite cannot store NaN).
@@ -83,6 +89,8 @@ latest_metrics = Table(
     Column("value", Float, nullable=True),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
+    # Search compares latest values of one key: `metrics.loss < 0.3` is a range scan.
+    Index("ix_latest_metrics_key_value", "key", "value"),
 )
 
 # Ids of applied LogBatch requests, written in the batch's own transaction: a retry finds its

@@ -84,6 +84,15 @@ def check_key(key: str, field_name: str) -> None:
         raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
 
 
+def check_experiment_name(name: str, field_name: str) -> None:
+    if not name.strip():
+        raise InvalidArgument("INVALID_NAME", "experiment name must not be empty", field_name)
+    if len(name) > limits.MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            "INVALID_NAME", f"name is longer than {limits.MAX_NAME_LENGTH} characters", field_name
+        )
+
+
 def parse_experiment_id(raw: str, field_name: str = "experiment_id") -> int:
     try:
         value = int(raw)
@@ -123,12 +132,7 @@ async def create_experiment(
     tag_pairs: dict[str, str],
     artifact_root: str,
 ) -> ExperimentRow:
-    if not name.strip():
-        raise InvalidArgument("INVALID_NAME", "experiment name must not be empty", "name")
-    if len(name) > limits.MAX_NAME_LENGTH:
-        raise InvalidArgument(
-            "INVALID_NAME", f"name is longer than {limits.MAX_NAME_LENGTH} characters", "name"
-        )
+    check_experiment_name(name, "name")
     if await conn.scalar(select(experiments.c.experiment_id).where(experiments.c.name == name)):
         raise AlreadyExists("EXPERIMENT_ALREADY_EXISTS", f"experiment {name!r} already exists")
     for i, key in enumerate(tag_pairs):
@@ -242,25 +246,8 @@ async def get_run_row(conn: AsyncConnection, run_id: str, field_name: str = "run
 
 
 async def get_run(conn: AsyncConnection, run_id: str) -> RunRow:
-    run = await get_run_row(conn, run_id)
-    for key, value in await conn.execute(
-        select(params.c.key, params.c.value).where(params.c.run_id == run_id)
-    ):
-        run.params[key] = value
-    for key, value in await conn.execute(
-        select(tags.c.key, tags.c.value).where(tags.c.run_id == run_id)
-    ):
-        run.tags[key] = value
-    for key, value, step, ts in await conn.execute(
-        select(
-            latest_metrics.c.key,
-            latest_metrics.c.value,
-            latest_metrics.c.step,
-            latest_metrics.c.timestamp,
-        ).where(latest_metrics.c.run_id == run_id)
-    ):
-        run.latest_metrics.append((key, math.nan if value is None else value, step, ts))
-    return run
+    await get_run_row(conn, run_id)
+    return (await load_runs(conn, [run_id]))[0]
 
 
 async def update_run(
@@ -487,3 +474,115 @@ async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
     )
     if result.rowcount == 0:
         raise NotFound("TAG_NOT_FOUND", f"run {run_id!r} has no tag {key!r}", "key")
+
+
+async def rename_experiment(conn: AsyncConnection, exp_id: int, new_name: str) -> ExperimentRow:
+    check_experiment_name(new_name, "new_name")
+    exp = await get_experiment(conn, exp_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition(
+            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
+        )
+    if new_name != exp.name:
+        taken = await conn.scalar(
+            select(experiments.c.experiment_id).where(experiments.c.name == new_name)
+        )
+        if taken is not None:
+            raise AlreadyExists(
+                "EXPERIMENT_ALREADY_EXISTS", f"experiment {new_name!r} already exists", "new_name"
+            )
+        await conn.execute(
+            update(experiments)
+            .where(experiments.c.experiment_id == exp_id)
+            .values(name=new_name, last_update_time=now_ms())
+        )
+    return await get_experiment(conn, exp_id)
+
+
+async def set_experiment_tag(conn: AsyncConnection, exp_id: int, key: str, value: str) -> None:
+    check_key(key, "key")
+    if len(value) > limits.MAX_TAG_VALUE_LENGTH:
+        raise InvalidArgument(
+            "VALUE_TOO_LONG",
+            f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
+            "value",
+        )
+    exp = await get_experiment(conn, exp_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition(
+            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
+        )
+    match = and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)
+    updated = await conn.execute(update(experiment_tags).where(match).values(value=value))
+    if updated.rowcount == 0:
+        await conn.execute(
+            insert(experiment_tags).values(experiment_id=exp_id, key=key, value=value)
+        )
+    await _touch_experiment(conn, exp_id)
+
+
+async def delete_experiment_tag(conn: AsyncConnection, exp_id: int, key: str) -> None:
+    exp = await get_experiment(conn, exp_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition(
+            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
+        )
+    result = await conn.execute(
+        experiment_tags.delete().where(
+            and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)
+        )
+    )
+    if result.rowcount == 0:
+        raise NotFound("TAG_NOT_FOUND", f"experiment '{exp_id}' has no tag {key!r}", "key")
+    await _touch_experiment(conn, exp_id)
+
+
+async def _touch_experiment(conn: AsyncConnection, exp_id: int) -> None:
+    await conn.execute(
+        update(experiments)
+        .where(experiments.c.experiment_id == exp_id)
+        .values(last_update_time=now_ms())
+    )
+
+
+async def load_runs(conn: AsyncConnection, run_ids: list[str]) -> list[RunRow]:
+    """The runs with their params, tags and latest metrics, in the order of ``run_ids``;
+    four queries whatever the number of runs."""
+    if not run_ids:
+        return []
+    found = {
+        row.run_id: RunRow(**row._mapping)
+        for row in await conn.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
+    }
+    for run_id, key, value in await conn.execute(
+        select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(run_ids))
+    ):
+        found[run_id].params[key] = value
+    for run_id, key, value in await conn.execute(
+        select(tags.c.run_id, tags.c.key, tags.c.value).where(tags.c.run_id.in_(run_ids))
+    ):
+        found[run_id].tags[key] = value
+    lm = latest_metrics.c
+    for run_id, key, value, step, ts in await conn.execute(
+        select(lm.run_id, lm.key, lm.value, lm.step, lm.timestamp).where(lm.run_id.in_(run_ids))
+    ):
+        found[run_id].latest_metrics.append((key, math.nan if value is None else value, step, ts))
+    return [found[r] for r in run_ids if r in found]
+
+
+async def load_experiments(conn: AsyncConnection, exp_ids: list[int]) -> list[ExperimentRow]:
+    """The experiments with their tags, in the order of ``exp_ids``."""
+    if not exp_ids:
+        return []
+    found = {
+        row.experiment_id: ExperimentRow(**row._mapping)
+        for row in await conn.execute(
+            select(experiments).where(experiments.c.experiment_id.in_(exp_ids))
+        )
+    }
+    et = experiment_tags.c
+    for exp_id, key, value in await conn.execute(
+        select(et.experiment_id, et.key, et.value).where(et.experiment_id.in_(exp_ids))
+    ):
+        found[exp_id].tags[key] = value
+    return [found[e] for e in exp_ids if e in found]

@@ -87,3 +87,42 @@ def test_cli_errors_are_one_line(server: ServerProcess) -> None:
     assert out.stderr.strip().count("\n") == 0 and "RUN_NOT_FOUND" in out.stderr
     created = _cli(server, "experiments", "create", "from-cli")
     assert created.returncode == 0 and "from-cli" in created.stdout
+
+
+def test_cli_lists_and_searches(server: ServerProcess) -> None:
+    client = trackline.TracklineClient(server.address)
+    exp = client.create_experiment("cli-search").experiment_id
+    for name, loss, opt in (("a", 0.5, "adam"), ("b", 0.2, "sgd"), ("c", 0.1, "adam")):
+        run = client.create_run(exp, run_name=name)
+        client.log_batch(
+            run.run_id,
+            metrics=[pb.MetricSeries(key="loss", steps=[0], timestamps=[1], values=[loss])],
+            params={"opt": opt},
+        )
+    listed = _cli(server, "experiments", "list")
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "NAME", "STAGE"]
+    assert {r.split()[1] for r in rows} == {"Default", "cli-search"}
+
+    out = _cli(
+        server, "runs", "search", "params.opt = 'adam'", "-n", "cli-search",
+        "--order-by", "metrics.loss",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert header.split()[-2:] == ["params.opt", "metrics.loss"]  # keys named become columns
+    assert [r.split()[2] for r in rows] == ["c", "a"]
+    assert "metrics.loss" in header and "0.1" in rows[0]
+
+    data = json.loads(_cli(server, "runs", "list", "-e", exp, "--json").stdout)
+    assert sorted(r["runName"] for r in data) == ["a", "b", "c"]
+    none = _cli(server, "runs", "search", "metrics.loss > 10", "-e", exp)
+    assert none.returncode == 0 and none.stdout.strip() == "no runs found"
+
+
+def test_cli_bad_filter_is_one_line(server: ServerProcess) -> None:
+    out = _cli(server, "runs", "search", "metrics.loss <")
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "INVALID_FILTER" in out.stderr
+    assert "position" in out.stderr

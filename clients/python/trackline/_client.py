@@ -7,7 +7,8 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar, cast
+from itertools import islice
+from typing import Any, Literal, TypeVar, cast
 
 import grpc
 
@@ -18,6 +19,12 @@ from trackline.v1 import tracking_pb2_grpc
 from ._exceptions import from_rpc_error
 
 T = TypeVar("T")
+ViewType = Literal["active", "deleted", "all"]
+_VIEW_TYPES = {
+    "active": tpb.VIEW_TYPE_ACTIVE_ONLY,
+    "deleted": tpb.VIEW_TYPE_DELETED_ONLY,
+    "all": tpb.VIEW_TYPE_ALL,
+}
 DEFAULT_URI = "localhost:50051"
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
@@ -71,6 +78,15 @@ class TracklineClient:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 
+    def _pages(self, method: Callable[..., Any], request: Any, field: str) -> Iterator[Any]:
+        """Yields the items in ``field`` of every page, passing each next_page_token back."""
+        while True:
+            resp = self._call(method, request)
+            yield from getattr(resp, field)
+            if not resp.next_page_token:
+                return
+            request.page_token = resp.next_page_token
+
     # Experiments
     def create_experiment(
         self, name: str, *, artifact_location: str = "", tags: Mapping[str, str] | None = None
@@ -92,6 +108,40 @@ class TracklineClient:
         req = tpb.GetExperimentByNameRequest(name=name)
         resp = self._call(self.stub.GetExperimentByName, req)
         return cast(pb.Experiment, resp.experiment)
+
+    def search_experiments(
+        self,
+        filter: str = "",
+        *,
+        order_by: list[str] | None = None,
+        view_type: ViewType = "active",
+        max_results: int | None = None,
+        page_size: int = 0,
+    ) -> Iterator[pb.Experiment]:
+        """Yields matching experiments, fetching pages as needed; ``filter`` covers ``name``,
+        ``experiment_id``, ``creation_time``, ``last_update_time`` and ``tags.<key>``."""
+
+        req = tpb.SearchExperimentsRequest(
+            filter=filter,
+            order_by=order_by or [],
+            page_size=page_size,
+            view_type=_view_type(view_type),
+        )
+        pages = self._pages(self.stub.SearchExperiments, req, "experiments")
+        return islice(pages, max_results)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> pb.Experiment:
+        req = tpb.UpdateExperimentRequest(experiment_id=experiment_id, new_name=new_name)
+        resp = self._call(self.stub.UpdateExperiment, req)
+        return cast(pb.Experiment, resp.experiment)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        req = tpb.SetExperimentTagRequest(experiment_id=experiment_id, key=key, value=str(value))
+        self._call(self.stub.SetExperimentTag, req)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        req = tpb.DeleteExperimentTagRequest(experiment_id=experiment_id, key=key)
+        self._call(self.stub.DeleteExperimentTag, req)
 
     # Runs
     def create_run(
@@ -165,6 +215,30 @@ class TracklineClient:
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, tags={key: value})
 
+    def search_runs(
+        self,
+        experiment_ids: list[str] | None = None,
+        filter: str = "",
+        *,
+        order_by: list[str] | None = None,
+        view_type: ViewType = "active",
+        max_results: int | None = None,
+        page_size: int = 0,
+    ) -> Iterator[pb.Run]:
+        """Yields matching runs with their data, fetching pages as needed. No experiment ids
+        means every experiment. ``filter`` example:
+        ``"metrics.loss < 0.3 and (params.opt = 'adam' or tags.team LIKE 'cv%')"``;
+        a malformed one raises InvalidArgument naming the position."""
+
+        req = tpb.SearchRunsRequest(
+            experiment_ids=experiment_ids or [],
+            filter=filter,
+            order_by=order_by or [],
+            page_size=page_size,
+            run_view_type=_view_type(view_type),
+        )
+        return islice(self._pages(self.stub.SearchRuns, req, "runs"), max_results)
+
     def delete_experiment(self, experiment_id: str) -> None:
         self._call(
             self.stub.DeleteExperiment, tpb.DeleteExperimentRequest(experiment_id=experiment_id)
@@ -201,4 +275,11 @@ class TracklineClient:
                 return
 
 
-__all__ = ["TracklineClient"]
+def _view_type(name: str) -> tpb.ViewType:
+    try:
+        return _VIEW_TYPES[name]
+    except KeyError:
+        raise ValueError(f"view_type must be one of {sorted(_VIEW_TYPES)}, not {name!r}") from None
+
+
+__all__ = ["TracklineClient", "ViewType"]

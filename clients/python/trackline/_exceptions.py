@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+
+from . import _status
 
 
 class TracklineError(Exception):
@@ -45,12 +45,27 @@ class Unavailable(TracklineError):
     pass
 
 
+class Unauthenticated(TracklineError):
+    """The server wants a token (``TRACKLINE_TOKEN`` or ``token=``) and got none or a bad one."""
+
+
+class PermissionDenied(TracklineError):
+    pass
+
+
+class ResourceExhausted(TracklineError):
+    pass
+
+
 _BY_CODE: dict[grpc.StatusCode, type[TracklineError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 
@@ -58,15 +73,6 @@ def from_rpc_error(err: grpc.RpcError) -> TracklineError:
     """Maps a grpc error (with optional rich status details) to the typed exception."""
     code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
     message: str = err.details() or ""  # type: ignore[attr-defined]
-    reason = ""
-    violations: dict[str, str] = {}
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    if status is not None:
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            bad = error_details_pb2.BadRequest()
-            if detail.Unpack(info):
-                reason = info.reason
-            elif detail.Unpack(bad):
-                violations.update({v.field: v.description for v in bad.field_violations})
-    return _BY_CODE.get(code, TracklineError)(message, code, reason, violations)
+    rich = _status.parse(err.trailing_metadata())  # type: ignore[attr-defined]
+    cls = _BY_CODE.get(code, TracklineError)
+    return cls(message, code, rich.reason, rich.field_violations)

@@ -118,3 +118,20 @@ def set_tag(key: str, value: Any) -> None:
 
 def set_tags(tags: Mapping[str, Any]) -> None:
     client().log_batch(_run(), tags=tags)
+
+
+def search_runs(
+    filter: str = "",
+    *,
+    experiment_ids: list[str] | None = None,
+    experiment_names: list[str] | None = None,
+    order_by: list[str] | None = None,
+    max_results: int | None = 1000,
+) -> list[pb.Run]:
+    """Runs matching ``filter`` in the given experiments (by id or name); with neither, in the
+    current experiment, or every experiment when none was set."""
+    ids = list(experiment_ids or [])
+    ids += [client().get_experiment_by_name(n).experiment_id for n in experiment_names or []]
+    if not ids and _experiment_id is not None:
+        ids = [_experiment_id]
+    return list(client().search_runs(ids, filter, order_by=order_by, max_results=max_results))

@@ -1,11 +1,23 @@
 from trackline.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ViewType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIEW_TYPE_UNSPECIFIED: _ClassVar[ViewType]
+    VIEW_TYPE_ACTIVE_ONLY: _ClassVar[ViewType]
+    VIEW_TYPE_DELETED_ONLY: _ClassVar[ViewType]
+    VIEW_TYPE_ALL: _ClassVar[ViewType]
+VIEW_TYPE_UNSPECIFIED: ViewType
+VIEW_TYPE_ACTIVE_ONLY: ViewType
+VIEW_TYPE_DELETED_ONLY: ViewType
+VIEW_TYPE_ALL: ViewType
 
 class CreateExperimentRequest(_message.Message):
     __slots__ = ("name", "artifact_location", "tags")
@@ -186,3 +198,89 @@ class DeleteTagRequest(_message.Message):
 class DeleteTagResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class SearchExperimentsRequest(_message.Message):
+    __slots__ = ("filter", "order_by", "page_size", "page_token", "view_type")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VIEW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    filter: str
+    order_by: _containers.RepeatedScalarFieldContainer[str]
+    page_size: int
+    page_token: str
+    view_type: ViewType
+    def __init__(self, filter: _Optional[str] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., view_type: _Optional[_Union[ViewType, str]] = ...) -> None: ...
+
+class SearchExperimentsResponse(_message.Message):
+    __slots__ = ("experiments", "next_page_token")
+    EXPERIMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    experiments: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Experiment]
+    next_page_token: str
+    def __init__(self, experiments: _Optional[_Iterable[_Union[_resources_pb2.Experiment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateExperimentRequest(_message.Message):
+    __slots__ = ("experiment_id", "new_name")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    new_name: str
+    def __init__(self, experiment_id: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class UpdateExperimentResponse(_message.Message):
+    __slots__ = ("experiment",)
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    experiment: _resources_pb2.Experiment
+    def __init__(self, experiment: _Optional[_Union[_resources_pb2.Experiment, _Mapping]] = ...) -> None: ...
+
+class SetExperimentTagRequest(_message.Message):
+    __slots__ = ("experiment_id", "key", "value")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    key: str
+    value: str
+    def __init__(self, experiment_id: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class SetExperimentTagResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteExperimentTagRequest(_message.Message):
+    __slots__ = ("experiment_id", "key")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    key: str
+    def __init__(self, experiment_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeleteExperimentTagResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SearchRunsRequest(_message.Message):
+    __slots__ = ("experiment_ids", "filter", "order_by", "page_size", "page_token", "run_view_type")
+    EXPERIMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RUN_VIEW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    experiment_ids: _containers.RepeatedScalarFieldContainer[str]
+    filter: str
+    order_by: _containers.RepeatedScalarFieldContainer[str]
+    page_size: int
+    page_token: str
+    run_view_type: ViewType
+    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., run_view_type: _Optional[_Union[ViewType, str]] = ...) -> None: ...
+
+class SearchRunsResponse(_message.Message):
+    __slots__ = ("runs", "next_page_token")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Run]
+    next_page_token: str
+    def __init__(self, runs: _Optional[_Iterable[_Union[_resources_pb2.Run, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -100,6 +100,31 @@ class TrackingServiceStub:
                 request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.SerializeToString,
                 response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.FromString,
                 _registered_method=True)
+        self.SearchExperiments = channel.unary_unary(
+                '/trackline.v1.TrackingService/SearchExperiments',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.SearchExperimentsRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.SearchExperimentsResponse.FromString,
+                _registered_method=True)
+        self.UpdateExperiment = channel.unary_unary(
+                '/trackline.v1.TrackingService/UpdateExperiment',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.UpdateExperimentRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.UpdateExperimentResponse.FromString,
+                _registered_method=True)
+        self.SetExperimentTag = channel.unary_unary(
+                '/trackline.v1.TrackingService/SetExperimentTag',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.SetExperimentTagRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.SetExperimentTagResponse.FromString,
+                _registered_method=True)
+        self.DeleteExperimentTag = channel.unary_unary(
+                '/trackline.v1.TrackingService/DeleteExperimentTag',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentTagRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentTagResponse.FromString,
+                _registered_method=True)
+        self.SearchRuns = channel.unary_unary(
+                '/trackline.v1.TrackingService/SearchRuns',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -197,6 +222,41 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchExperiments(self, request, context):
+        """Lists experiments matching a filter, ordered and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateExperiment(self, request, context):
+        """Renames an experiment; ALREADY_EXISTS when the new name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetExperimentTag(self, request, context):
+        """Sets (creates or overwrites) one tag of an experiment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteExperimentTag(self, request, context):
+        """Deletes one tag of an experiment; NOT_FOUND when it has no such tag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchRuns(self, request, context):
+        """Finds runs across experiments with a filter, ordered and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +324,31 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.DeleteTag,
                     request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.FromString,
                     response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.SerializeToString,
+            ),
+            'SearchExperiments': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchExperiments,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.SearchExperimentsRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.SearchExperimentsResponse.SerializeToString,
+            ),
+            'UpdateExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateExperiment,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.UpdateExperimentRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.UpdateExperimentResponse.SerializeToString,
+            ),
+            'SetExperimentTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetExperimentTag,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.SetExperimentTagRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.SetExperimentTagResponse.SerializeToString,
+            ),
+            'DeleteExperimentTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExperimentTag,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentTagRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentTagResponse.SerializeToString,
+            ),
+            'SearchRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchRuns,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +703,141 @@ class TrackingService:
             '/trackline.v1.TrackingService/DeleteTag',
             trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.SerializeToString,
             trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchExperiments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/SearchExperiments',
+            trackline_dot_v1_dot_tracking__pb2.SearchExperimentsRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.SearchExperimentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/UpdateExperiment',
+            trackline_dot_v1_dot_tracking__pb2.UpdateExperimentRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.UpdateExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetExperimentTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/SetExperimentTag',
+            trackline_dot_v1_dot_tracking__pb2.SetExperimentTagRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.SetExperimentTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExperimentTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/DeleteExperimentTag',
+            trackline_dot_v1_dot_tracking__pb2.DeleteExperimentTagRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.DeleteExperimentTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/SearchRuns',
+            trackline_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Migration scripts, one per revision: ``NNNN_slug.py`` with revision id ``NNNN``."""

@@ -1,0 +1,228 @@
+"""Schema migrations: upgrading gives exactly models.py's schema on SQLite and PostgreSQL, is
+idempotent and reversible, and adopts databases made with create_all before migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from conftest import PG_URL, fresh_postgres_database, start_server
+from sqlalchemy import Connection, ForeignKeyConstraint, UniqueConstraint, inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from trackline import TracklineClient
+from trackline_server import migrate, store
+from trackline_server.database import Database
+from trackline_server.models import metadata
+
+T = TypeVar("T")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database, SQLite and PostgreSQL; no server."""
+    if request.param == "postgresql":
+        if not PG_URL:
+            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
+        return fresh_postgres_database()
+    return f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}"
+
+
+def with_db(url: str, fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Runs fn on a Database of its own: each step sees only what earlier steps committed."""
+
+    async def go() -> T:
+        db = Database(url)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+def upgrade(url: str) -> None:
+    with_db(url, lambda db: db.create_schema())
+
+
+def read(url: str, fn: Callable[[Connection], T]) -> T:
+    async def go(db: Database) -> T:
+        async with db.read() as conn:
+            return await conn.run_sync(fn)
+
+    return with_db(url, go)
+
+
+def write(url: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def go(db: Database) -> T:
+        async with db.write() as conn:
+            return await fn(conn)
+
+    return with_db(url, go)
+
+
+def revision(url: str) -> str | None:
+    return with_db(url, lambda db: migrate.current_revision(db.engine))
+
+
+def schema_diff(conn: Connection) -> list[Any]:
+    return compare_metadata(MigrationContext.configure(conn), metadata)
+
+
+def table_names(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def constraint_names(conn: Connection) -> dict[str, tuple[Any, ...]]:
+    """Per table: the names of its primary key, foreign keys, unique constraints and indexes."""
+    insp = inspect(conn)
+    return {
+        table: (
+            insp.get_pk_constraint(table)["name"],
+            sorted(str(fk["name"]) for fk in insp.get_foreign_keys(table)),
+            sorted(str(uq["name"]) for uq in insp.get_unique_constraints(table)),
+            # PostgreSQL lists the index behind a unique constraint too.
+            sorted(
+                str(ix["name"])
+                for ix in insp.get_indexes(table)
+                if "duplicates_constraint" not in ix
+            ),
+        )
+        for table in metadata.tables
+    }
+
+
+def expected_constraint_names() -> dict[str, tuple[Any, ...]]:
+    # The model's names, with the naming convention applied (what the migration must create).
+    return {
+        name: (
+            table.primary_key.name,
+            sorted(str(c.name) for c in table.constraints if isinstance(c, ForeignKeyConstraint)),
+            sorted(str(c.name) for c in table.constraints if isinstance(c, UniqueConstraint)),
+            sorted(str(ix.name) for ix in table.indexes),
+        )
+        for name, table in metadata.tables.items()
+    }
+
+
+def run_alembic(url: str, fn: Callable[[Any], None]) -> None:
+    """Runs an Alembic command (given the config) in one committed write transaction."""
+
+    def in_sync(conn: Connection) -> None:
+        cfg = migrate.make_config()
+        cfg.attributes["connection"] = conn
+        fn(cfg)
+
+    async def go(conn: AsyncConnection) -> None:
+        await conn.run_sync(in_sync)
+
+    write(url, go)
+
+
+async def add_experiment_and_run(conn: AsyncConnection) -> str:
+    exp = await store.create_experiment(conn, "before", "", {"team": "cv"}, "/artifacts")
+    run = await store.create_run(conn, exp.experiment_id, "r1", 0, {"t": "v"}, "")
+    return run.run_id
+
+
+def test_upgrade_creates_the_models_schema(store_uri: str) -> None:
+    upgrade(store_uri)
+    assert revision(store_uri) == migrate.head_revision()
+    assert read(store_uri, schema_diff) == []
+    assert read(store_uri, constraint_names) == expected_constraint_names()
+    # Names follow the naming convention, not the database's defaults.
+    assert expected_constraint_names()["runs"][:2] == (
+        "pk_runs",
+        ["fk_runs_experiment_id_experiments"],
+    )
+    assert expected_constraint_names()["experiments"][2] == ["uq_experiments_name"]
+
+
+def test_upgrade_twice_is_a_no_op_and_downgrade_reverses(store_uri: str) -> None:
+    upgrade(store_uri)
+    run_id = write(store_uri, add_experiment_and_run)
+    upgrade(store_uri)
+    assert revision(store_uri) == migrate.head_revision()
+    assert read(
+        store_uri, lambda c: c.execute(text("SELECT run_id FROM runs")).scalars().all()
+    ) == [run_id]
+
+    run_alembic(store_uri, lambda cfg: command.downgrade(cfg, "base"))
+    assert revision(store_uri) is None
+    assert read(store_uri, table_names) == {"alembic_version"}
+
+    upgrade(store_uri)
+    assert revision(store_uri) == migrate.head_revision()
+    assert read(store_uri, schema_diff) == []
+
+
+def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Path) -> None:
+    async def create_all(conn: AsyncConnection) -> str:
+        await conn.run_sync(metadata.create_all)
+        return await add_experiment_and_run(conn)
+
+    run_id = write(store_uri, create_all)
+    assert "alembic_version" not in read(store_uri, table_names)
+
+    srv = start_server(tmp_path, store_uri)
+    client = TracklineClient(srv.address, retry_seconds=5)
+    try:
+        exp = client.get_experiment_by_name("before")
+        assert client.get_run(run_id).run_name == "r1"
+        client.log_metric(run_id, "loss", 0.5, step=1)
+        new = client.create_run(exp.experiment_id, run_name="after")
+        assert client.get_run(new.run_id).experiment_id == exp.experiment_id
+    finally:
+        client.close()
+        srv.proc.terminate()
+        srv.proc.wait(15)
+        assert srv.proc.stdout is not None
+        srv.proc.stdout.close()
+
+    assert revision(store_uri) == migrate.head_revision()
+    assert read(store_uri, schema_diff) == []
+
+
+def test_table_rebuilding_migration_keeps_data_and_foreign_keys(
+    store_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later revision that rebuilds a referenced table (batch mode on SQLite) runs over data,
+    and foreign keys are enforced again afterwards."""
+    upgrade(store_uri)
+    run_id = write(store_uri, add_experiment_and_run)
+
+    async def add_param(conn: AsyncConnection) -> None:
+        await conn.execute(text("INSERT INTO params VALUES (:r, 'k', 'v')"), {"r": run_id})
+
+    write(store_uri, add_param)
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0002_widen_run_name.py").write_text(
+        "import sqlalchemy as sa\n"
+        "from alembic import op\n\n"
+        'revision = "0002"\n'
+        'down_revision = "0001"\n\n\n'
+        "def upgrade() -> None:\n"
+        '    with op.batch_alter_table("runs") as batch_op:\n'
+        '        batch_op.alter_column("run_name", type_=sa.String(600))\n'
+    )
+    monkeypatch.setattr(migrate, "SCRIPT_LOCATION", scripts)
+    upgrade(store_uri)
+    assert revision(store_uri) == "0002"
+    assert read(store_uri, lambda c: c.execute(text("SELECT * FROM params")).all()) == [
+        (run_id, "k", "v")
+    ]
+
+    async def add_orphan(conn: AsyncConnection) -> None:
+        await conn.execute(text("INSERT INTO params VALUES ('no-such-run', 'k', 'v')"))
+
+    with pytest.raises(IntegrityError):
+        write(store_uri, add_orphan)
