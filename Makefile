@@ -44,5 +44,8 @@ serve: $(STAMP)
 	$(BIN)/trackline server
 
 bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/log_metric_cost.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/logbatch.py
 	$(BIN)/python bench/search.py

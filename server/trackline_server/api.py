@@ -8,6 +8,7 @@ from typing import Any, TypeVar, cast
 
 import grpc
 from grpc_status import rpc_status
+from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
@@ -15,6 +16,8 @@ from trackline.v1 import tracking_pb2_grpc
 from . import limits, store
 from .database import Database
 from .errors import InvalidArgument, TracklineError, to_status
+from .ingest import reads
+from .ingest.writer import GroupCommitWriter, Job
 from .search import queries
 
 Req = TypeVar("Req")
@@ -104,8 +107,9 @@ def _series_in(req: tpb.LogBatchRequest) -> list[store.SeriesIn]:
 
 
 class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
-    def __init__(self, db: Database, artifact_root: str) -> None:
+    def __init__(self, db: Database, writer: GroupCommitWriter, artifact_root: str) -> None:
         self.db = db
+        self.writer = writer
         self.artifact_root = artifact_root
 
     @rpc
@@ -208,7 +212,9 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
                     f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
                     f"tags[{i}].value",
                 )
-        async with self.db.write() as conn:
+        points = sum(len(s.values) for s in series)
+
+        async def apply(conn: AsyncConnection) -> None:
             await store.log_batch(
                 conn,
                 request.run_id,
@@ -217,21 +223,52 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
                 [(t.key, t.value) for t in request.tags],
                 request.request_id,
             )
+
+        # Joins the group commit: committed with every other pending write, acked after it.
+        await self.writer.put_job(Job(apply, points, request.ByteSize()))
         return tpb.LogBatchResponse()
 
     @rpc
     async def GetMetricHistory(
         self, request: tpb.GetMetricHistoryRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetMetricHistoryResponse:
+        rank = request.rank if request.HasField("rank") else None
+        start = request.start_step if request.HasField("start_step") else None
+        end = request.end_step if request.HasField("end_step") else None
+        token = ""
         async with self.db.read() as conn:
-            page, token = await store.metric_history(
-                conn, request.run_id, request.key, request.page_size, request.page_token
+            if request.max_points:  # a chart view in one response (negative: rejected)
+                points = await reads.downsample(
+                    conn, request.run_id, request.key, rank=rank, start_step=start,
+                    end_step=end, max_points=request.max_points,
+                )  # fmt: skip
+            else:
+                points, token = await reads.history_page(
+                    conn, request.run_id, request.key, rank=rank, start_step=start,
+                    end_step=end, page_size=request.page_size, page_token=request.page_token,
+                )  # fmt: skip
+        response = tpb.GetMetricHistoryResponse(next_page_token=token)
+        reads.fill_series(response.series, request.key, points)
+        reads.extend_ints(response, "ranks", points.ranks)
+        return response
+
+    @rpc
+    async def GetMetricHistories(
+        self, request: tpb.GetMetricHistoriesRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.GetMetricHistoriesResponse:
+        async with self.db.read() as conn:
+            found = await reads.histories(
+                conn,
+                list(request.run_ids),
+                list(request.keys),
+                max_points=request.max_points,
+                start_step=request.start_step if request.HasField("start_step") else None,
+                end_step=request.end_step if request.HasField("end_step") else None,
             )
-        series = pb.MetricSeries(key=page.key)
-        series.steps.extend(page.steps)
-        series.timestamps.extend(page.timestamps)
-        series.values.extend(page.values)
-        return tpb.GetMetricHistoryResponse(series=series, next_page_token=token)
+        response = tpb.GetMetricHistoriesResponse()
+        for run_id, key, points in found:
+            reads.fill_series(response.series.add(run_id=run_id).series, key, points)
+        return response
 
     @rpc
     async def DeleteExperiment(

@@ -6,21 +6,41 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from trackline.v1 import tracking_pb2, tracking_pb2_grpc
+from trackline.v1 import ingest_pb2, ingest_pb2_grpc, tracking_pb2, tracking_pb2_grpc
 
 from . import limits, store
 from .api import TrackingServicer
 from .auth import BearerTokenInterceptor
 from .config import Settings
 from .database import Database
+from .ingest.service import IngestServicer
+from .ingest.writer import GroupCommitWriter
 
 
-async def build(settings: Settings) -> tuple[grpc.aio.Server, Database, int]:
-    """Returns the started server, its database and the port it bound."""
+@dataclass
+class Running:
+    server: grpc.aio.Server
+    db: Database
+    writer: GroupCommitWriter
+    ingest: IngestServicer
+    port: int
+
+    async def stop(self) -> None:
+        """Graceful: streams stop reading, the writer commits and acks everything queued,
+        then calls get a few seconds to finish before the server closes."""
+        self.ingest.begin_shutdown()
+        await self.writer.close()
+        await self.server.stop(grace=5)
+        await self.db.close()
+
+
+async def build(settings: Settings) -> Running:
+    """Starts the server on its port; the caller stops it with ``Running.stop``."""
     os.makedirs(settings.artifact_root, exist_ok=True)
     db = Database(settings.store_uri)
     await db.create_schema()
@@ -29,18 +49,31 @@ async def build(settings: Settings) -> tuple[grpc.aio.Server, Database, int]:
     opts = [
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
+        # Streaming clients ping every 20 s to notice dead connections; admit that.
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
     ]
     interceptors = [BearerTokenInterceptor(settings.auth_tokens)] if settings.auth_tokens else []
     server = grpc.aio.server(options=opts, interceptors=interceptors)
-    tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingServicer(db, settings.artifact_root), server
+    writer = GroupCommitWriter(
+        db,
+        max_points=settings.ingest_max_points,
+        max_bytes=settings.ingest_max_bytes,
+        linger=settings.ingest_linger_ms / 1000,
     )
+    writer.start()
+    ingest = IngestServicer(writer)
+    tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
+        TrackingServicer(db, writer, settings.artifact_root), server
+    )
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [
             tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
+            ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
             reflection.SERVICE_NAME,
             health.SERVICE_NAME,
         ],
@@ -48,11 +81,12 @@ async def build(settings: Settings) -> tuple[grpc.aio.Server, Database, int]:
     )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
-    return server, db, port
+    return Running(server, db, writer, ingest, port)
 
 
 async def serve(settings: Settings) -> None:
-    server, db, port = await build(settings)
+    running = await build(settings)
+    port = running.port
     print(
         f"trackline: listening on {settings.host}:{port}; store {settings.store_uri};"
         f" artifacts {settings.artifact_root}; auth"
@@ -65,5 +99,4 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("trackline: shutting down", file=sys.stderr, flush=True)
-    await server.stop(grace=10)
-    await db.close()
+    await running.stop()

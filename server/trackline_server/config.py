@@ -14,6 +14,9 @@ class Settings:
     host: str
     port: int
     auth_tokens: tuple[str, ...] = ()
+    ingest_max_points: int = 4_000_000
+    ingest_max_bytes: int = 256 * 1024 * 1024
+    ingest_linger_ms: float = 4.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +50,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require 'authorization: Bearer <token>' on every call; repeat to accept several"
         " tokens while rotating (env TRACKLINE_AUTH_TOKENS, comma-separated). Off by default",
     )
+    parser.add_argument(
+        "--ingest-max-points",
+        type=int,
+        default=int(env("TRACKLINE_INGEST_MAX_POINTS", "4000000")),
+        help="points the ingest queue holds before streams wait and LogBatch gets"
+        " RESOURCE_EXHAUSTED (env TRACKLINE_INGEST_MAX_POINTS)",
+    )
+    parser.add_argument(
+        "--ingest-max-bytes",
+        type=int,
+        default=int(env("TRACKLINE_INGEST_MAX_BYTES", str(256 * 1024 * 1024))),
+        help="encoded bytes the ingest queue holds (env TRACKLINE_INGEST_MAX_BYTES)",
+    )
+    parser.add_argument(
+        "--ingest-linger-ms",
+        type=float,
+        default=float(env("TRACKLINE_INGEST_LINGER_MS", "4")),
+        help="how long a flush gathers writes before its transaction"
+        " (env TRACKLINE_INGEST_LINGER_MS)",
+    )
 
 
 def from_args(ns: argparse.Namespace) -> Settings:
@@ -62,4 +85,7 @@ def from_args(ns: argparse.Namespace) -> Settings:
         host=ns.host,
         port=ns.port,
         auth_tokens=tuple(tokens),
+        ingest_max_points=ns.ingest_max_points,
+        ingest_max_bytes=ns.ingest_max_bytes,
+        ingest_linger_ms=ns.ingest_linger_ms,
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "trackline.dev"
@@ -47,6 +49,24 @@ class Unauthenticated(TracklineError):
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class Unavailable(TracklineError):
+    code = code_pb2.UNAVAILABLE
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(TracklineError):
+    """The server is saturated; ``retry_after`` seconds is sent as google.rpc.RetryInfo."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(
+        self, reason: str, message: str, field: str | None = None, *, retry_after: float = 1.0
+    ) -> None:
+        super().__init__(reason, message, field)
+        self.retry_after = retry_after
+
+
 def to_status(err: TracklineError) -> status_pb2.Status:
     """Builds the google.rpc.Status carried in the trailers of a failed call."""
     details = []
@@ -65,4 +85,10 @@ def to_status(err: TracklineError) -> status_pb2.Status:
             )
         )
         details.append(bad)
+    if isinstance(err, ResourceExhausted):
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(dt.timedelta(seconds=err.retry_after))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
     return status_pb2.Status(code=err.code, message=err.message, details=details)

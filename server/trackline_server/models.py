@@ -103,18 +103,29 @@ applied_requests = Table(
     Column("applied_time", BigInteger, nullable=False),
 )
 
-# One row holds many points of one series: little-endian packed int64/int64/float64 columns.
+# One row holds many points of one series from one rank; ``points`` is the wire form of a
+# RankedSeries carrying only steps, timestamps and values (see ingest/chunks.py).
 metric_chunks = Table(
     "metric_chunks",
     metadata,
     Column("chunk_id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", ForeignKey("runs.run_id"), nullable=False),
     Column("key", String(500), nullable=False),
+    Column("rank", Integer, nullable=False, server_default="0"),
     Column("n", Integer, nullable=False),
     Column("min_step", BigInteger, nullable=False),
     Column("max_step", BigInteger, nullable=False),
-    Column("steps", LargeBinary, nullable=False),
-    Column("timestamps", LargeBinary, nullable=False),
-    Column("values", LargeBinary, nullable=False),
+    Column("points", LargeBinary, nullable=False),
     Index("ix_metric_chunks_series", "run_id", "key", "min_step"),
+)
+
+# The highest batch sequence number committed per stream writer, written in the same
+# transaction as the batch's points: a batch resent after a reconnect or a restart finds its
+# seq at or below this mark and is skipped.
+ingest_writers = Table(
+    "ingest_writers",
+    metadata,
+    Column("writer_id", String(128), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
 )

@@ -3,8 +3,8 @@ commit: the caller (one unit of work per RPC) does."""
 
 from __future__ import annotations
 
-import base64
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -13,14 +13,14 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import codec, limits
+from . import limits
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .ingest import chunks
 from .models import (
     applied_requests,
     experiment_tags,
     experiments,
     latest_metrics,
-    metric_chunks,
     params,
     runs,
     tags,
@@ -73,6 +73,9 @@ class SeriesIn:
     values: list[float]
 
 
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+
+
 def check_key(key: str, field_name: str) -> None:
     if not key:
         raise InvalidArgument("INVALID_KEY", "key must not be empty", field_name)
@@ -80,7 +83,7 @@ def check_key(key: str, field_name: str) -> None:
         raise InvalidArgument(
             "INVALID_KEY", f"key is longer than {limits.MAX_KEY_LENGTH} characters", field_name
         )
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+    if _CONTROL_CHARS.search(key):
         raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
 
 
@@ -343,99 +346,12 @@ async def log_batch(
 
 
 async def _write_series(conn: AsyncConnection, run_id: str, series: list[SeriesIn]) -> None:
-    rows = []
-    for s in series:
-        if not s.values:
-            continue
-        rows.append(
-            {
-                "run_id": run_id,
-                "key": s.key,
-                "n": len(s.values),
-                "min_step": min(s.steps),
-                "max_step": max(s.steps),
-                "steps": codec.pack_ints(s.steps),
-                "timestamps": codec.pack_ints(s.timestamps),
-                "values": codec.pack_floats(s.values),
-            }
-        )
-        # Latest = highest step, then latest timestamp (MLflow's rule).
-        best = max(range(len(s.values)), key=lambda i: (s.steps[i], s.timestamps[i]))
-        step, ts, val = s.steps[best], s.timestamps[best], s.values[best]
-        stored = None if math.isnan(val) else val
-        cur = (
-            await conn.execute(
-                select(latest_metrics.c.step, latest_metrics.c.timestamp).where(
-                    and_(latest_metrics.c.run_id == run_id, latest_metrics.c.key == s.key)
-                )
-            )
-        ).first()
-        if cur is None:
-            await conn.execute(
-                insert(latest_metrics).values(
-                    run_id=run_id, key=s.key, value=stored, step=step, timestamp=ts
-                )
-            )
-        elif (step, ts) >= (cur.step, cur.timestamp):
-            await conn.execute(
-                update(latest_metrics)
-                .where(and_(latest_metrics.c.run_id == run_id, latest_metrics.c.key == s.key))
-                .values(value=stored, step=step, timestamp=ts)
-            )
-    if rows:
-        await conn.execute(insert(metric_chunks), rows)
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"h1:{offset}".encode()).decode()
-
-
-def _decode_token(token: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        prefix, raw = text.split(":", 1)
-        offset = int(raw)
-        if prefix != "h1" or offset < 0:
-            raise ValueError
-        return offset
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token was not returned by this call", "page_token"
-        ) from None
-
-
-async def metric_history(
-    conn: AsyncConnection, run_id: str, key: str, page_size: int, page_token: str
-) -> tuple[SeriesIn, str]:
-    """Returns one page of the series ordered by (step, timestamp, write order)."""
-    await get_run_row(conn, run_id)
-    if page_size < 0:
-        raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
-    size = min(page_size or limits.DEFAULT_HISTORY_PAGE, limits.MAX_HISTORY_PAGE)
-    offset = _decode_token(page_token) if page_token else 0
-    steps: list[int] = []
-    stamps: list[int] = []
-    vals: list[float] = []
-    for s_blob, t_blob, v_blob in await conn.execute(
-        select(metric_chunks.c.steps, metric_chunks.c.timestamps, metric_chunks.c["values"])
-        .where(and_(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key))
-        .order_by(metric_chunks.c.min_step, metric_chunks.c.chunk_id)
-    ):
-        steps.extend(codec.unpack_ints(s_blob))
-        stamps.extend(codec.unpack_ints(t_blob))
-        vals.extend(codec.unpack_floats(v_blob))
-    order = range(len(steps))
-    if any(steps[i] > steps[i + 1] for i in range(len(steps) - 1)):
-        order = sorted(order, key=lambda i: (steps[i], stamps[i]))  # type: ignore[assignment]
-    picked = list(order)[offset : offset + size]
-    page = SeriesIn(
-        key=key,
-        steps=[steps[i] for i in picked],
-        timestamps=[stamps[i] for i in picked],
-        values=[vals[i] for i in picked],
-    )
-    more = offset + size < len(steps)
-    return page, _encode_token(offset + size) if more else ""
+    parts = [
+        chunks.part_from_columns(run_id, s.key, 0, s.steps, s.timestamps, s.values)
+        for s in series
+        if s.values
+    ]
+    await chunks.write_parts(conn, parts)
 
 
 async def set_experiment_stage(conn: AsyncConnection, exp_id: int, stage: int) -> None:

@@ -3,7 +3,9 @@ idempotent and reversible, and adopts databases made with create_all before migr
 
 from __future__ import annotations
 
+import array
 import asyncio
+import math
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -164,9 +166,31 @@ def test_upgrade_twice_is_a_no_op_and_downgrade_reverses(store_uri: str) -> None
 
 
 def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Path) -> None:
+    """A database of the first release (its tables made by create_all, no alembic_version),
+    holding metric chunks in that release's packed-array format, is adopted and converted."""
+
+    def first_release_schema(conn: Connection) -> None:
+        cfg = migrate.make_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+
     async def create_all(conn: AsyncConnection) -> str:
-        await conn.run_sync(metadata.create_all)
-        return await add_experiment_and_run(conn)
+        await conn.run_sync(first_release_schema)
+        run_id = await add_experiment_and_run(conn)
+        await conn.execute(
+            text(
+                "INSERT INTO metric_chunks (run_id, key, n, min_step, max_step, steps,"
+                " timestamps, \"values\") VALUES (:r, 'old', 3, 0, 2, :s, :t, :v)"
+            ),
+            {
+                "r": run_id,
+                "s": array.array("q", [0, 1, 2]).tobytes(),
+                "t": array.array("q", [10, 11, 12]).tobytes(),
+                "v": array.array("d", [0.5, float("nan"), float("inf")]).tobytes(),
+            },
+        )
+        return run_id
 
     run_id = write(store_uri, create_all)
     assert "alembic_version" not in read(store_uri, table_names)
@@ -175,6 +199,9 @@ def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Pat
     client = TracklineClient(srv.address, retry_seconds=5)
     try:
         exp = client.get_experiment_by_name("before")
+        old = list(client.get_metric_history(run_id, "old"))
+        assert [(st, ts) for st, ts, _ in old] == [(0, 10), (1, 11), (2, 12)]
+        assert old[0][2] == 0.5 and math.isnan(old[1][2]) and old[2][2] == math.inf
         assert client.get_run(run_id).run_name == "r1"
         client.log_metric(run_id, "loss", 0.5, step=1)
         new = client.create_run(exp.experiment_id, run_name="after")
@@ -205,18 +232,19 @@ def test_table_rebuilding_migration_keeps_data_and_foreign_keys(
 
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_widen_run_name.py").write_text(
+    head = migrate.head_revision()
+    (scripts / "versions" / "9999_widen_run_name.py").write_text(
         "import sqlalchemy as sa\n"
         "from alembic import op\n\n"
-        'revision = "0002"\n'
-        'down_revision = "0001"\n\n\n'
+        'revision = "9999"\n'
+        f'down_revision = "{head}"\n\n\n'
         "def upgrade() -> None:\n"
         '    with op.batch_alter_table("runs") as batch_op:\n'
         '        batch_op.alter_column("run_name", type_=sa.String(600))\n'
     )
     monkeypatch.setattr(migrate, "SCRIPT_LOCATION", scripts)
     upgrade(store_uri)
-    assert revision(store_uri) == "0002"
+    assert revision(store_uri) == "9999"
     assert read(store_uri, lambda c: c.execute(text("SELECT * FROM params")).all()) == [
         (run_id, "k", "v")
     ]

@@ -3,6 +3,7 @@
 from ._client import TracklineClient
 from ._exceptions import (
     AlreadyExists,
+    BatchRejected,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -15,6 +16,7 @@ from ._exceptions import (
 from ._fluent import (
     active_run,
     end_run,
+    flush,
     log_metric,
     log_metrics,
     log_param,
@@ -29,6 +31,7 @@ from ._fluent import (
 
 __all__ = [
     "AlreadyExists",
+    "BatchRejected",
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
@@ -40,6 +43,7 @@ __all__ = [
     "Unavailable",
     "active_run",
     "end_run",
+    "flush",
     "log_metric",
     "log_metrics",
     "log_param",

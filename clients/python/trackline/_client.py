@@ -6,7 +6,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, Literal, TypeVar, cast
 
@@ -259,20 +259,69 @@ class TracklineClient:
         self._call(self.stub.DeleteTag, tpb.DeleteTagRequest(run_id=run_id, key=key))
 
     def get_metric_history(
-        self, run_id: str, key: str, *, page_size: int = 0
+        self,
+        run_id: str,
+        key: str,
+        *,
+        page_size: int = 0,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        rank: int | None = None,
+        max_points: int = 0,
     ) -> Iterator[tuple[int, int, float]]:
-        """Yields (step, timestamp, value) in step order, fetching pages as needed."""
-        token = ""
+        """Yields (step, timestamp, value) ordered by step, then timestamp.
+
+        ``start_step`` and ``end_step`` bound the steps (both inclusive); ``rank`` keeps only
+        the points one rank logged (default: every rank's points, merged). With
+        ``max_points`` > 0 it yields a chart view of at most that many points, fetched in one
+        call: the step range is cut into ``max_points // 3`` buckets, each keeping its
+        minimum, maximum and last point, so spikes stay visible; a series with no more than
+        ``max_points`` points comes whole. Otherwise every point, fetched in pages of
+        ``page_size`` (0: the server's default) as the iteration goes."""
+        req = tpb.GetMetricHistoryRequest(
+            run_id=run_id, key=key, page_size=page_size, max_points=max_points
+        )
+        if start_step is not None:
+            req.start_step = start_step
+        if end_step is not None:
+            req.end_step = end_step
+        if rank is not None:
+            req.rank = rank
         while True:
-            req = tpb.GetMetricHistoryRequest(
-                run_id=run_id, key=key, page_size=page_size, page_token=token
-            )
             resp = self._call(self.stub.GetMetricHistory, req)
             s = resp.series
             yield from zip(s.steps, s.timestamps, s.values, strict=True)
-            token = resp.next_page_token
-            if not token:
+            if not resp.next_page_token:
                 return
+            req.page_token = resp.next_page_token
+
+    def get_metric_histories(
+        self,
+        run_ids: Sequence[str],
+        keys: Sequence[str],
+        *,
+        max_points: int = 0,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> dict[tuple[str, str], list[tuple[int, int, float]]]:
+        """Reads several runs' series in one call: {(run_id, key): [(step, timestamp, value),
+        ...]} for every run and key that has points in the step range, in request order, all
+        ranks merged and ordered by step. At most 100 runs and 100 keys. ``max_points`` > 0
+        downsamples each series as in ``get_metric_history``; with 0 every point comes, and
+        more than 1,000,000 in all raises ResourceExhausted (reason HISTORY_TOO_LARGE)."""
+        req = tpb.GetMetricHistoriesRequest(
+            run_ids=list(run_ids), keys=list(keys), max_points=max_points
+        )
+        if start_step is not None:
+            req.start_step = start_step
+        if end_step is not None:
+            req.end_step = end_step
+        resp = self._call(self.stub.GetMetricHistories, req)
+        out: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
+        for entry in resp.series:
+            s = entry.series
+            out[(entry.run_id, s.key)] = list(zip(s.steps, s.timestamps, s.values, strict=True))
+        return out
 
 
 def _view_type(name: str) -> tpb.ViewType:

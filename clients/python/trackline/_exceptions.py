@@ -57,6 +57,26 @@ class ResourceExhausted(TracklineError):
     pass
 
 
+class BatchRejected(TracklineError):
+    """The server refused a batch of streamed metric points (``log_metric``): its points are
+    not stored and are not retried. ``reason`` is e.g. RUN_NOT_FOUND, RUN_DELETED or
+    INVALID_KEY; ``seq`` is the batch's sequence number (0 for a batch the client refused
+    itself before sending), ``run_id`` its run and ``points`` how many points it held."""
+
+    def __init__(
+        self, seq: int, reason: str, message: str, *, run_id: str = "", points: int = 0
+    ) -> None:
+        code = (
+            grpc.StatusCode.FAILED_PRECONDITION
+            if reason.startswith("RUN_")
+            else grpc.StatusCode.INVALID_ARGUMENT
+        )
+        super().__init__(message, code, reason)
+        self.seq = seq
+        self.run_id = run_id
+        self.points = points
+
+
 _BY_CODE: dict[grpc.StatusCode, type[TracklineError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -12,18 +13,25 @@ from trackline.v1 import resources_pb2 as pb
 
 from ._client import TracklineClient
 from ._exceptions import NotFound
+from ._sender import MetricSender
 
 _uri: str | None = None
 _client: TracklineClient | None = None
+_sender: MetricSender | None = None
 _experiment_id: str | None = None
 _runs: list[str] = []
+logger = logging.getLogger("trackline")
 
 
 def set_tracking_uri(uri: str) -> None:
     """Points the module-level API at another server; the chosen experiment is forgotten,
-    since experiment ids belong to one server."""
-    global _uri, _client, _experiment_id
+    since experiment ids belong to one server. Metric points still buffered for the previous
+    server are sent to it first (for up to 30 seconds)."""
+    global _uri, _client, _experiment_id, _sender
+    old, _sender = _sender, None
     _uri, _client, _experiment_id = uri, None, None
+    if old is not None:
+        old.close(timeout=30.0)
 
 
 def client() -> TracklineClient:
@@ -31,6 +39,15 @@ def client() -> TracklineClient:
     if _client is None:
         _client = TracklineClient(_uri)
     return _client
+
+
+def sender() -> MetricSender:
+    """The process's metric stream to the tracking server (created on first use)."""
+    global _sender
+    if _sender is None:
+        c = client()
+        _sender = MetricSender(c.uri, token=c.token)
+    return _sender
 
 
 def set_experiment(name: str) -> pb.Experiment:
@@ -70,7 +87,7 @@ def start_run(
     try:
         yield run
     except BaseException:
-        end_run(pb.RUN_STATUS_FAILED)
+        _end_run(pb.RUN_STATUS_FAILED, raise_flush_errors=False)
         raise
     if _runs and _runs[-1] == run.run_id:
         end_run()
@@ -87,21 +104,72 @@ def _run() -> str:
 
 
 def end_run(status: int = pb.RUN_STATUS_FINISHED) -> None:
-    if _runs:
-        client().update_run(_runs.pop(), status=status, end_time=int(time.time() * 1000))
+    """Waits until the server has stored every metric point logged so far, then ends the
+    active run with ``status``. A rejected batch is raised (``BatchRejected``) after the run
+    is ended."""
+    _end_run(status, raise_flush_errors=True)
 
 
-def log_metric(key: str, value: float, step: int = 0) -> None:
-    client().log_metric(_run(), key, value, step)
+def _end_run(status: int, *, raise_flush_errors: bool) -> None:
+    """Flushes, then ends the run. On the way out of a failing block (``raise_flush_errors``
+    false) the flush waits at most 30 s and its errors are only logged, so that the block's
+    own exception is what the caller sees."""
+    if not _runs:
+        return
+    error: Exception | None = None
+    if _sender is not None:
+        try:
+            _sender.flush(None if raise_flush_errors else 30.0)
+        except Exception as err:
+            error = err
+    client().update_run(_runs.pop(), status=status, end_time=int(time.time() * 1000))
+    if error is not None:
+        if raise_flush_errors:
+            raise error
+        logger.error("trackline: metric points were not stored: %s", error)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
-    ts = int(time.time() * 1000)
-    series = [
-        pb.MetricSeries(key=k, steps=[step], timestamps=[ts], values=[float(v)])
-        for k, v in metrics.items()
-    ]
-    client().log_batch(_run(), metrics=series)
+def log_metric(
+    key: str,
+    value: float,
+    step: int = 0,
+    *,
+    timestamp: int | None = None,
+    synchronous: bool = False,
+) -> None:
+    """Logs one point of metric ``key`` for the active run. Returns at once: the point is
+    sent in the background (see ``flush``), unless ``synchronous``, which waits until it is
+    stored. ``timestamp`` is in milliseconds since the epoch (default: now). Blocks only when
+    the server has been unreachable for long (see ``MetricSender``)."""
+    if not _runs:
+        _run()
+    s = _sender if _sender is not None else sender()
+    s.log(_runs[-1], key, value, step, timestamp)
+    if synchronous:
+        s.flush()
+
+
+def log_metrics(
+    metrics: Mapping[str, float],
+    step: int = 0,
+    *,
+    timestamp: int | None = None,
+    synchronous: bool = False,
+) -> None:
+    """Logs one point per key of ``metrics`` at ``step`` (see ``log_metric``)."""
+    run_id = _run()
+    s = _sender if _sender is not None else sender()
+    s.log_many(run_id, metrics, step, timestamp)
+    if synchronous:
+        s.flush()
+
+
+def flush(timeout: float | None = None) -> None:
+    """Waits until every metric point logged so far is stored. Raises ``TimeoutError`` after
+    ``timeout`` seconds and ``BatchRejected`` for points the server refused (e.g. because the
+    run was deleted); those points are not retried."""
+    if _sender is not None:
+        _sender.flush(timeout)
 
 
 def log_param(key: str, value: Any) -> None:

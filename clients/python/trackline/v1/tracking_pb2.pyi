@@ -128,24 +128,62 @@ class LogBatchResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class GetMetricHistoryRequest(_message.Message):
-    __slots__ = ("run_id", "key", "page_size", "page_token")
+    __slots__ = ("run_id", "key", "page_size", "page_token", "start_step", "end_step", "rank", "max_points")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    START_STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    MAX_POINTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     key: str
     page_size: int
     page_token: str
-    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    start_step: int
+    end_step: int
+    rank: int
+    max_points: int
+    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., rank: _Optional[int] = ..., max_points: _Optional[int] = ...) -> None: ...
 
 class GetMetricHistoryResponse(_message.Message):
-    __slots__ = ("series", "next_page_token")
+    __slots__ = ("series", "next_page_token", "ranks")
     SERIES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RANKS_FIELD_NUMBER: _ClassVar[int]
     series: _resources_pb2.MetricSeries
     next_page_token: str
-    def __init__(self, series: _Optional[_Union[_resources_pb2.MetricSeries, _Mapping]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    ranks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, series: _Optional[_Union[_resources_pb2.MetricSeries, _Mapping]] = ..., next_page_token: _Optional[str] = ..., ranks: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class GetMetricHistoriesRequest(_message.Message):
+    __slots__ = ("run_ids", "keys", "max_points", "start_step", "end_step")
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    MAX_POINTS_FIELD_NUMBER: _ClassVar[int]
+    START_STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    max_points: int
+    start_step: int
+    end_step: int
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[str]] = ..., max_points: _Optional[int] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ...) -> None: ...
+
+class RunMetricSeries(_message.Message):
+    __slots__ = ("run_id", "series")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    series: _resources_pb2.MetricSeries
+    def __init__(self, run_id: _Optional[str] = ..., series: _Optional[_Union[_resources_pb2.MetricSeries, _Mapping]] = ...) -> None: ...
+
+class GetMetricHistoriesResponse(_message.Message):
+    __slots__ = ("series",)
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[RunMetricSeries]
+    def __init__(self, series: _Optional[_Iterable[_Union[RunMetricSeries, _Mapping]]] = ...) -> None: ...
 
 class DeleteExperimentRequest(_message.Message):
     __slots__ = ("experiment_id",)

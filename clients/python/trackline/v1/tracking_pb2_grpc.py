@@ -75,6 +75,11 @@ class TrackingServiceStub:
                 request_serializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryRequest.SerializeToString,
                 response_deserializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetMetricHistories = channel.unary_unary(
+                '/trackline.v1.TrackingService/GetMetricHistories',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoriesRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoriesResponse.FromString,
+                _registered_method=True)
         self.DeleteExperiment = channel.unary_unary(
                 '/trackline.v1.TrackingService/DeleteExperiment',
                 request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteExperimentRequest.SerializeToString,
@@ -181,7 +186,14 @@ class TrackingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetMetricHistory(self, request, context):
-        """Reads the points of one metric, ordered by step.
+        """Reads the points of one metric, ordered by step; paged, or downsampled for charts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMetricHistories(self, request, context):
+        """Reads several runs' and keys' series in one call (what a comparison chart needs).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,6 +311,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.GetMetricHistory,
                     request_deserializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryRequest.FromString,
                     response_serializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryResponse.SerializeToString,
+            ),
+            'GetMetricHistories': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetricHistories,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoriesRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.GetMetricHistoriesResponse.SerializeToString,
             ),
             'DeleteExperiment': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteExperiment,
@@ -568,6 +585,33 @@ class TrackingService:
             '/trackline.v1.TrackingService/GetMetricHistory',
             trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryRequest.SerializeToString,
             trackline_dot_v1_dot_tracking__pb2.GetMetricHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetricHistories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/GetMetricHistories',
+            trackline_dot_v1_dot_tracking__pb2.GetMetricHistoriesRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.GetMetricHistoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

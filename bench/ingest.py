@@ -1,0 +1,170 @@
+"""Prints sustained committed points/s of IngestService.StreamMetrics for two load shapes and a
+single writer, with the server's peak memory, on SQLite and (when a URL is given) PostgreSQL.
+
+Shapes (acks arrive only after commit; a stream keeps at most WINDOW batches unacked):
+  dense           8 writer processes x 1 stream, batches of 10 series x 2,000 points
+  training-like   8 processes x 8 streams (64), batches of 50 series x 10 points; the streams
+                  of a process are the ranks of one run
+  single writer   1 process x 1 stream, the dense batch
+
+Load generators send pre-encoded batches (the seq field is prepended to a fixed body: protobuf
+messages concatenate), so they spend their CPU on the wire, not on building messages. They run
+on the same 2 cores as the server: the figures are what one machine does end to end.
+
+    .venv/bin/python bench/ingest.py [--seconds 8] [--pg-url postgresql+asyncpg://...]
+
+Figures only: nothing here passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import conftest  # noqa: E402
+from conftest import ServerProcess, start_server  # noqa: E402
+from trackline import TracklineClient  # noqa: E402
+from trackline.v1 import ingest_pb2 as ipb  # noqa: E402
+
+WINDOW = 4
+SHAPES = {
+    "dense (8 writers, 10 series x 2,000 points)": (8, 1, 10, 2000),
+    "training-like (64 streams, 50 series x 10 points)": (8, 8, 50, 10),
+    "single writer (10 series x 2,000 points)": (1, 1, 10, 2000),
+}
+
+
+def _body(run_id: str, rank: int, series: int, points: int) -> bytes:
+    now = int(time.time() * 1000)
+    msg = ipb.StreamMetricsRequest(
+        series=[
+            ipb.RankedSeries(
+                run_id=run_id,
+                key=f"m{k}",
+                rank=rank,
+                steps=range(points),
+                timestamps=[now] * points,
+                values=[0.5 + k] * points,
+            )
+            for k in range(series)
+        ]
+    )
+    return msg.SerializeToString()
+
+
+def _stream(address: str, run_id: str, rank: int, series: int, points: int, seconds: float,
+            out: list[int]) -> None:  # fmt: skip
+    channel = grpc.insecure_channel(address)
+    call = channel.stream_stream(
+        "/trackline.v1.IngestService/StreamMetrics",
+        request_serializer=lambda b: b,
+        response_deserializer=ipb.StreamMetricsResponse.FromString,
+    )
+    body = _body(run_id, rank, series, points)
+    hello = ipb.StreamMetricsRequest(writer_id=f"bench-{uuid.uuid4().hex}").SerializeToString()
+    window = threading.Semaphore(WINDOW)
+    stop = time.monotonic() + seconds
+    sent = [0]
+
+    def requests():  # type: ignore[no-untyped-def]
+        yield hello
+        seq = 0
+        while time.monotonic() < stop:
+            window.acquire()
+            seq += 1
+            sent[0] = seq
+            yield ipb.StreamMetricsRequest(seq=seq).SerializeToString() + body
+
+    acked = 0
+    for resp in call(requests()):
+        for _ in range(resp.acked_seq - acked):
+            window.release()
+        acked = max(acked, resp.acked_seq)
+        if time.monotonic() >= stop and acked >= sent[0]:
+            break
+    out.append(acked * series * points)
+    channel.close()
+
+
+def _process(address: str, run_id: str, streams: int, series: int, points: int,
+             seconds: float, results: mp.Queue[int]) -> None:  # fmt: skip
+    out: list[int] = []
+    threads = [
+        threading.Thread(target=_stream, args=(address, run_id, r, series, points, seconds, out))
+        for r in range(streams)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put(sum(out))
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_shape(srv: ServerProcess, procs: int, streams: int, series: int, points: int,
+              seconds: float) -> float:  # fmt: skip
+    client = TracklineClient(srv.address)
+    runs = [client.create_run(run_name=f"bench-{i}").run_id for i in range(procs)]
+    client.close()
+    ctx = mp.get_context("spawn")
+    results: mp.Queue[int] = ctx.Queue()
+    workers = [
+        ctx.Process(target=_process, args=(srv.address, runs[i], streams, series, points,
+                                           seconds, results))  # fmt: skip
+        for i in range(procs)
+    ]
+    start = time.monotonic()
+    for w in workers:
+        w.start()
+    total = sum(results.get() for _ in workers)
+    elapsed = time.monotonic() - start
+    for w in workers:
+        w.join()
+    return total / elapsed
+
+
+def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) -> None:
+    for shape, (procs, streams, series, points) in SHAPES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            srv = start_server(Path(tmp), make_uri())
+            try:
+                rate = run_shape(srv, procs, streams, series, points, seconds)
+                rss = peak_rss_mb(srv.proc.pid)
+                print(f"{label}, {shape}: {rate:,.0f} points/s committed;"
+                      f" server peak RSS {rss:.0f} MB", flush=True)  # fmt: skip
+            finally:
+                srv.proc.terminate()
+                srv.proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--pg-url", default=os.environ.get("TRACKLINE_TEST_PG_URL", ""))
+    args = parser.parse_args()
+    bench_store("SQLite", lambda: None, args.seconds)
+    if args.pg_url:
+        conftest.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
+        bench_store("PostgreSQL", conftest.fresh_postgres_database, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

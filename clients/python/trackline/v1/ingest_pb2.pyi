@@ -1,0 +1,51 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StreamMetricsRequest(_message.Message):
+    __slots__ = ("writer_id", "seq", "series")
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    writer_id: str
+    seq: int
+    series: _containers.RepeatedCompositeFieldContainer[RankedSeries]
+    def __init__(self, writer_id: _Optional[str] = ..., seq: _Optional[int] = ..., series: _Optional[_Iterable[_Union[RankedSeries, _Mapping]]] = ...) -> None: ...
+
+class RankedSeries(_message.Message):
+    __slots__ = ("run_id", "key", "rank", "steps", "timestamps", "values")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    key: str
+    rank: int
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    timestamps: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., rank: _Optional[int] = ..., steps: _Optional[_Iterable[int]] = ..., timestamps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class BatchRejection(_message.Message):
+    __slots__ = ("seq", "reason", "message")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    reason: str
+    message: str
+    def __init__(self, seq: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StreamMetricsResponse(_message.Message):
+    __slots__ = ("acked_seq", "rejections")
+    ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    acked_seq: int
+    rejections: _containers.RepeatedCompositeFieldContainer[BatchRejection]
+    def __init__(self, acked_seq: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[BatchRejection, _Mapping]]] = ...) -> None: ...

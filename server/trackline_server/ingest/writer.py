@@ -1,0 +1,290 @@
+"""The group-commit writer: one task per server process turns every pending write (stream
+batches and unary LogBatch calls alike) into one transaction per flush.
+
+A flush starts when the first item arrives and gathers for ``linger`` seconds, or less when
+``flush_points`` points wait. Its transaction reads the high-water sequence of every writer
+involved, skips batches at or below it (resends), rejects batches for unknown or deleted runs,
+writes the rest as merged chunks, moves the high-water marks, and runs each unary job in a
+savepoint so one bad call cannot undo the others. Only after COMMIT are the waiters resolved.
+
+The queue is bounded in points and bytes. Streams wait for room (``put_batch``), which stops
+them reading and pushes back through HTTP/2 flow control; unary calls are refused at once
+(``put_job`` raises ResourceExhausted with a retry delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..database import Database
+from ..errors import ResourceExhausted, Unavailable
+from ..models import ingest_writers, runs
+from . import chunks
+
+log = logging.getLogger("trackline.ingest")
+
+T = TypeVar("T")
+ACTIVE = 1
+
+
+@dataclass
+class Rejection:
+    reason: str
+    message: str
+
+
+@dataclass
+class StreamBatch:
+    """A numbered batch of one writer, its points already encoded and validated."""
+
+    writer_id: str
+    seq: int
+    parts: list[chunks.Part]
+    points: int
+    nbytes: int
+    done: asyncio.Future[Rejection | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class Job(Generic[T]):
+    """A unit of work of a unary call, run inside the flush's transaction."""
+
+    fn: Callable[[AsyncConnection], Awaitable[T]]
+    points: int
+    nbytes: int
+    done: asyncio.Future[T] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+Item = StreamBatch | Job[Any]
+
+
+@dataclass
+class WriterStats:
+    flushes: int = 0
+    points: int = 0
+    batches: int = 0
+    skipped: int = 0
+    rejected: int = 0
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_points: int = 4_000_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        linger: float = 0.004,
+        flush_points: int = 400_000,
+    ) -> None:
+        self.db = db
+        self.max_points = max_points
+        self.max_bytes = max_bytes
+        self.linger = linger
+        self.flush_points = flush_points
+        self.stats = WriterStats()
+        self._items: list[Item] = []
+        self._queued_points = 0
+        self._queued_bytes = 0
+        self._arrived = asyncio.Event()  # set when an item is queued or closing begins
+        self._room = asyncio.Condition()  # notified when a flush empties the queue
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._last_flush_items = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def close(self) -> None:
+        """Stops taking new items, commits everything queued, then returns."""
+        self._closing = True
+        self._arrived.set()
+        async with self._room:
+            self._room.notify_all()
+        if self._task is not None:
+            await self._task
+
+    async def high_water(self, writer_id: str) -> int:
+        async with self.db.read() as conn:
+            seq = await conn.scalar(
+                select(ingest_writers.c.seq).where(ingest_writers.c.writer_id == writer_id)
+            )
+        return int(seq or 0)
+
+    async def put_batch(self, batch: StreamBatch) -> None:
+        """Queues a stream batch, waiting while the queue is full."""
+        if not self._has_room(batch):
+            async with self._room:
+                await self._room.wait_for(lambda: self._closing or self._has_room(batch))
+        self._enqueue(batch)
+
+    def put_job(self, job: Job[T]) -> asyncio.Future[T]:
+        """Queues a unary job, or raises ResourceExhausted when the queue is full."""
+        if not self._has_room(job):
+            raise ResourceExhausted(
+                "INGEST_QUEUE_FULL",
+                "the server's ingest queue is full; retry after the suggested delay",
+                retry_after=0.5,
+            )
+        self._enqueue(job)
+        return job.done
+
+    def _has_room(self, item: Item) -> bool:
+        # An item larger than the whole bound is let in alone, or it could never enter.
+        if not self._items:
+            return True
+        return (
+            self._queued_points + item.points <= self.max_points
+            and self._queued_bytes + item.nbytes <= self.max_bytes
+        )
+
+    def _enqueue(self, item: Item) -> None:
+        if self._closing:
+            raise Unavailable("SHUTTING_DOWN", "the server is shutting down; retry elsewhere")
+        self._items.append(item)
+        self._queued_points += item.points
+        self._queued_bytes += item.nbytes
+        self._arrived.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            if not self._items:
+                if self._closing:
+                    return
+                continue
+            # Linger so that concurrent writers share the transaction; a lone writer (one item
+            # now and in the previous flush) is not made to wait for company.
+            lonely = len(self._items) == 1 and self._last_flush_items <= 1
+            deadline = time.monotonic() + (0.0 if lonely else self.linger)
+            while self._queued_points < self.flush_points and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+                self._arrived.clear()
+            items, self._items = self._items, []
+            self._last_flush_items = len(items)
+            self._queued_points = self._queued_bytes = 0
+            async with self._room:
+                self._room.notify_all()
+            await self._flush(items)
+            if self._closing and not self._items:
+                return
+            if self._items:
+                self._arrived.set()
+
+    async def _flush(self, items: list[Item]) -> None:
+        batches = [i for i in items if isinstance(i, StreamBatch)]
+        jobs = [i for i in items if isinstance(i, Job)]
+        job_results: list[tuple[bool, Any]] = []
+        try:
+            async with self.db.write() as conn:
+                outcomes = await self._write_batches(conn, batches)
+                for job in jobs:
+                    try:
+                        async with conn.begin_nested():
+                            job_results.append((True, await job.fn(conn)))
+                    except Exception as err:  # rolled back to the savepoint; others go on
+                        job_results.append((False, err))
+        except Exception as err:  # the transaction did not commit: nothing is acked
+            log.exception("ingest flush of %d items failed", len(items))
+            failure = Unavailable("WRITE_FAILED", f"the write did not commit: {err}")
+            for item in items:
+                if not item.done.done():
+                    item.done.set_exception(failure)
+            return
+        self.stats.flushes += 1
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            if not batch.done.done():
+                batch.done.set_result(outcome)
+        for job, (ok, value) in zip(jobs, job_results, strict=True):
+            if job.done.done():
+                continue
+            if ok:
+                job.done.set_result(value)
+            else:
+                job.done.set_exception(value)
+
+    async def _write_batches(
+        self, conn: AsyncConnection, batches: Sequence[StreamBatch]
+    ) -> list[Rejection | None]:
+        if not batches:
+            return []
+        writer_ids = {b.writer_id for b in batches}
+        query = select(ingest_writers.c.writer_id, ingest_writers.c.seq).where(
+            ingest_writers.c.writer_id.in_(writer_ids)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # replicas serialise on a writer's mark
+        marks: dict[str, int] = {w: int(s) for w, s in await conn.execute(query)}
+        known = dict(marks)
+        run_ids = {p.run_id for b in batches for p in b.parts}
+        stages = {
+            r: s
+            for r, s in await conn.execute(
+                select(runs.c.run_id, runs.c.lifecycle_stage).where(runs.c.run_id.in_(run_ids))
+            )
+        }
+        outcomes: list[Rejection | None] = []
+        parts: list[chunks.Part] = []
+        for b in batches:
+            if b.seq <= marks.get(b.writer_id, 0):
+                outcomes.append(None)  # a resend of a committed batch
+                self.stats.skipped += 1
+                continue
+            marks[b.writer_id] = b.seq
+            rejection = _check_runs(b, stages)
+            outcomes.append(rejection)
+            if rejection is None:
+                parts.extend(b.parts)
+                self.stats.batches += 1
+                self.stats.points += b.points
+            else:
+                self.stats.rejected += 1
+        await chunks.write_parts(conn, parts)
+        moved = {w: s for w, s in marks.items() if known.get(w) != s}
+        if moved:
+            await _upsert_marks(conn, moved)
+        return outcomes
+
+
+def _check_runs(batch: StreamBatch, stages: dict[str, int]) -> Rejection | None:
+    for part in batch.parts:
+        stage = stages.get(part.run_id)
+        if stage is None:
+            return Rejection("RUN_NOT_FOUND", f"no run with id {part.run_id!r}")
+        if stage != ACTIVE:
+            return Rejection("RUN_DELETED", f"run {part.run_id!r} is deleted; restore it first")
+    return None
+
+
+async def _upsert_marks(conn: AsyncConnection, marks: dict[str, int]) -> None:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(ingest_writers)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[ingest_writers.c.writer_id],
+        set_={"seq": stmt.excluded.seq, "updated_time": stmt.excluded.updated_time},
+        where=stmt.excluded.seq > ingest_writers.c.seq,
+    )
+    now = int(time.time() * 1000)
+    await conn.execute(
+        stmt, [{"writer_id": w, "seq": s, "updated_time": now} for w, s in marks.items()]
+    )
