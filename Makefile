@@ -45,7 +45,5 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/log_metric_cost.py
-	$(BIN)/python bench/history.py
 	$(BIN)/python bench/logbatch.py
 	$(BIN)/python bench/search.py

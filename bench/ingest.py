@@ -13,6 +13,10 @@ on the same 2 cores as the server: the figures are what one machine does end to 
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--pg-url postgresql+asyncpg://...]
 
+It then runs bench/log_metric_cost.py (log_metric median/p99, 1,000,000 points logged and
+flushed through the fluent API) and bench/history.py (a 1,000,000-point history read, a
+1,000-point view of 10,000,000 points) against each store.
+
 Figures only: nothing here passes or fails on time.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -127,8 +132,9 @@ def run_shape(srv: ServerProcess, procs: int, streams: int, series: int, points:
     ctx = mp.get_context("spawn")
     results: mp.Queue[int] = ctx.Queue()
     workers = [
-        ctx.Process(target=_process, args=(srv.address, runs[i], streams, series, points,
-                                           seconds, results))  # fmt: skip
+        ctx.Process(
+            target=_process, args=(srv.address, runs[i], streams, series, points, seconds, results)
+        )  # fmt: skip
         for i in range(procs)
     ]
     start = time.monotonic()
@@ -160,10 +166,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--pg-url", default=os.environ.get("TRACKLINE_TEST_PG_URL", ""))
     args = parser.parse_args()
-    bench_store("SQLite", lambda: None, args.seconds)
+    stores: list[tuple[str, Callable[[], str | None]]] = [("SQLite", lambda: None)]
     if args.pg_url:
         conftest.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
-        bench_store("PostgreSQL", conftest.fresh_postgres_database, args.seconds)
+        stores.append(("PostgreSQL", conftest.fresh_postgres_database))
+    here = Path(__file__).resolve().parent
+    for label, make_uri in stores:
+        bench_store(label, make_uri, args.seconds)
+        # The client-side cost and the reads, against a fresh server on the same store.
+        for script in ("log_metric_cost.py", "history.py"):
+            uri = make_uri()
+            print(f"{label}, {script}:", flush=True)
+            subprocess.run([sys.executable, str(here / script), *([uri] if uri else [])],
+                           check=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def single_calls(key: str) -> list[float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        srv = start_server(Path(tmp))
+        # An optional argument names the store, e.g. a PostgreSQL URL; SQLite otherwise.
+        srv = start_server(Path(tmp), sys.argv[1] if len(sys.argv) > 1 else None)
         try:
             trackline.set_tracking_uri(srv.address)
             with trackline.start_run(run_name="bench"):

@@ -21,8 +21,10 @@ SERIES, POINTS = 10, 2000  # one LogBatch: 10 series x 2,000 points
 
 def batch(step0: int) -> list[pb.MetricSeries]:
     steps = list(range(step0, step0 + POINTS))
-    return [pb.MetricSeries(key=f"m{i}", steps=steps, timestamps=[1] * POINTS,
-                            values=[0.5] * POINTS) for i in range(SERIES)]
+    return [
+        pb.MetricSeries(key=f"m{i}", steps=steps, timestamps=[1] * POINTS, values=[0.5] * POINTS)
+        for i in range(SERIES)
+    ]
 
 
 def logbatch_rate(address: str, clients: int, seconds: float = 5.0) -> float:
@@ -63,9 +65,17 @@ def main() -> None:
             run = c.create_run()
             for k in range(10):
                 steps = list(range(k * 100_000, (k + 1) * 100_000))
-                c.log_batch(run.run_id, metrics=[pb.MetricSeries(
-                    key="long", steps=steps, timestamps=[1] * len(steps),
-                    values=[1.0] * len(steps))])
+                c.log_batch(
+                    run.run_id,
+                    metrics=[
+                        pb.MetricSeries(
+                            key="long",
+                            steps=steps,
+                            timestamps=[1] * len(steps),
+                            values=[1.0] * len(steps),
+                        )
+                    ],
+                )
             start = time.monotonic()
             got = sum(1 for _ in c.get_metric_history(run.run_id, "long", page_size=1_000_000))
             print(f"history read of {got:,} points: {time.monotonic() - start:.2f} s")

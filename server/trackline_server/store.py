@@ -347,9 +347,10 @@ async def log_batch(
 
 async def _write_series(conn: AsyncConnection, run_id: str, series: list[SeriesIn]) -> None:
     parts = [
-        chunks.part_from_columns(run_id, s.key, 0, s.steps, s.timestamps, s.values)
+        part
         for s in series
         if s.values
+        for part in chunks.part_from_columns(run_id, s.key, 0, s.steps, s.timestamps, s.values)
     ]
     await chunks.write_parts(conn, parts)
 

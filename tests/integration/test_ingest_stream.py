@@ -303,3 +303,26 @@ def test_stream_needs_token_when_auth_is_on(tmp_path: Path) -> None:
         srv.proc.wait(15)
         if srv.proc.stdout:
             srv.proc.stdout.close()
+
+
+def test_long_series_are_split_into_chunks(server: ServerProcess, client: TracklineClient) -> None:
+    """A 600,000-point series (stream) and a 300,000-point one (LogBatch) are stored as several
+    chunks and page back whole, in order."""
+    from trackline.v1 import resources_pb2 as pb
+
+    run = client.create_run()
+    s = Stream(server.address, "w-long")
+    s.batch(1, run.run_id, "long", list(range(600_000)))
+    s.until(1)
+    s.close()
+    n = 300_000
+    client.log_batch(
+        run.run_id,
+        metrics=[
+            pb.MetricSeries(key="unary", steps=range(n), timestamps=[1] * n, values=[2.0] * n)
+        ],
+    )
+    assert [
+        st for st, _, _ in client.get_metric_history(run.run_id, "long", page_size=100_000)
+    ] == (list(range(600_000)))
+    assert sum(1 for _ in client.get_metric_history(run.run_id, "unary", page_size=70_000)) == n

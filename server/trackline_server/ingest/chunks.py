@@ -79,6 +79,30 @@ def part_from_ranked(series: ipb.RankedSeries, now_ms: int) -> Part:
                 latest_point(a_steps, a_stamps, a_values))  # fmt: skip
 
 
+def parts_from_ranked(series: ipb.RankedSeries, now_ms: int) -> list[Part]:
+    """Like ``part_from_ranked``, but a series longer than MAX_CHUNK_POINTS becomes several
+    parts, so that no chunk is too large to page through or to hold in memory."""
+    n = len(series.values)
+    if n <= MAX_CHUNK_POINTS:
+        return [part_from_ranked(series, now_ms)]
+    steps = series.steps or [0] * n
+    stamps = series.timestamps or [now_ms] * n
+    return [
+        part_from_ranked(
+            ipb.RankedSeries(
+                run_id=series.run_id,
+                key=series.key,
+                rank=series.rank,
+                steps=steps[a : a + MAX_CHUNK_POINTS],
+                timestamps=stamps[a : a + MAX_CHUNK_POINTS],
+                values=series.values[a : a + MAX_CHUNK_POINTS],
+            ),
+            now_ms,
+        )
+        for a in range(0, n, MAX_CHUNK_POINTS)
+    ]
+
+
 def part_from_columns(
     run_id: str,
     key: str,
@@ -86,13 +110,13 @@ def part_from_columns(
     steps: Sequence[int],
     timestamps: Sequence[int],
     values: Sequence[float],
-) -> Part:
+) -> list[Part]:
     """Encodes columns given as sequences (the unary LogBatch path)."""
     msg = ipb.RankedSeries(run_id=run_id, key=key, rank=rank)
     msg.steps.extend(steps)
     msg.timestamps.extend(timestamps)
     msg.values.extend(values)
-    return part_from_ranked(msg, 0)
+    return parts_from_ranked(msg, 0)
 
 
 def latest_point(steps: Ints, stamps: Ints, values: Floats) -> tuple[int, int, float]:

@@ -43,7 +43,7 @@ def encode_batch(writer_id: str, request: ipb.StreamMetricsRequest) -> StreamBat
             "BATCH_TOO_LARGE", f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}"
         )
     now = store.now_ms()
-    parts = [chunks.part_from_ranked(s, now) for s in request.series if len(s.values)]
+    parts = [p for s in request.series if len(s.values) for p in chunks.parts_from_ranked(s, now)]
     nbytes = sum(len(p.blob) for p in parts)
     return StreamBatch(writer_id, request.seq, parts, total, nbytes)
 

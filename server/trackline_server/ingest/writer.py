@@ -167,9 +167,14 @@ class GroupCommitWriter:
                 if self._closing:
                     return
                 continue
-            # Linger so that concurrent writers share the transaction; a lone writer (one item
-            # now and in the previous flush) is not made to wait for company.
-            lonely = len(self._items) == 1 and self._last_flush_items <= 1
+            # Linger so that concurrent writers share the transaction; a lone unary call (one
+            # item now and in the previous flush) is not made to wait for company. Streams
+            # always linger: they keep sending, and their batches gain from sharing.
+            lonely = (
+                len(self._items) == 1
+                and isinstance(self._items[0], Job)
+                and self._last_flush_items <= 1
+            )
             deadline = time.monotonic() + (0.0 if lonely else self.linger)
             while self._queued_points < self.flush_points and not self._closing:
                 left = deadline - time.monotonic()
