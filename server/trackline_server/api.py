@@ -79,15 +79,8 @@ def _series_in(req: tpb.LogBatchRequest) -> list[store.SeriesIn]:
     total = 0
     now = store.now_ms()
     for i, s in enumerate(req.metrics):
-        store.check_key(s.key, f"metrics[{i}].key")
         n = len(s.values)
-        for col in ("steps", "timestamps"):
-            if len(getattr(s, col)) not in (0, n):
-                raise InvalidArgument(
-                    "COLUMN_LENGTH_MISMATCH",
-                    f"metrics[{i}].{col} has {len(getattr(s, col))} entries but values has {n}",
-                    f"metrics[{i}].{col}",
-                )
+        store.check_series(f"metrics[{i}]", s.key, len(s.steps), len(s.timestamps), n)
         total += n
         out.append(
             store.SeriesIn(
@@ -97,12 +90,7 @@ def _series_in(req: tpb.LogBatchRequest) -> list[store.SeriesIn]:
                 values=list(s.values),
             )
         )
-    if total > limits.MAX_BATCH_POINTS:
-        raise InvalidArgument(
-            "BATCH_TOO_LARGE",
-            f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}",
-            "metrics",
-        )
+    store.check_batch_points(total, "metrics")
     return out
 
 

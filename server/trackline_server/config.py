@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from . import limits
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -14,9 +16,9 @@ class Settings:
     host: str
     port: int
     auth_tokens: tuple[str, ...] = ()
-    ingest_max_points: int = 4_000_000
-    ingest_max_bytes: int = 256 * 1024 * 1024
-    ingest_linger_ms: float = 4.0
+    ingest_max_points: int = limits.INGEST_MAX_POINTS
+    ingest_max_bytes: int = limits.INGEST_MAX_BYTES
+    ingest_linger_ms: float = limits.INGEST_LINGER_MS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,20 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ingest-max-points",
         type=int,
-        default=int(env("TRACKLINE_INGEST_MAX_POINTS", "4000000")),
+        default=int(env("TRACKLINE_INGEST_MAX_POINTS", str(limits.INGEST_MAX_POINTS))),
         help="points the ingest queue holds before streams wait and LogBatch gets"
         " RESOURCE_EXHAUSTED (env TRACKLINE_INGEST_MAX_POINTS)",
     )
     parser.add_argument(
         "--ingest-max-bytes",
         type=int,
-        default=int(env("TRACKLINE_INGEST_MAX_BYTES", str(256 * 1024 * 1024))),
+        default=int(env("TRACKLINE_INGEST_MAX_BYTES", str(limits.INGEST_MAX_BYTES))),
         help="encoded bytes the ingest queue holds (env TRACKLINE_INGEST_MAX_BYTES)",
     )
     parser.add_argument(
         "--ingest-linger-ms",
         type=float,
-        default=float(env("TRACKLINE_INGEST_LINGER_MS", "4")),
+        default=float(env("TRACKLINE_INGEST_LINGER_MS", str(limits.INGEST_LINGER_MS))),
         help="how long a flush gathers writes before its transaction"
         " (env TRACKLINE_INGEST_LINGER_MS)",
     )

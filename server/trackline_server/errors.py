@@ -55,13 +55,19 @@ class Unavailable(TracklineError):
 
 
 class ResourceExhausted(TracklineError):
-    """The server is saturated; ``retry_after`` seconds is sent as google.rpc.RetryInfo."""
+    """A limit was hit. When waiting helps (a full queue), ``retry_after`` seconds is sent as
+    google.rpc.RetryInfo; without it the caller must change the request."""
 
     code = code_pb2.RESOURCE_EXHAUSTED
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
     def __init__(
-        self, reason: str, message: str, field: str | None = None, *, retry_after: float = 1.0
+        self,
+        reason: str,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(reason, message, field)
         self.retry_after = retry_after
@@ -85,7 +91,7 @@ def to_status(err: TracklineError) -> status_pb2.Status:
             )
         )
         details.append(bad)
-    if isinstance(err, ResourceExhausted):
+    if isinstance(err, ResourceExhausted) and err.retry_after is not None:
         retry = any_pb2.Any()
         delay = duration_pb2.Duration()
         delay.FromTimedelta(dt.timedelta(seconds=err.retry_after))

@@ -17,3 +17,7 @@ MAX_FILTER_NESTING = 64
 MAX_FILTER_COMPARISONS = 1_000
 MAX_IN_LIST = 10_000
 MAX_ORDER_BY_KEYS = 20
+# Ingest queue defaults (flags --ingest-max-points, --ingest-max-bytes, --ingest-linger-ms).
+INGEST_MAX_POINTS = 4_000_000
+INGEST_MAX_BYTES = 256 * 1024 * 1024
+INGEST_LINGER_MS = 4.0

@@ -87,6 +87,32 @@ def check_key(key: str, field_name: str) -> None:
         raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
 
 
+def check_series(path: str, key: str, steps: int, timestamps: int, values: int) -> None:
+    """Checks one series of a write: its key, and that ``steps`` and ``timestamps`` (counts;
+    0 means "fill in") match the number of ``values``. ``path`` names the series in the request
+    (``metrics[3]``) and starts every message, so a batch-level rejection says which series."""
+    try:
+        check_key(key, f"{path}.key")
+    except InvalidArgument as err:
+        raise InvalidArgument(err.reason, f"{path}.key: {err.message}", err.field) from None
+    for name, count in (("steps", steps), ("timestamps", timestamps)):
+        if count not in (0, values):
+            raise InvalidArgument(
+                "COLUMN_LENGTH_MISMATCH",
+                f"{path}.{name} has {count} entries but values has {values}",
+                f"{path}.{name}",
+            )
+
+
+def check_batch_points(total: int, field: str) -> None:
+    if total > limits.MAX_BATCH_POINTS:
+        raise InvalidArgument(
+            "BATCH_TOO_LARGE",
+            f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}",
+            field,
+        )
+
+
 def check_experiment_name(name: str, field_name: str) -> None:
     if not name.strip():
         raise InvalidArgument("INVALID_NAME", "experiment name must not be empty", field_name)
@@ -188,6 +214,16 @@ async def get_experiment(conn: AsyncConnection, exp_id: int) -> ExperimentRow:
     return exp
 
 
+async def get_active_experiment(conn: AsyncConnection, exp_id: int) -> ExperimentRow:
+    """The experiment, or FAILED_PRECONDITION when it is soft-deleted (writes need it live)."""
+    exp = await get_experiment(conn, exp_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition(
+            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
+        )
+    return exp
+
+
 async def get_experiment_by_name(conn: AsyncConnection, name: str) -> ExperimentRow:
     exp_id = await conn.scalar(
         select(experiments.c.experiment_id).where(experiments.c.name == name)
@@ -205,11 +241,7 @@ async def create_run(
     tag_pairs: dict[str, str],
     parent_run_id: str,
 ) -> RunRow:
-    exp = await get_experiment(conn, exp_id)
-    if exp.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition(
-            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
-        )
+    exp = await get_active_experiment(conn, exp_id)
     if len(run_name) > limits.MAX_NAME_LENGTH:
         raise InvalidArgument(
             "INVALID_NAME",
@@ -246,6 +278,14 @@ async def get_run_row(conn: AsyncConnection, run_id: str, field_name: str = "run
     if row is None:
         raise NotFound("RUN_NOT_FOUND", f"no run with id {run_id!r}", field_name)
     return RunRow(**row._mapping)
+
+
+async def get_active_run(conn: AsyncConnection, run_id: str) -> RunRow:
+    """The run, or FAILED_PRECONDITION when it is soft-deleted (writes need it live)."""
+    run = await get_run_row(conn, run_id)
+    if run.lifecycle_stage != ACTIVE:
+        raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+    return run
 
 
 async def get_run(conn: AsyncConnection, run_id: str) -> RunRow:
@@ -285,9 +325,7 @@ async def log_batch(
 ) -> None:
     """Writes one run's metrics, params and tags; raises before writing on any bad input.
     A non-empty ``request_id`` seen before makes this a no-op (the retry of an applied batch)."""
-    run = await get_run_row(conn, run_id)
-    if run.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+    await get_active_run(conn, run_id)
     if request_id:
         seen_run = await conn.scalar(
             select(applied_requests.c.run_id).where(applied_requests.c.request_id == request_id)
@@ -383,9 +421,7 @@ async def set_run_stage(conn: AsyncConnection, run_id: str, stage: int) -> None:
 
 
 async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
-    run = await get_run_row(conn, run_id)
-    if run.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+    await get_active_run(conn, run_id)
     result = await conn.execute(
         tags.delete().where(and_(tags.c.run_id == run_id, tags.c.key == key))
     )
@@ -395,11 +431,7 @@ async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
 
 async def rename_experiment(conn: AsyncConnection, exp_id: int, new_name: str) -> ExperimentRow:
     check_experiment_name(new_name, "new_name")
-    exp = await get_experiment(conn, exp_id)
-    if exp.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition(
-            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
-        )
+    exp = await get_active_experiment(conn, exp_id)
     if new_name != exp.name:
         taken = await conn.scalar(
             select(experiments.c.experiment_id).where(experiments.c.name == new_name)
@@ -424,11 +456,7 @@ async def set_experiment_tag(conn: AsyncConnection, exp_id: int, key: str, value
             f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
             "value",
         )
-    exp = await get_experiment(conn, exp_id)
-    if exp.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition(
-            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
-        )
+    await get_active_experiment(conn, exp_id)
     match = and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)
     updated = await conn.execute(update(experiment_tags).where(match).values(value=value))
     if updated.rowcount == 0:
@@ -439,11 +467,7 @@ async def set_experiment_tag(conn: AsyncConnection, exp_id: int, key: str, value
 
 
 async def delete_experiment_tag(conn: AsyncConnection, exp_id: int, key: str) -> None:
-    exp = await get_experiment(conn, exp_id)
-    if exp.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition(
-            "EXPERIMENT_DELETED", f"experiment '{exp_id}' is deleted; restore it first"
-        )
+    await get_active_experiment(conn, exp_id)
     result = await conn.execute(
         experiment_tags.delete().where(
             and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)

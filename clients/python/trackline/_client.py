@@ -27,6 +27,11 @@ _VIEW_TYPES = {
 }
 DEFAULT_URI = "localhost:50051"
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+# Every channel of the client (calls and the metric stream) accepts the server's largest message.
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 class TracklineClient:
@@ -51,10 +56,7 @@ class TracklineClient:
         if self._stub is None or self._pid != os.getpid():
             self._channel = grpc.insecure_channel(
                 self.uri,
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ],
+                options=CHANNEL_OPTIONS,
             )
             self._stub = tracking_pb2_grpc.TrackingServiceStub(self._channel)
             self._pid = os.getpid()

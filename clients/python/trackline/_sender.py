@@ -42,7 +42,7 @@ import grpc
 
 from trackline.v1 import ingest_pb2 as ipb
 
-from ._client import DEFAULT_URI, MAX_MESSAGE_BYTES
+from ._client import CHANNEL_OPTIONS, DEFAULT_URI
 from ._exceptions import BatchRejected, TracklineError, from_rpc_error
 
 logger = logging.getLogger("trackline")
@@ -363,8 +363,7 @@ class MetricSender:
             self._channel = grpc.insecure_channel(
                 self.uri,
                 options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    *CHANNEL_OPTIONS,
                     # Reconnect about as eagerly as our own backoff (gRPC's default max is 120 s).
                     ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.min_reconnect_backoff_ms", 100),

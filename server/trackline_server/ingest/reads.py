@@ -14,9 +14,6 @@ therefore show up in a later page or shift a page boundary by the points they ad
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -28,7 +25,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import resources_pb2 as pb
 
-from .. import limits, store
+from .. import limits, page_tokens, store
 from ..errors import InvalidArgument, NotFound, ResourceExhausted
 from ..models import metric_chunks, runs
 from .chunks import Floats, Ints, columns
@@ -198,43 +195,20 @@ def _view_points(max_points: int) -> int:
     return min(max_points or MAX_VIEW_POINTS, MAX_VIEW_POINTS)
 
 
-def _fingerprint(*parts: object) -> str:
-    """Ties a page token to the query that made it, so it is not replayed elsewhere."""
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def _encode_token(step: int, skip: int, fingerprint: str) -> str:
-    raw = {"v": _TOKEN_VERSION, "s": step, "k": skip, "f": fingerprint}
-    text = json.dumps(raw, separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str) -> tuple[int, int]:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        version, step, skip, made_for = data["v"], data["s"], data["k"], data["f"]
-        valid = (
-            version == _TOKEN_VERSION
-            and all(type(x) is int for x in (step, skip))
-            and skip >= 0
-            and -(2**63) <= step < 2**63
-            and isinstance(made_for, str)
-        )
-    except (ValueError, TypeError, KeyError):
-        valid = False
-    if not valid:
+def _decode_token(token: str, made_for: str) -> tuple[int, int]:
+    version, step, skip = page_tokens.decode(
+        token, made_for, ("v", "s", "k"), "GetMetricHistory",
+        "run_id, key, rank, start_step and end_step",
+    )  # fmt: skip
+    if version != _TOKEN_VERSION or skip < 0:
         raise InvalidArgument(
             "INVALID_PAGE_TOKEN", "page_token was not returned by GetMetricHistory", "page_token"
         )
-    if made_for != fingerprint:
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN",
-            "page_token belongs to a different query; repeat the same run_id, key, rank,"
-            " start_step and end_step",
-            "page_token",
-        )
-    return int(step), int(skip)
+    return step, skip
+
+
+def _encode_token(step: int, skip: int, made_for: str) -> str:
+    return page_tokens.encode({"v": _TOKEN_VERSION, "s": step, "k": skip}, made_for)
 
 
 # Chunk metadata and blobs
@@ -364,7 +338,7 @@ async def history_page(
         raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
     size = min(page_size or limits.DEFAULT_HISTORY_PAGE, limits.MAX_HISTORY_PAGE)
     await store.get_run_row(conn, run_id)
-    fingerprint = _fingerprint(run_id, key, rank, start_step, end_step)
+    fingerprint = page_tokens.fingerprint(run_id, key, rank, start_step, end_step)
     from_step, skip = start_step, 0
     if page_token:
         from_step, skip = _decode_token(page_token, fingerprint)

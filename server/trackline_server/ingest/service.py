@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
-from .. import limits, store
+from .. import store
 from ..errors import InvalidArgument, TracklineError, Unavailable, to_status
 from . import chunks
 from .writer import GroupCommitWriter, Rejection, StreamBatch
@@ -23,25 +23,16 @@ _MAX_WRITER_ID = 128
 def encode_batch(writer_id: str, request: ipb.StreamMetricsRequest) -> StreamBatch | Rejection:
     """Validates a batch and encodes its series, or says why the batch is refused."""
     total = 0
-    for i, s in enumerate(request.series):
-        try:
-            store.check_key(s.key, f"series[{i}].key")
-        except TracklineError as err:
-            return Rejection(err.reason, f"series[{i}]: {err.message}")
-        n = len(s.values)
-        for name, col in (("steps", s.steps), ("timestamps", s.timestamps)):
-            if len(col) not in (0, n):
-                return Rejection(
-                    "COLUMN_LENGTH_MISMATCH",
-                    f"series[{i}].{name} has {len(col)} entries but values has {n}",
-                )
-        if not s.run_id:
-            return Rejection("RUN_NOT_FOUND", f"series[{i}].run_id is empty")
-        total += n
-    if total > limits.MAX_BATCH_POINTS:
-        return Rejection(
-            "BATCH_TOO_LARGE", f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}"
-        )
+    try:
+        for i, s in enumerate(request.series):
+            n = len(s.values)
+            store.check_series(f"series[{i}]", s.key, len(s.steps), len(s.timestamps), n)
+            if not s.run_id:
+                return Rejection("RUN_NOT_FOUND", f"series[{i}].run_id is empty")
+            total += n
+        store.check_batch_points(total, "series")
+    except TracklineError as err:
+        return Rejection(err.reason, err.message)
     now = store.now_ms()
     parts = [p for s in request.series if len(s.values) for p in chunks.parts_from_ranked(s, now)]
     nbytes = sum(len(p.blob) for p in parts)

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .. import limits
 from ..database import Database
 from ..errors import ResourceExhausted, Unavailable
 from ..models import ingest_writers, runs
@@ -85,9 +86,9 @@ class GroupCommitWriter:
         self,
         db: Database,
         *,
-        max_points: int = 4_000_000,
-        max_bytes: int = 256 * 1024 * 1024,
-        linger: float = 0.004,
+        max_points: int = limits.INGEST_MAX_POINTS,
+        max_bytes: int = limits.INGEST_MAX_BYTES,
+        linger: float = limits.INGEST_LINGER_MS / 1000,
         flush_points: int = 400_000,
     ) -> None:
         self.db = db

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Literal
 
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import limits
+from .. import limits, page_tokens
 from ..errors import InvalidArgument
 from ..store import ACTIVE, DELETED, ExperimentRow, RunRow, load_experiments, load_runs
 from . import sql
@@ -48,8 +45,8 @@ async def search_runs(
         exp_ids.append(int(raw))
     expr, keys = _parse(filter_text, order_by, "run")
     size = _page_size(page_size)
-    fingerprint = _fingerprint("runs", sorted(exp_ids), filter_text, order_by, view_type)
-    offset = _decode_token(page_token, fingerprint) if page_token else 0
+    fingerprint = page_tokens.fingerprint("runs", sorted(exp_ids), filter_text, order_by, view_type)
+    offset = _decode_offset(page_token, fingerprint) if page_token else 0
 
     where: list[ColumnElement[bool]] = [_stage(sql.RUN.table.c.lifecycle_stage, view_type)]
     if exp_ids:
@@ -59,7 +56,7 @@ async def search_runs(
     query = select(sql.RUN.id_column).where(and_(*where))
     query = sql.order(sql.RUN, query, keys, _RUN_DEFAULT_ORDER).offset(offset).limit(size + 1)
     ids = list(await conn.scalars(query))
-    token = _encode_token(offset + size, fingerprint) if len(ids) > size else ""
+    token = page_tokens.encode({"o": offset + size}, fingerprint) if len(ids) > size else ""
     return await load_runs(conn, ids[:size]), token
 
 
@@ -74,8 +71,8 @@ async def search_experiments(
     """One page of matching experiments and the token of the next page ("" at the end)."""
     expr, keys = _parse(filter_text, order_by, "experiment")
     size = _page_size(page_size)
-    fingerprint = _fingerprint("experiments", [], filter_text, order_by, view_type)
-    offset = _decode_token(page_token, fingerprint) if page_token else 0
+    fingerprint = page_tokens.fingerprint("experiments", [], filter_text, order_by, view_type)
+    offset = _decode_offset(page_token, fingerprint) if page_token else 0
 
     where = [_stage(sql.EXPERIMENT.table.c.lifecycle_stage, view_type)]
     if expr is not None:
@@ -83,7 +80,7 @@ async def search_experiments(
     query = select(sql.EXPERIMENT.id_column).where(and_(*where))
     query = sql.order(sql.EXPERIMENT, query, keys, _EXPERIMENT_DEFAULT_ORDER)
     ids = list(await conn.scalars(query.offset(offset).limit(size + 1)))
-    token = _encode_token(offset + size, fingerprint) if len(ids) > size else ""
+    token = page_tokens.encode({"o": offset + size}, fingerprint) if len(ids) > size else ""
     return await load_experiments(conn, ids[:size]), token
 
 
@@ -117,33 +114,12 @@ def _page_size(page_size: int) -> int:
     return min(page_size or limits.DEFAULT_SEARCH_PAGE, limits.MAX_SEARCH_PAGE)
 
 
-def _fingerprint(*parts: object) -> str:
-    """Ties a page token to the search that made it, so a token is not replayed elsewhere."""
-    return hashlib.sha256(json.dumps(parts, default=list).encode()).hexdigest()[:16]
-
-
-def _encode_token(offset: int, fingerprint: str) -> str:
-    raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset, made_for = data["o"], data["f"]
-        valid = isinstance(offset, int) and offset >= 0 and isinstance(made_for, str)
-    except (ValueError, TypeError, KeyError):
-        valid = False
-    if not valid:
+def _decode_offset(token: str, made_for: str) -> int:
+    (offset,) = page_tokens.decode(
+        token, made_for, ("o",), "a search", "filter, order_by, experiments and view type"
+    )
+    if offset < 0:
         raise InvalidArgument(
             "INVALID_PAGE_TOKEN", "page_token was not returned by a search", "page_token"
         )
-    if made_for != fingerprint:
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN",
-            "page_token belongs to a different search; repeat the same filter, order_by,"
-            " experiments and view type",
-            "page_token",
-        )
-    return int(offset)
+    return offset
