@@ -1,15 +1,17 @@
 """Prints sustained committed points/s of IngestService.StreamMetrics for two load shapes and a
 single writer, with the server's peak memory, on SQLite and (when a URL is given) PostgreSQL.
 
-Shapes (acks arrive only after commit; a stream keeps at most WINDOW batches unacked):
+Shapes (acks arrive only after commit; a stream keeps at most WINDOW = 16 batches unacked, as
+a pipelining client does: the Python client's bound is in points, TRACKLINE_MAX_BUFFERED_POINTS):
   dense           8 writer processes x 1 stream, batches of 10 series x 2,000 points
   training-like   8 processes x 8 streams (64), batches of 50 series x 10 points; the streams
                   of a process are the ranks of one run
   single writer   1 process x 1 stream, the dense batch
 
 Load generators send pre-encoded batches (the seq field is prepended to a fixed body: protobuf
-messages concatenate), so they spend their CPU on the wire, not on building messages. They run
-on the same 2 cores as the server: the figures are what one machine does end to end.
+messages concatenate) from one asyncio event loop per process, so they spend their CPU on the
+wire, not on building messages or switching threads. They run on the same 2 cores as the
+server: the figures are what one machine does end to end.
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--pg-url postgresql+asyncpg://...]
 
@@ -23,12 +25,12 @@ Figures only: nothing here passes or fails on time.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing as mp
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -43,7 +45,7 @@ from conftest import ServerProcess, start_server  # noqa: E402
 from trackline import TracklineClient  # noqa: E402
 from trackline.v1 import ingest_pb2 as ipb  # noqa: E402
 
-WINDOW = 4
+WINDOW = 16
 SHAPES = {
     "dense (8 writers, 10 series x 2,000 points)": (8, 1, 10, 2000),
     "training-like (64 streams, 50 series x 10 points)": (8, 8, 50, 10),
@@ -52,69 +54,68 @@ SHAPES = {
 
 
 def _body(run_id: str, rank: int, series: int, points: int) -> bytes:
+    """A batch of ``series`` series of ``points`` points in one SeriesBlock."""
     now = int(time.time() * 1000)
-    msg = ipb.StreamMetricsRequest(
-        series=[
-            ipb.RankedSeries(
-                run_id=run_id,
-                key=f"m{k}",
-                rank=rank,
-                steps=range(points),
-                timestamps=[now] * points,
-                values=[0.5 + k] * points,
-            )
-            for k in range(series)
-        ]
+    block = ipb.SeriesBlock(
+        run_ids=[run_id],
+        keys=[f"m{k}" for k in range(series)],
+        ranks=[rank] * series,
+        lengths=[points] * series,
+        steps=[s for _ in range(series) for s in range(points)],
+        timestamps=[now] * (series * points),
+        values=[0.5 + k for k in range(series) for _ in range(points)],
     )
-    return msg.SerializeToString()
+    return ipb.StreamMetricsRequest(block=block).SerializeToString()
 
 
-def _stream(address: str, run_id: str, rank: int, series: int, points: int, seconds: float,
-            out: list[int]) -> None:  # fmt: skip
-    channel = grpc.insecure_channel(address)
+async def _stream(channel: grpc.aio.Channel, run_id: str, rank: int, series: int, points: int,
+                  seconds: float) -> int:  # fmt: skip
+    """Streams one writer's batches for ``seconds``; returns the points acked."""
     call = channel.stream_stream(
         "/trackline.v1.IngestService/StreamMetrics",
         request_serializer=lambda b: b,
         response_deserializer=ipb.StreamMetricsResponse.FromString,
-    )
+    )()
     body = _body(run_id, rank, series, points)
-    hello = ipb.StreamMetricsRequest(writer_id=f"bench-{uuid.uuid4().hex}").SerializeToString()
-    window = threading.Semaphore(WINDOW)
+    await call.write(
+        ipb.StreamMetricsRequest(writer_id=f"bench-{uuid.uuid4().hex}").SerializeToString()
+    )
+    window = asyncio.Semaphore(WINDOW)
     stop = time.monotonic() + seconds
-    sent = [0]
+    sent = acked = 0
 
-    def requests():  # type: ignore[no-untyped-def]
-        yield hello
-        seq = 0
-        while time.monotonic() < stop:
-            window.acquire()
-            seq += 1
-            sent[0] = seq
-            yield ipb.StreamMetricsRequest(seq=seq).SerializeToString() + body
+    async def read_acks() -> None:
+        nonlocal acked
+        async for resp in call:
+            for _ in range(resp.acked_seq - acked):
+                window.release()
+            acked = max(acked, resp.acked_seq)
+            if time.monotonic() >= stop and acked >= sent:
+                return
 
-    acked = 0
-    for resp in call(requests()):
-        for _ in range(resp.acked_seq - acked):
-            window.release()
-        acked = max(acked, resp.acked_seq)
-        if time.monotonic() >= stop and acked >= sent[0]:
-            break
-    out.append(acked * series * points)
-    channel.close()
+    reader = asyncio.create_task(read_acks())
+    while time.monotonic() < stop:
+        await window.acquire()
+        sent += 1
+        await call.write(ipb.StreamMetricsRequest(seq=sent).SerializeToString() + body)
+    await reader
+    call.cancel()
+    return acked * series * points
+
+
+async def _streams(address: str, run_id: str, streams: int, series: int, points: int,
+                   seconds: float) -> int:  # fmt: skip
+    async with grpc.aio.insecure_channel(address) as channel:
+        done = await asyncio.gather(
+            *(_stream(channel, run_id, r, series, points, seconds) for r in range(streams))
+        )
+    return sum(done)
 
 
 def _process(address: str, run_id: str, streams: int, series: int, points: int,
              seconds: float, results: mp.Queue[int]) -> None:  # fmt: skip
-    out: list[int] = []
-    threads = [
-        threading.Thread(target=_stream, args=(address, run_id, r, series, points, seconds, out))
-        for r in range(streams)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    results.put(sum(out))
+    """One load process: its streams (the ranks of one run) share an event loop."""
+    results.put(asyncio.run(_streams(address, run_id, streams, series, points, seconds)))
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -30,6 +30,14 @@ class ServerProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def stop(self) -> None:
+        """Terminates the server if it still runs and closes its pipe."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
 
 def fresh_postgres_database() -> str:
     """Creates an empty database on the test PostgreSQL and returns its URL."""

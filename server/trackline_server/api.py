@@ -16,7 +16,8 @@ from trackline.v1 import tracking_pb2_grpc
 from . import limits, store
 from .database import Database
 from .errors import InvalidArgument, TracklineError, to_status
-from .ingest import reads
+from .ingest import reads, segments
+from .ingest.compactor import Compactor
 from .ingest.writer import GroupCommitWriter, Job
 from .search import queries
 
@@ -74,30 +75,13 @@ def run_pb(r: store.RunRow) -> pb.Run:
     return msg
 
 
-def _series_in(req: tpb.LogBatchRequest) -> list[store.SeriesIn]:
-    out: list[store.SeriesIn] = []
-    total = 0
-    now = store.now_ms()
-    for i, s in enumerate(req.metrics):
-        n = len(s.values)
-        store.check_series(f"metrics[{i}]", s.key, len(s.steps), len(s.timestamps), n)
-        total += n
-        out.append(
-            store.SeriesIn(
-                key=s.key,
-                steps=list(s.steps) or [0] * n,
-                timestamps=list(s.timestamps) or [now] * n,
-                values=list(s.values),
-            )
-        )
-    store.check_batch_points(total, "metrics")
-    return out
-
-
-class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
-    def __init__(self, db: Database, writer: GroupCommitWriter, artifact_root: str) -> None:
+class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self, db: Database, writer: GroupCommitWriter, compactor: Compactor, artifact_root: str
+    ) -> None:
         self.db = db
         self.writer = writer
+        self.compactor = compactor
         self.artifact_root = artifact_root
 
     @rpc
@@ -173,7 +157,9 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     async def LogBatch(
         self, request: tpb.LogBatchRequest, context: grpc.aio.ServicerContext
     ) -> tpb.LogBatchResponse:
-        series = _series_in(request)
+        points = segments.from_series(
+            request.metrics, store.now_ms(), "metrics", run_id=request.run_id
+        )
         if len(request.request_id) > 128:
             raise InvalidArgument(
                 "INVALID_REQUEST_ID", "request_id is longer than 128 characters", "request_id"
@@ -200,20 +186,19 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
                     f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
                     f"tags[{i}].value",
                 )
-        points = sum(len(s.values) for s in series)
 
         async def apply(conn: AsyncConnection) -> None:
             await store.log_batch(
                 conn,
                 request.run_id,
-                series,
+                points,
                 [(p.key, p.value) for p in request.params],
                 [(t.key, t.value) for t in request.tags],
                 request.request_id,
             )
 
         # Joins the group commit: committed with every other pending write, acked after it.
-        await self.writer.put_job(Job(apply, points, request.ByteSize()))
+        await self.writer.put_job(Job(apply, points.points, points.nbytes + request.ByteSize()))
         return tpb.LogBatchResponse()
 
     @rpc
@@ -224,6 +209,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         start = request.start_step if request.HasField("start_step") else None
         end = request.end_step if request.HasField("end_step") else None
         token = ""
+        await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
             if request.max_points:  # a chart view in one response (negative: rejected)
                 points = await reads.downsample(
@@ -244,6 +230,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     async def GetMetricHistories(
         self, request: tpb.GetMetricHistoriesRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetMetricHistoriesResponse:
+        await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
             found = await reads.histories(
                 conn,

@@ -18,6 +18,7 @@ from .api import TrackingServicer
 from .auth import BearerTokenInterceptor
 from .config import Settings
 from .database import Database
+from .ingest.compactor import Compactor
 from .ingest.service import IngestServicer
 from .ingest.writer import GroupCommitWriter
 
@@ -27,6 +28,7 @@ class Running:
     server: grpc.aio.Server
     db: Database
     writer: GroupCommitWriter
+    compactor: Compactor
     ingest: IngestServicer
     port: int
 
@@ -36,6 +38,7 @@ class Running:
         self.ingest.begin_shutdown()
         await self.writer.close()
         await self.server.stop(grace=5)
+        await self.compactor.close()
         await self.db.close()
 
 
@@ -44,6 +47,7 @@ async def build(settings: Settings) -> Running:
     os.makedirs(settings.artifact_root, exist_ok=True)
     db = Database(settings.store_uri)
     await db.create_schema()
+    db.start_checkpoints()
     async with db.write() as conn:
         await store.ensure_default_experiment(conn, settings.artifact_root)
     opts = [
@@ -55,16 +59,19 @@ async def build(settings: Settings) -> Running:
     ]
     interceptors = [BearerTokenInterceptor(settings.auth_tokens)] if settings.auth_tokens else []
     server = grpc.aio.server(options=opts, interceptors=interceptors)
+    compactor = Compactor(db)
     writer = GroupCommitWriter(
         db,
+        on_logged=compactor.poke,
         max_points=settings.ingest_max_points,
         max_bytes=settings.ingest_max_bytes,
         linger=settings.ingest_linger_ms / 1000,
     )
     writer.start()
+    compactor.start()
     ingest = IngestServicer(writer)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingServicer(db, writer, settings.artifact_root), server
+        TrackingServicer(db, writer, compactor, settings.artifact_root), server
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
     health_servicer = health.aio.HealthServicer()
@@ -81,7 +88,7 @@ async def build(settings: Settings) -> Running:
     )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
-    return Running(server, db, writer, ingest, port)
+    return Running(server, db, writer, compactor, ingest, port)
 
 
 async def serve(settings: Settings) -> None:

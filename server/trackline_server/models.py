@@ -115,6 +115,11 @@ metric_chunks = Table(
     Column("n", Integer, nullable=False),
     Column("min_step", BigInteger, nullable=False),
     Column("max_step", BigInteger, nullable=False),
+    # Block extremes of the points sorted by step (ingest/summary.py), so a chart view reads
+    # this instead of the points; NULL for small chunks and for chunks written before 0003.
+    # It comes before ``points``: SQLite reaches a column stored after a big blob only by
+    # walking the blob's overflow pages, as slow as reading the blob.
+    Column("summary", LargeBinary, nullable=True),
     Column("points", LargeBinary, nullable=False),
     Index("ix_metric_chunks_series", "run_id", "key", "min_step"),
 )
@@ -128,4 +133,15 @@ ingest_writers = Table(
     Column("writer_id", String(128), primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("updated_time", BigInteger, nullable=False),
+)
+
+# Points committed by a group-commit flush and not yet compacted into chunks: one row per
+# flush, however many series it holds (see ingest/flush_log.py). The compactor moves rows into
+# metric_chunks in the background, and before any history read.
+metric_log = Table(
+    "metric_log",
+    metadata,
+    Column("log_id", Integer, primary_key=True, autoincrement=True),
+    Column("points", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
 )

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,9 @@ from .models import (
     runs,
     tags,
 )
+
+if TYPE_CHECKING:
+    from .ingest.segments import Segments
 
 ACTIVE = 1
 DELETED = 2
@@ -63,16 +67,6 @@ class RunRow:
     latest_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
 
 
-@dataclass
-class SeriesIn:
-    """One metric series of a write, already validated to have consistent column lengths."""
-
-    key: str
-    steps: list[int]
-    timestamps: list[int]
-    values: list[float]
-
-
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -85,23 +79,6 @@ def check_key(key: str, field_name: str) -> None:
         )
     if _CONTROL_CHARS.search(key):
         raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
-
-
-def check_series(path: str, key: str, steps: int, timestamps: int, values: int) -> None:
-    """Checks one series of a write: its key, and that ``steps`` and ``timestamps`` (counts;
-    0 means "fill in") match the number of ``values``. ``path`` names the series in the request
-    (``metrics[3]``) and starts every message, so a batch-level rejection says which series."""
-    try:
-        check_key(key, f"{path}.key")
-    except InvalidArgument as err:
-        raise InvalidArgument(err.reason, f"{path}.key: {err.message}", err.field) from None
-    for name, count in (("steps", steps), ("timestamps", timestamps)):
-        if count not in (0, values):
-            raise InvalidArgument(
-                "COLUMN_LENGTH_MISMATCH",
-                f"{path}.{name} has {count} entries but values has {values}",
-                f"{path}.{name}",
-            )
 
 
 def check_batch_points(total: int, field: str) -> None:
@@ -318,7 +295,7 @@ async def update_run(
 async def log_batch(
     conn: AsyncConnection,
     run_id: str,
-    series: list[SeriesIn],
+    points: Segments,
     param_pairs: list[tuple[str, str]],
     tag_pairs: list[tuple[str, str]],
     request_id: str = "",
@@ -380,17 +357,8 @@ async def log_batch(
         )
         if updated.rowcount == 0:
             await conn.execute(insert(tags).values(run_id=run_id, key=k, value=v))
-    await _write_series(conn, run_id, series)
-
-
-async def _write_series(conn: AsyncConnection, run_id: str, series: list[SeriesIn]) -> None:
-    parts = [
-        part
-        for s in series
-        if s.values
-        for part in chunks.part_from_columns(run_id, s.key, 0, s.steps, s.timestamps, s.values)
-    ]
-    await chunks.write_parts(conn, parts)
+    await chunks.write_segments(conn, points)
+    await chunks.move_latest(conn, points)
 
 
 async def set_experiment_stage(conn: AsyncConnection, exp_id: int, stage: int) -> None:

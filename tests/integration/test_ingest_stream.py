@@ -218,12 +218,9 @@ def test_sigterm_commits_and_acks_what_was_queued(tmp_path: Path) -> None:
     try:
         assert history(client, run.run_id, "x") == [1, 2, 3]
     finally:
-        again.proc.terminate()
-        again.proc.wait(15)
         client.close()
-        for proc in (srv.proc, again.proc):
-            if proc.stdout:
-                proc.stdout.close()
+        for server in (srv, again):
+            server.stop()
 
 
 def test_unary_log_batch_joins_the_group_commit(

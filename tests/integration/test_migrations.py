@@ -208,10 +208,7 @@ def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Pat
         assert client.get_run(new.run_id).experiment_id == exp.experiment_id
     finally:
         client.close()
-        srv.proc.terminate()
-        srv.proc.wait(15)
-        assert srv.proc.stdout is not None
-        srv.proc.stdout.close()
+        srv.stop()
 
     assert revision(store_uri) == migrate.head_revision()
     assert read(store_uri, schema_diff) == []

@@ -279,7 +279,8 @@ class TracklineClient:
         call: the step range is cut into ``max_points // 3`` buckets, each keeping its
         minimum, maximum and last point, so spikes stay visible; a series with no more than
         ``max_points`` points comes whole. Otherwise every point, fetched in pages of
-        ``page_size`` (0: the server's default) as the iteration goes."""
+        ``page_size`` (0: the server's default) as the iteration goes: each page is asked
+        for while the caller iterates the one before, so at most two pages are held."""
         req = tpb.GetMetricHistoryRequest(
             run_id=run_id, key=key, page_size=page_size, max_points=max_points
         )
@@ -289,13 +290,29 @@ class TracklineClient:
             req.end_step = end_step
         if rank is not None:
             req.rank = rank
+        method = self.stub.GetMetricHistory
+        resp = self._call(method, req)
         while True:
-            resp = self._call(self.stub.GetMetricHistory, req)
+            following = None
+            if resp.next_page_token:
+                req.page_token = resp.next_page_token
+                metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
+                following = method.future(req, metadata=metadata, timeout=60)
             s = resp.series
-            yield from zip(s.steps, s.timestamps, s.values, strict=True)
-            if not resp.next_page_token:
+            try:
+                yield from zip(s.steps, s.timestamps, s.values, strict=True)
+            except BaseException:  # the caller stopped early: the next page is not wanted
+                if following is not None:
+                    following.cancel()
+                raise
+            if following is None:
                 return
-            req.page_token = resp.next_page_token
+            try:
+                resp = following.result()
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    raise from_rpc_error(err) from None
+                resp = self._call(method, req)  # retried with backoff
 
     def get_metric_histories(
         self,

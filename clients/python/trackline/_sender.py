@@ -4,9 +4,13 @@ One ``MetricSender`` per process and server. ``log`` appends a tuple to a deque 
 two daemon threads do the rest:
 
 * the *batcher* wakes every 50 ms, or at once when 10,000 points are pending, drains the
-  deque, groups the points into columns per (run, key, rank), packs them into numbered
-  batches (one run per batch, at most 200,000 points), keeps each batch in an ordered
-  "unacked" list and, when a stream is open, queues it for sending;
+  deque, groups the points per (run, key, rank) and packs them into numbered batches (one
+  run per batch, at most 200,000 points), each ONE ``SeriesBlock``: the points of all its
+  series in shared columns, built with C-level passes over the drained points (Python work
+  per point only when their keys follow no fixed cycle; see ``_build_batches``). It keeps
+  each batch in an ordered "unacked" list and, when a stream is open, queues it for
+  sending. ``flush`` queues a marker beside the points, which the batcher settles with the
+  last seq it assigned;
 * the *connection* thread opens the stream, sends the handshake (writer id, seq 0), and on
   the server's answer (the writer's stored high-water seq) drops the batches the server
   already has and queues the rest, in order, before any new batch. It then reads acks,
@@ -27,15 +31,16 @@ import operator
 import os
 import queue
 import random
+import re
 import socket
+import struct
 import sys
 import threading
 import time
 import uuid
 import weakref
-from array import array
-from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -65,15 +70,16 @@ _INT64 = (-(2**63), 2**63)
 _INT32 = (-(2**31), 2**31)
 
 _time_ns = time.time_ns
-_run_of, _rank_of = operator.itemgetter(0), operator.itemgetter(2)
-_BIG_ENDIAN = sys.byteorder == "big"
 _STREAM_METHOD = "/trackline.v1.IngestService/StreamMetrics"
-_MARK: Any = object()  # run_id of a flush marker tuple in the buffer
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")  # as the server's store._CONTROL_CHARS
+_KNOWN_KEYS: set[str] = set()  # keys found valid: most drains repeat the same keys
+_MAX_KNOWN_KEYS = 100_000
 
 
 class _FlushMarker:
-    """Put in the buffer by ``flush``; the batcher sets ``target`` to the last seq it assigned
-    when it drains the marker, so every point logged before it is in a batch <= target."""
+    """Queued by ``flush`` after the points logged before it; the batcher sets ``target`` to
+    the last seq it assigned when it takes the marker, so every point logged before it is in a
+    batch <= target."""
 
     __slots__ = ("target",)
 
@@ -142,6 +148,8 @@ class MetricSender:
         self.writer_id = _new_writer_id()
         self._rank = _env_rank()
         self._buf: deque[tuple[Any, ...]] = deque()
+        # Flush markers: apart from the points, so that a drain never has to look for them.
+        self._markers: deque[_FlushMarker] = deque()
         # Points in the buffer at which log() takes the slow path: 0 until the threads run.
         self._check_at = 0
         self._start_lock = threading.Lock()
@@ -261,7 +269,7 @@ class MetricSender:
             self._raise_rejection()
             return
         marker = _FlushMarker()
-        self._buf.append((_MARK, marker, 0, 0, 0, 0.0))
+        self._markers.append(marker)
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -335,12 +343,22 @@ class MetricSender:
                 return
 
     def _drain(self) -> None:
+        # Markers first: a marker counted here was queued after the points logged before it,
+        # so those are among the n points counted next.
+        pending = self._markers
+        markers = [pending.popleft() for _ in range(len(pending))]
         buf = self._buf
         n = len(buf)
-        if not n:
+        if not n and not markers:
             return
-        items = list(itertools.starmap(buf.popleft, itertools.repeat((), n)))
-        batches, markers, errors = _build_batches(items)
+        try:
+            batches, errors = _build_batches(
+                itertools.starmap(buf.popleft, itertools.repeat((), n))
+            )
+        except Exception as bug:  # report the points as not stored; never leave flush waiting
+            logger.exception("trackline: metric batcher failed")
+            batches = []
+            errors = [BatchRejected(0, "CLIENT_ERROR", repr(bug), run_id="", points=n)]
         with self._cond:
             live = self._live
             for body, run_id, points in batches:
@@ -510,16 +528,54 @@ def _describe(error: BaseException | None) -> str:
     return "the server ended it" if error is None else repr(error)
 
 
-def _key_problem(run_id: Any, key: Any) -> tuple[str, str] | None:
+_Problem = tuple[str, str]  # (reason, message) of a point the server would refuse
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _run_problem(run_id: Any) -> _Problem | None:
     if not isinstance(run_id, str) or not run_id:
         return "RUN_NOT_FOUND", f"run id must be a non-empty string, not {run_id!r}"
+    if not _utf8(run_id):
+        return "RUN_NOT_FOUND", f"run id {run_id!r} is not valid Unicode"
+    return None
+
+
+def _key_problem(key: Any) -> _Problem | None:
+    """Why the server would refuse ``key``, or None (and the key is remembered as valid)."""
     if not isinstance(key, str) or not key:
         return "INVALID_KEY", f"key must be a non-empty string, not {key!r}"
     if len(key) > MAX_KEY_LENGTH:
         return "INVALID_KEY", f"key is longer than {MAX_KEY_LENGTH} characters"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+    if _CONTROL_CHARS.search(key):
         return "INVALID_KEY", f"key {key!r} contains a control character"
+    if not _utf8(key):
+        return "INVALID_KEY", f"key {key!r} is not valid Unicode"
+    if type(key) is str:
+        if len(_KNOWN_KEYS) >= _MAX_KNOWN_KEYS:
+            _KNOWN_KEYS.clear()
+        _KNOWN_KEYS.add(key)
     return None
+
+
+def _rank_problem(rank: Any) -> _Problem | None:
+    try:
+        if _INT32[0] <= operator.index(rank) < _INT32[1]:
+            return None
+    except TypeError:
+        pass
+    return "INVALID_RANK", f"rank must be an int32, not {rank!r}"
+
+
+def encode_request(seq: int, body: bytes) -> bytes:
+    """A StreamMetricsRequest from its seq and its encoded ``block`` field."""
+    return b"\x10" + _varint(seq) + body
 
 
 def _varint(n: int) -> bytes:
@@ -531,139 +587,294 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (string, bytes, message or packed column)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _column(typecode: str, values: list[Any]) -> bytes:
-    """A packed little-endian column of int64 (``q``) or double (``d``)."""
-    arr = array(typecode, values)
-    if _BIG_ENDIAN:
-        arr.byteswap()
-    return arr.tobytes()
-
-
-def _encode_series(run_id: str, key: str, rank: int, points: list[tuple[Any, ...]]) -> bytes:
-    """The wire form of a RankedSeries of ``points`` (raises TypeError/OverflowError for a
-    step or timestamp that is no int64)."""
-    parts = [_field(1, run_id.encode()), _field(2, key.encode())]
-    if rank:
-        parts.append(b"\x18" + _varint(rank & 0xFFFF_FFFF_FFFF_FFFF))  # int32: sign-extended
-    parts.append(_field(4, _column("q", [p[3] for p in points])))
-    parts.append(_field(5, _column("q", [p[4] for p in points])))
-    parts.append(_field(6, _column("d", [p[5] for p in points])))
-    return b"".join(parts)
-
-
-def encode_request(seq: int, body: bytes) -> bytes:
-    """A StreamMetricsRequest from its seq and its encoded ``series`` fields."""
-    return b"\x10" + _varint(seq) + body
+# (run id, keys, ranks, lengths) of the series of one run, in the order of their points;
+# ranks is empty when every rank is 0.
+_RunSeries = tuple[str, list[str], list[int], list[int]]
+_Batch = tuple[bytes, str, int]  # encoded ``block`` field, run id, points
 
 
 def _build_batches(
-    items: list[tuple[Any, ...]],
-) -> tuple[list[tuple[bytes, str, int]], list[_FlushMarker], list[BatchRejected]]:
-    """Groups drained point tuples (and flush markers) into batches: the encoded ``series``
-    fields of a StreamMetricsRequest (the seq is added when it is assigned), one run per
-    batch, at most MAX_BATCH_POINTS points. Points the server would refuse (bad key, step or
-    rank) come back as errors instead of spoiling a batch.
+    points: Iterable[tuple[Any, ...]],
+) -> tuple[list[_Batch], list[BatchRejected]]:
+    """Packs drained point tuples into batches: the encoded ``block`` field of a
+    StreamMetricsRequest (the seq is added when it is assigned), its run and its number of
+    points; one run per batch, at most MAX_BATCH_POINTS points. Points the server would
+    refuse (bad run id, key, rank, step or timestamp) come back as errors instead of
+    spoiling a batch.
 
-    Encoding here rather than building messages: the columns go straight from the point
-    tuples into packed arrays, about three times cheaper than protobuf's per-element
-    conversion, and this runs under the GIL next to the training loop."""
-    by_key: defaultdict[Any, list[tuple[Any, ...]]] = defaultdict(list)
-    for item in items:
-        by_key[item[1]].append(item)
-    markers: list[_FlushMarker] = []
+    This runs under the GIL next to the training loop, so it works on whole columns with
+    C-level calls (extend, slicing, count, itemgetter, struct) and does Python work per
+    point only for a drain of several runs or ranks, or whose keys follow no fixed cycle.
+    The point columns go straight into packed bytes and onto the wire; only the per-series
+    names and lengths go through protobuf, one ``extend`` per column."""
+    # run, key, rank, step, timestamp, value of every point, one after the other
+    flat = _concat(points)
     errors: list[BatchRejected] = []
-    by_run: dict[str, list[tuple[str, int, list[tuple[Any, ...]]]]] = {}
-    for key, points in by_key.items():
-        if points[0][0] is _MARK:
-            markers.append(key)
-            continue
-        run_ids, ranks = set(map(_run_of, points)), set(map(_rank_of, points))
-        if len(run_ids) == 1 and len(ranks) == 1:
-            groups: Iterable[tuple[tuple[Any, Any], list[tuple[Any, ...]]]] = [
-                ((points[0][0], points[0][2]), points)
-            ]
-        else:
-            sub: defaultdict[tuple[Any, Any], list[tuple[Any, ...]]] = defaultdict(list)
-            for p in points:
-                sub[p[0], p[2]].append(p)
-            groups = sub.items()
-        for (run_id, rank), pts in groups:
-            problem = _key_problem(run_id, key) or _rank_problem(rank)
-            if problem is not None:
-                errors.append(BatchRejected(0, *problem, run_id=str(run_id), points=len(pts)))
-            else:
-                by_run.setdefault(run_id, []).append((key, operator.index(rank), pts))
-
-    batches: list[tuple[bytes, str, int]] = []
-    for run_id, series_list in by_run.items():
-        batch: list[bytes] = []
-        n_batch = 0
-        size_batch = 0
-        for key, rank, points in series_list:
-            for lo in range(0, len(points), MAX_BATCH_POINTS):
-                piece = (
-                    points
-                    if len(points) <= MAX_BATCH_POINTS
-                    else points[lo : lo + MAX_BATCH_POINTS]
-                )
-                n = len(piece)
-                size = 24 * n + len(key) + len(run_id) + 32
-                if batch and (
-                    n_batch + n > MAX_BATCH_POINTS or size_batch + size > MAX_BATCH_BYTES
-                ):
-                    batches.append((b"".join(batch), run_id, n_batch))
-                    batch, n_batch, size_batch = [], 0, 0
-                try:
-                    encoded = _encode_series(run_id, key, rank, piece)
-                except (TypeError, OverflowError, ValueError):
-                    piece = _valid_points(run_id, key, piece, errors)
-                    if not piece:
-                        continue
-                    encoded = _encode_series(run_id, key, rank, piece)
-                batch.append(_field(3, encoded))
-                n_batch += len(piece)
-                size_batch += size
-        if batch:
-            batches.append((b"".join(batch), run_id, n_batch))
-    return batches, markers, errors
-
-
-def _rank_problem(rank: Any) -> tuple[str, str] | None:
+    if not flat:
+        return [], errors
     try:
-        if _INT32[0] <= operator.index(rank) < _INT32[1]:
+        return _encode_points(flat, errors), errors
+    except (TypeError, OverflowError, ValueError, struct.error):
+        # A step or timestamp that is no int64, or a name that cannot be hashed (rare): set
+        # those points aside and pack the rest.
+        errors = []
+        good = _valid_points(zip(*[iter(flat)] * 6, strict=True), errors)
+        flat = _concat(good)
+        return (_encode_points(flat, errors) if flat else []), errors
+
+
+def _encode_points(flat: list[Any], errors: list[BatchRejected]) -> list[_Batch]:
+    n = len(flat) // 6
+    runs, keys, ranks = flat[0::6], flat[1::6], flat[2::6]
+    columns: _Columns = [flat[3::6], flat[4::6], flat[5::6]]
+    run0, rank0 = runs[0], ranks[0]
+    per_run: list[_RunSeries]
+    if runs.count(run0) == n and ranks.count(rank0) == n:  # the usual drain: one run and rank
+        problem = _run_problem(run0) or _rank_problem(rank0)
+        if problem is not None:
+            errors.append(BatchRejected(0, *problem, run_id=str(run0), points=n))
+            return []
+        grouped = _group_cycle(keys, columns) or _group_keys(keys, columns, run0, errors)
+        names, lengths, columns = grouped
+        r = operator.index(rank0)
+        per_run = [(run0, names, [r] * len(names) if r else [], lengths)] if names else []
+    else:
+        per_run, columns = _group_series(runs, keys, ranks, columns, errors)
+    if not per_run:
+        return []
+    packed = (_packed("q", columns[0]), _packed("q", columns[1]), _packed("d", columns[2]))
+    batches: list[_Batch] = []
+    lo = 0
+    for run in per_run:
+        lo = _pack_run(run, lo, packed, batches)
+    return batches
+
+
+_Columns = list[Sequence[Any]]  # steps, timestamps, values
+_Grouped = tuple[list[str], list[int], _Columns]  # names, lengths, columns
+
+
+def _group_cycle(keys: list[Any], columns: _Columns) -> _Grouped | None:
+    """Groups the points of one run by key when the keys repeat a fixed cycle of distinct,
+    valid keys: one key, or the metrics of a training step logged in the same order every
+    step (the drain may start and end mid-cycle). Then series j is every period-th point
+    from point j, so grouping takes slicing per series and no work per point. None for a
+    drain of any other shape."""
+    n = len(keys)
+    try:
+        period = keys.index(keys[0], 1)
+    except ValueError:
+        period = n  # the first key only once: a cycle only if every key is distinct
+    if period == 1:
+        if keys.count(keys[0]) != n:
             return None
-    except TypeError:
-        pass
-    return "INVALID_RANK", f"rank must be an int32, not {rank!r}"
+    elif period < n and keys[period:] != keys[: n - period]:
+        return None
+    names = keys[:period]
+    if period > 1 and len(set(names)) != period:
+        return None
+    if not _KNOWN_KEYS.issuperset(names):
+        if any(_key_problem(key) for key in set(names) - _KNOWN_KEYS):
+            return None  # _group_keys reports them
+    if period == 1:
+        return names, [n], columns
+    if period == n:
+        return names, [1] * n, columns
+    full, rest = divmod(n, period)
+    lengths = [full + 1] * rest + [full] * (period - rest)
+    if period * 16 <= n:  # few series: a slice per series and column
+        return names, lengths, [_concat([c[j::period] for j in range(period)]) for c in columns]
+    order = _concat([range(j, n, period) for j in range(period)])
+    return names, lengths, _pick(columns, order)
+
+
+def _group_keys(
+    keys: list[Any], columns: _Columns, run_id: str, errors: list[BatchRejected]
+) -> _Grouped:
+    """Groups the points of one run by key (any drain), leaving out invalid keys."""
+    groups: defaultdict[Any, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    names, parts = [], []
+    for key, indices in groups.items():
+        problem = None if key in _KNOWN_KEYS else _key_problem(key)
+        if problem is None:
+            names.append(key)
+            parts.append(indices)
+        else:
+            errors.append(BatchRejected(0, *problem, run_id=run_id, points=len(indices)))
+    if len(names) == len(groups) == 1:
+        return names, [len(keys)], columns
+    return names, list(map(len, parts)), _pick(columns, _concat(parts))
+
+
+def _group_series(
+    runs: list[Any],
+    keys: list[Any],
+    ranks: list[Any],
+    columns: _Columns,
+    errors: list[BatchRejected],
+) -> tuple[list[_RunSeries], _Columns]:
+    """Groups the points of a drain of several runs or ranks per (run, key, rank), the
+    series of a run together, leaving out invalid series."""
+    groups: defaultdict[tuple[Any, Any, Any], list[int]] = defaultdict(list)
+    for i, s in enumerate(zip(runs, keys, ranks, strict=True)):
+        groups[s].append(i)
+    by_run: dict[str, list[tuple[str, int, list[int]]]] = {}
+    run_problems: dict[Any, _Problem | None] = {}
+    for (run_id, key, rank), indices in groups.items():
+        if run_id in run_problems:
+            problem = run_problems[run_id]
+        else:
+            problem = run_problems[run_id] = _run_problem(run_id)
+        if problem is None and key not in _KNOWN_KEYS:
+            problem = _key_problem(key)
+        if problem is None:
+            problem = _rank_problem(rank)
+        if problem is None:
+            by_run.setdefault(run_id, []).append((key, operator.index(rank), indices))
+        else:
+            errors.append(BatchRejected(0, *problem, run_id=str(run_id), points=len(indices)))
+    per_run: list[_RunSeries] = []
+    parts: list[list[int]] = []
+    for run_id, series in by_run.items():
+        names = [s[0] for s in series]
+        per_run.append((run_id, names, [s[1] for s in series], [len(s[2]) for s in series]))
+        parts += (s[2] for s in series)
+    return per_run, _pick(columns, _concat(parts)) if parts else columns
+
+
+def _concat(parts: Iterable[Iterable[Any]]) -> list[Any]:
+    """The entries of ``parts``, one part after the other. ``list.extend`` per part copies a
+    tuple or list at once: about three times faster than ``itertools.chain``."""
+    out: list[Any] = []
+    deque(map(out.extend, parts), maxlen=0)
+    return out
+
+
+def _pick(columns: _Columns, order: list[int]) -> _Columns:
+    """The entries ``order`` of each column, in that order."""
+    if not order:
+        return [[] for _ in columns]
+    if len(order) == 1:
+        return [[c[order[0]]] for c in columns]
+    pick = operator.itemgetter(*order)
+    return [pick(c) for c in columns]
+
+
+def _packed(typecode: str, column: Sequence[Any]) -> memoryview:
+    """A packed little-endian column of int64 (``q``) or double (``d``) (raises struct.error
+    for a value that is no int64). ``struct`` converts faster than ``array``."""
+    return memoryview(struct.pack(f"<{len(column)}{typecode}", *column))
+
+
+def _pack_run(run: _RunSeries, lo: int, columns: tuple[memoryview, ...], out: list[_Batch]) -> int:
+    """Appends the batches of one run's series, whose points start at point ``lo`` of
+    ``columns``, to ``out``; returns where the next run's points start."""
+    run_id, keys, ranks, lengths = run
+    total = sum(lengths)
+    per_series = len(run_id) + 16  # estimated bytes of a series' run id, key and length
+    size = 24 * total + sum(map(len, keys)) + per_series * len(keys)
+    if total <= MAX_BATCH_POINTS and size <= MAX_BATCH_BYTES:  # the usual case: one batch
+        out.append((_encode_block(run_id, keys, ranks, lengths, lo, lo + total, columns),
+                    run_id, total))  # fmt: skip
+        return lo + total
+    # Too many points or bytes for one batch: fill batches in turn, cutting series at the
+    # batch ends.
+    b_keys: list[str] = []
+    b_ranks: list[int] = []
+    b_lengths: list[int] = []
+    start, n_batch, size_batch = lo, 0, 0
+    for i, key in enumerate(keys):
+        rank = ranks[i] if ranks else 0
+        left = lengths[i]
+        est = len(key) + per_series
+        while left:
+            room = min(MAX_BATCH_POINTS - n_batch, (MAX_BATCH_BYTES - size_batch - est) // 24)
+            if room < 1 and b_lengths:
+                block = _encode_block(
+                    run_id, b_keys, b_ranks, b_lengths, start, start + n_batch, columns
+                )
+                out.append((block, run_id, n_batch))
+                start += n_batch
+                b_keys, b_ranks, b_lengths, n_batch, size_batch = [], [], [], 0, 0
+                continue
+            take = min(left, max(room, 1))
+            b_keys.append(key)
+            b_ranks.append(rank)
+            b_lengths.append(take)
+            n_batch += take
+            size_batch += 24 * take + est
+            left -= take
+    if b_lengths:
+        block = _encode_block(run_id, b_keys, b_ranks, b_lengths, start, start + n_batch, columns)
+        out.append((block, run_id, n_batch))
+    return lo + total
+
+
+_COLUMN_TAGS = (b"\x2a", b"\x32", b"\x3a")  # SeriesBlock steps (5), timestamps (6), values (7)
+
+
+def _encode_block(
+    run_id: str,
+    keys: list[str],
+    ranks: list[int],
+    lengths: list[int],
+    lo: int,
+    hi: int,
+    columns: tuple[memoryview, ...],
+) -> bytes:
+    """The ``block`` field (4) of a StreamMetricsRequest: the series' names and lengths
+    through protobuf (one ``extend`` per column), then points ``lo`` to ``hi`` of the packed
+    columns as they are (protobuf reads the fields in any order)."""
+    names = ipb.SeriesBlock()
+    names.run_ids.extend([run_id] * len(keys))
+    names.keys.extend(keys)
+    if any(ranks):
+        names.ranks.extend(ranks)
+    names.lengths.extend(lengths)
+    head = names.SerializeToString()
+    parts: list[bytes | memoryview] = [b"", head]
+    size = len(head)
+    for tag, column in zip(_COLUMN_TAGS, columns, strict=True):
+        piece = column[8 * lo : 8 * hi]
+        field = tag + _varint(len(piece))
+        parts += (field, piece)
+        size += len(field) + len(piece)
+    parts[0] = b"\x22" + _varint(size)
+    return b"".join(parts)
 
 
 def _valid_points(
-    run_id: str, key: str, points: list[tuple[Any, ...]], errors: list[BatchRejected]
+    items: Iterable[tuple[Any, ...]], errors: list[BatchRejected]
 ) -> list[tuple[Any, ...]]:
-    """The points whose step and timestamp are int64s; the others are reported."""
+    """The points whose names can be hashed and whose step and timestamp are int64s; the
+    others are reported, one error per run and problem."""
     good = []
-    for p in points:
+    bad_names: Counter[tuple[str, str, str]] = Counter()
+    bad_points: Counter[tuple[str, str]] = Counter()
+    for run_id, key, rank, step, stamp, value in items:
         try:
-            step, stamp = operator.index(p[3]), operator.index(p[4])
+            hash((run_id, key, rank))
         except TypeError:
+            problem = _run_problem(run_id) or _key_problem(key) or _rank_problem(rank)
+            reason, message = problem or ("INVALID_KEY", f"key {key!r} cannot be hashed")
+            bad_names[str(run_id), reason, message] += 1
             continue
-        if _INT64[0] <= step < _INT64[1] and _INT64[0] <= stamp < _INT64[1]:
-            good.append((p[0], p[1], p[2], step, stamp, p[5]))
-    bad = len(points) - len(good)
-    errors.append(
-        BatchRejected(
-            0,
-            "INVALID_POINT",
-            f"{bad} points of {key!r} have a step or timestamp that is not an int64",
-            run_id=run_id,
-            points=bad,
-        )
-    )
+        try:
+            step, stamp = operator.index(step), operator.index(stamp)
+            ok = _INT64[0] <= step < _INT64[1] and _INT64[0] <= stamp < _INT64[1]
+        except TypeError:
+            ok = False
+        if ok:
+            good.append((run_id, key, rank, step, stamp, value))
+        else:
+            bad_points[str(run_id), repr(key)] += 1
+    for (run_id, reason, message), count in bad_names.items():
+        errors.append(BatchRejected(0, reason, message, run_id=run_id, points=count))
+    for (run_id, key), count in bad_points.items():
+        message = f"{count} points of {key} have a step or timestamp that is not an int64"
+        errors.append(BatchRejected(0, "INVALID_POINT", message, run_id=run_id, points=count))
     return good
 
 

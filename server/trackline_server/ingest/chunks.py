@@ -1,134 +1,43 @@
-"""The stored form of metric points, and how a group of incoming series becomes rows.
+"""The stored form of metric points, and how the points of a flush become rows.
 
-A chunk row holds points of one series (run, key, rank). Its ``points`` blob is the protobuf
-wire form of a ``RankedSeries`` with only fields 4 (steps, sfixed64), 5 (timestamps, sfixed64)
-and 6 (values, double) set, so an incoming series is stored by serialising it (C speed) and
-several parts of one series merge by concatenating their bytes: the protobuf rule for
-repeated fields makes the concatenation the message with the columns appended. Readers decode
-a blob into numpy arrays without copying (``columns``). The API's field numbers are frozen by
-``buf breaking``, which freezes this format with them.
+A chunk row holds points of one series (run, key, rank), in arrival order. Its ``points``
+blob is the protobuf wire form of a ``RankedSeries`` carrying only fields 4 (steps,
+sfixed64), 5 (timestamps, sfixed64) and 6 (values, double). Chunks written now put 8 bytes
+before each column (a padding field 15, then the column's tag and length), so every column
+starts 8-aligned and readers get aligned numpy views without copying (``columns``). Older
+chunks may hold several concatenated packed runs per column (the protobuf rule for repeated
+fields makes that the columns appended); ``columns`` reads both. The API's field numbers
+are frozen by ``buf breaking``, which freezes this format with them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, insert, or_
+from sqlalchemy import and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from trackline.v1 import ingest_pb2 as ipb
 
-from ..models import latest_metrics, metric_chunks
+from ..models import latest_metrics
+from . import segments, summary
 
-# Parts of one series gathered in one flush are merged up to this many points per row.
+if TYPE_CHECKING:
+    from .segments import Segments
+
+# A longer series is stored as several rows, so that no chunk is too large to page through
+# or to hold in memory.
 MAX_CHUNK_POINTS = 262_144
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
 _STEPS, _TIMESTAMPS, _VALUES = 4, 5, 6
-_SMALL = 64  # series up to this many points are summarised without numpy
+_PAD = 15  # an unknown field whose bytes align the next column to 8 bytes
 _LEN, _I64 = 2, 1  # wire types: length-delimited (packed), 64-bit (unpacked element)
-
-
-@dataclass
-class Part:
-    """Points of one series from one write, encoded and summarised."""
-
-    run_id: str
-    key: str
-    rank: int
-    blob: bytes
-    n: int
-    min_step: int
-    max_step: int
-    last: tuple[int, int, float]  # (step, timestamp, value) of the latest point
-
-
-def part_from_ranked(series: ipb.RankedSeries, now_ms: int) -> Part:
-    """Encodes ``series`` (already validated: equal column lengths, at least one value).
-    Clears its identity fields: the message belongs to the caller's request and is spent."""
-    run_id, key, rank = series.run_id, series.key, series.rank
-    n = len(series.values)
-    if not series.steps:
-        series.steps.extend([0] * n)
-    if not series.timestamps:
-        series.timestamps.extend([now_ms] * n)
-    series.ClearField("run_id")
-    series.ClearField("key")
-    series.ClearField("rank")
-    blob = series.SerializeToString()
-    if n <= _SMALL:
-        # numpy's per-call overhead dominates for a few points; plain Python is faster, and
-        # steps usually ascend, so the last point is the latest without looking further.
-        steps = list(series.steps)
-        top = max(steps)
-        if steps[-1] == top and (n == 1 or steps[-2] < top):
-            i = n - 1
-        else:
-            stamps = list(series.timestamps)
-            i = max((j for j in range(n) if steps[j] == top), key=lambda j: (stamps[j], j))
-        last = (top, series.timestamps[i], series.values[i])
-        return Part(run_id, key, rank, blob, n, min(steps), top, last)
-    a_steps, a_stamps, a_values = columns(blob)
-    return Part(run_id, key, rank, blob, n, int(a_steps.min()), int(a_steps.max()),
-                latest_point(a_steps, a_stamps, a_values))  # fmt: skip
-
-
-def parts_from_ranked(series: ipb.RankedSeries, now_ms: int) -> list[Part]:
-    """Like ``part_from_ranked``, but a series longer than MAX_CHUNK_POINTS becomes several
-    parts, so that no chunk is too large to page through or to hold in memory."""
-    n = len(series.values)
-    if n <= MAX_CHUNK_POINTS:
-        return [part_from_ranked(series, now_ms)]
-    steps = series.steps or [0] * n
-    stamps = series.timestamps or [now_ms] * n
-    return [
-        part_from_ranked(
-            ipb.RankedSeries(
-                run_id=series.run_id,
-                key=series.key,
-                rank=series.rank,
-                steps=steps[a : a + MAX_CHUNK_POINTS],
-                timestamps=stamps[a : a + MAX_CHUNK_POINTS],
-                values=series.values[a : a + MAX_CHUNK_POINTS],
-            ),
-            now_ms,
-        )
-        for a in range(0, n, MAX_CHUNK_POINTS)
-    ]
-
-
-def part_from_columns(
-    run_id: str,
-    key: str,
-    rank: int,
-    steps: Sequence[int],
-    timestamps: Sequence[int],
-    values: Sequence[float],
-) -> list[Part]:
-    """Encodes columns given as sequences (the unary LogBatch path)."""
-    msg = ipb.RankedSeries(run_id=run_id, key=key, rank=rank)
-    msg.steps.extend(steps)
-    msg.timestamps.extend(timestamps)
-    msg.values.extend(values)
-    return parts_from_ranked(msg, 0)
-
-
-def latest_point(steps: Ints, stamps: Ints, values: Floats) -> tuple[int, int, float]:
-    """The point with the highest step, then the latest timestamp, then written last
-    (MLflow's rule for a run's latest metric value)."""
-    top = steps.max()
-    candidates = np.flatnonzero(steps == top)
-    if len(candidates) > 1:
-        stamp = stamps[candidates]
-        candidates = candidates[stamp == stamp.max()]
-    i = int(candidates[-1])
-    return int(steps[i]), int(stamps[i]), float(values[i])
 
 
 def columns(blob: bytes) -> tuple[Ints, Ints, Floats]:
@@ -180,64 +89,6 @@ def _varint(view: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def merge(parts: Iterable[Part]) -> list[Part]:
-    """Merges parts of the same series (run, key, rank) in arrival order into as few parts as
-    MAX_CHUNK_POINTS allows: fewer rows is what keeps many small batches cheap."""
-    groups: dict[tuple[str, str, int], list[list[Part]]] = {}
-    filled: dict[tuple[str, str, int], int] = {}  # points in each series' open group
-    for p in parts:
-        series = (p.run_id, p.key, p.rank)
-        runs = groups.setdefault(series, [[]])
-        if runs[-1] and filled[series] + p.n > MAX_CHUNK_POINTS:
-            runs.append([])
-            filled[series] = 0
-        runs[-1].append(p)
-        filled[series] = filled.get(series, 0) + p.n
-    merged: list[Part] = []
-    for chunk_groups in groups.values():
-        for g in chunk_groups:
-            if len(g) == 1:
-                merged.append(g[0])
-                continue
-            latest = g[0].last
-            for p in g[1:]:
-                if (p.last[0], p.last[1]) >= (latest[0], latest[1]):
-                    latest = p.last
-            first = g[0]
-            merged.append(
-                Part(first.run_id, first.key, first.rank, b"".join(p.blob for p in g),
-                     sum(p.n for p in g), min(p.min_step for p in g),
-                     max(p.max_step for p in g), latest)
-            )  # fmt: skip
-    return merged
-
-
-async def write_parts(conn: AsyncConnection, parts: Sequence[Part]) -> None:
-    """Inserts chunk rows for ``parts`` and moves each series' latest value forward, in the
-    caller's transaction. Runs must have been checked to exist and be active."""
-    if not parts:
-        return
-    rows = [
-        {
-            "run_id": p.run_id,
-            "key": p.key,
-            "rank": p.rank,
-            "n": p.n,
-            "min_step": p.min_step,
-            "max_step": p.max_step,
-            "points": p.blob,
-        }
-        for p in merge(parts)
-    ]
-    await conn.execute(insert(metric_chunks), rows)
-    latest: dict[tuple[str, str], tuple[int, int, float]] = {}
-    for p in parts:
-        cur = latest.get((p.run_id, p.key))
-        if cur is None or (p.last[0], p.last[1]) >= (cur[0], cur[1]):
-            latest[(p.run_id, p.key)] = p.last
-    await _upsert_latest(conn, latest)
-
-
 async def _upsert_latest(
     conn: AsyncConnection, latest: dict[tuple[str, str], tuple[int, int, float]]
 ) -> None:
@@ -266,3 +117,143 @@ async def _upsert_latest(
             for (run_id, key), (step, ts, value) in latest.items()
         ],
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _headers(n: int) -> tuple[bytes, bytes, bytes]:
+    """The 8 bytes before each column of an ``n``-point blob: a padding field, then the
+    column's tag and length. Every column then starts 8-aligned in the blob (and in memory:
+    CPython keeps a bytes object's data 8-aligned), so readers get aligned numpy views."""
+    out = []
+    for field in (_STEPS, _TIMESTAMPS, _VALUES):
+        col = bytes([field << 3 | _LEN]) + encode_varint(8 * n)
+        pad = 6 - len(col)
+        out.append(bytes([_PAD << 3 | _LEN, pad]) + bytes(pad) + col)
+    return out[0], out[1], out[2]
+
+
+def encode_varint(value: int) -> bytes:
+    """The protobuf varint of one int64 (as two's complement: a negative one takes 10
+    bytes)."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+Row = tuple[str, str, int, int, int, int, bytes, bytes | None]
+
+
+async def write_segments(conn: AsyncConnection, segs: Segments) -> None:
+    """Stores the points of ``segs`` as chunk rows (``chunk_rows``) in the caller's
+    transaction. Latest values are ``move_latest``'s job."""
+    await insert_rows(conn, chunk_rows(segs))
+
+
+async def insert_rows(conn: AsyncConnection, rows: list[Row]) -> None:
+    if rows:
+        await conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
+
+
+def chunk_rows(segs: Segments) -> list[Row]:
+    """The chunk rows of ``segs``: one per series (more for a series over MAX_CHUNK_POINTS),
+    points of a series in arrival order, with a summary when the row is long enough. The work
+    is a few numpy passes plus a little per series, however many segments a series has."""
+    nseg, nser = len(segs.lengths), len(segs.series)
+    if nseg == 0:
+        return []
+    steps, stamps, values = segs.steps, segs.stamps, segs.values
+    if nser < nseg:  # a series has several segments: gather them, keeping arrival order
+        seg_order = np.argsort(segs.seg_series, kind="stable")
+        lengths = segs.lengths[seg_order]
+        old_starts = (np.cumsum(segs.lengths) - segs.lengths)[seg_order]
+        new_starts = np.cumsum(lengths) - lengths
+        order = np.repeat(old_starts - new_starts, lengths) + np.arange(len(values))
+        steps, stamps, values = steps[order], stamps[order], values[order]
+    counts = np.bincount(segs.seg_series, weights=segs.lengths, minlength=nser).astype(np.int64)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    if counts.max() <= MAX_CHUNK_POINTS:
+        row_starts, row_series = starts, np.arange(nser)
+    else:
+        bounds = [np.arange(a, b, MAX_CHUNK_POINTS) for a, b in zip(starts, ends, strict=True)]
+        row_starts = np.concatenate(bounds)
+        row_series = np.repeat(np.arange(nser), [len(b) for b in bounds])
+    row_ends = np.append(row_starts[1:], len(values))
+    mins = np.minimum.reduceat(steps, row_starts).tolist()
+    maxs = np.maximum.reduceat(steps, row_starts).tolist()
+    # Byte views of the columns: each blob below is built with one copy of its points.
+    step_bytes, stamp_bytes, value_bytes = (memoryview(np.ascontiguousarray(a).view(np.uint8))  # type: ignore[arg-type]
+                                            for a in (steps, stamps, values))  # fmt: skip
+    rows: list[Row] = []
+    for a, b, s, lo, hi in zip(row_starts.tolist(), row_ends.tolist(), row_series.tolist(), mins,
+                               maxs, strict=True):  # fmt: skip
+        h_steps, h_stamps, h_values = _headers(b - a)
+        blob = b"".join((h_steps, step_bytes[8 * a : 8 * b], h_stamps, stamp_bytes[8 * a : 8 * b],
+                         h_values, value_bytes[8 * a : 8 * b]))  # fmt: skip
+        run_id, key, rank = segs.series[s]
+        brief = (
+            summary.summarize(steps[a:b], stamps[a:b], values[a:b])
+            if b - a >= summary.MIN_POINTS
+            else None
+        )
+        rows.append((run_id, key, rank, b - a, lo, hi, blob, brief))
+    return rows
+
+
+async def move_latest(conn: AsyncConnection, segs: Segments) -> None:
+    """Moves each (run, key)'s latest value forward to the latest point of ``segs``, all
+    ranks together: the highest step, then the latest timestamp, then the point written last
+    (MLflow's rule), in the caller's transaction."""
+    nseg = len(segs.lengths)
+    if nseg == 0:
+        return
+    index, series_rk = segments.number([(r, k) for r, k, _ in segs.series])
+    seg_rk = series_rk[segs.seg_series]
+    steps, stamps = segs.steps, segs.stamps
+    ends = np.cumsum(segs.lengths)
+    # When every segment is in (step, timestamp) order, its last point is its latest, and
+    # only those need sorting; otherwise every point does.
+    d_step, d_stamp = np.diff(steps), np.diff(stamps)
+    backwards = (d_step < 0) | ((d_step == 0) & (d_stamp < 0))
+    backwards[ends[:-1] - 1] = False  # from one segment to the next does not count
+    if backwards.any():
+        picks, group = np.arange(len(steps)), np.repeat(seg_rk, segs.lengths)
+    else:
+        picks, group = ends - 1, seg_rk
+    # lexsort is stable: among equal (group, step, timestamp) the point that came last sorts
+    # last, so the last entry of each group is its latest point.
+    order = np.lexsort((stamps[picks], steps[picks], group))
+    last = picks[order[np.cumsum(np.bincount(group, minlength=len(index))) - 1]]
+    await _upsert_latest(
+        conn,
+        {
+            rk: (step, stamp, value)
+            for rk, step, stamp, value in zip(
+                index,
+                steps[last].tolist(),
+                stamps[last].tolist(),
+                segs.values[last].tolist(),
+                strict=True,
+            )  # fmt: skip
+        },
+    )
+
+
+_COLUMNS = ("run_id", "key", "rank", "n", "min_step", "max_step", "points", "summary")
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_sql(paramstyle: str) -> str:
+    """The chunk INSERT for the driver's parameter style: rows go to the driver's executemany
+    as tuples, skipping SQLAlchemy's per-row parameter processing."""
+    marks = (
+        ", ".join(f"${i + 1}" for i in range(len(_COLUMNS)))
+        if paramstyle.startswith("numeric")
+        else ", ".join("?" * len(_COLUMNS))
+    )
+    names = ", ".join(f'"{c}"' for c in _COLUMNS)
+    return f"INSERT INTO metric_chunks ({names}) VALUES ({marks})"

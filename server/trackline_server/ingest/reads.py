@@ -3,7 +3,8 @@ multi-series read of GetMetricHistories.
 
 Chunks of one series (run, key, rank) may overlap in step range and their points need not be
 sorted, so a read never relies on row order alone. Every read first fetches chunk metadata
-(no blobs), then loads only the blobs it needs, a bounded group at a time.
+(no blobs), then loads only the blobs it needs, a bounded group at a time; a chart view
+loads a chunk's small summary instead of its points where the summary suffices.
 
 Order of points: (step, timestamp, chunk order, position in chunk), where chunk order is
 (min_step, chunk_id). A page token is tied to that order: it holds the step to resume at and
@@ -14,6 +15,8 @@ therefore show up in a later page or shift a page boundary by the points they ad
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -28,7 +31,8 @@ from trackline.v1 import resources_pb2 as pb
 from .. import limits, page_tokens, store
 from ..errors import InvalidArgument, NotFound, ResourceExhausted
 from ..models import metric_chunks, runs
-from .chunks import Floats, Ints, columns
+from . import summary
+from .chunks import Floats, Ints, columns, encode_varint
 
 Ranks = npt.NDArray[np.int32]
 Bools = npt.NDArray[np.bool_]
@@ -74,43 +78,67 @@ class Points(NamedTuple):
 
 
 def fill_series(series: pb.MetricSeries, key: str, points: Points) -> None:
-    """Sets a MetricSeries to the columns."""
+    """Sets a MetricSeries to the columns: encoded with numpy and parsed in one call, several
+    times faster than ``extend`` even from lists."""
     series.key = key
-    extend_ints(series, "steps", points.steps)
-    extend_ints(series, "timestamps", points.timestamps)
-    values = np.ascontiguousarray(points.values, "<f8").tobytes()
-    series.MergeFromString(_packed(_field_number(series, "values"), values))
+    if not len(points.steps):
+        return
+    fields = series.DESCRIPTOR.fields_by_name
+    series.MergeFromString(b"".join((
+        _packed(fields["steps"].number, _varints(points.steps)),
+        _packed(fields["timestamps"].number, _varints(points.timestamps)),
+        _packed(fields["values"].number, np.ascontiguousarray(points.values, "<f8").tobytes()),
+    )))  # fmt: skip
 
 
 def extend_ints(message: Message, field: str, values: npt.NDArray[np.integer[Any]]) -> None:
-    """Appends ``values`` to a packed repeated integer field: encoded with numpy and parsed,
-    several times faster than ``extend`` even from a list."""
+    """Appends ``values`` to a packed repeated integer field (as ``fill_series`` does)."""
     if len(values):
         data = _varints(values.astype(np.int64, copy=False))
-        message.MergeFromString(_packed(_field_number(message, field), data))
-
-
-def _field_number(message: Message, field: str) -> int:
-    return int(message.DESCRIPTOR.fields_by_name[field].number)
+        message.MergeFromString(_packed(message.DESCRIPTOR.fields_by_name[field].number, data))
 
 
 def _packed(number: int, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     if not payload:
         return b""
-    head = np.array([(number << 3) | 2, len(payload)], np.int64)
-    return _varints(head) + payload
+    return encode_varint(number << 3 | 2) + encode_varint(len(payload)) + payload
 
 
 def _varints(values: Ints) -> bytes:
-    """Protobuf varints of int64 values (a negative one takes 10 bytes), concatenated."""
+    """Protobuf varints of int64 values, concatenated. Fast when the values share one
+    varint width (ranks, timestamps) or ascend (steps): then each run of one width is a
+    matrix of bytes with no gaps."""
     if not len(values):
         return b""
     u = values.view(np.uint64)
-    width = 1
-    top = int(u.max())
-    while width < 10 and top >> (7 * width):
-        width += 1
+    lo, hi = int(u.min()), int(u.max())
+    if lo == hi:
+        return encode_varint(lo) * len(u)
+    first, last = len(encode_varint(lo)), len(encode_varint(hi))
+    if first == last:
+        return _same_width(u, last)
+    if bool((u[1:] >= u[:-1]).all()):  # ascending: one run per width
+        bounds = np.uint64(1) << np.arange(7 * first, 7 * last, 7, dtype=np.uint64)
+        cuts = [0, *np.searchsorted(u, bounds).tolist(), len(u)]
+        runs = zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True)
+        return b"".join(_same_width(u[a:b], width) for width, a, b in runs if b > a)
+    return _mixed_widths(u, last)
+
+
+def _same_width(u: npt.NDArray[np.uint64], width: int) -> bytes:
+    """Varints of values that all take ``width`` bytes."""
+    rows = np.empty((width, len(u)), np.uint8)  # byte k of every value, then transposed
+    shifted = np.empty_like(u)
+    for k in range(width):
+        np.right_shift(u, np.uint64(7 * k), out=shifted)
+        rows[k] = shifted  # keeps the low 8 bits; bit 7 is set below or is 0 (last byte)
+    rows[:-1] |= np.uint8(0x80)
+    return rows.T.tobytes()
+
+
+def _mixed_widths(u: npt.NDArray[np.uint64], width: int) -> bytes:
+    """Varints of any values, the widest taking ``width`` bytes."""
     out = np.empty((len(u), width), np.uint8)
     used = np.ones((len(u), width), np.bool_)
     for k in range(width):
@@ -121,7 +149,7 @@ def _varints(values: Ints) -> bytes:
             used[:, k + 1] = more
         out[:, k] = byte
     # Row-major order puts each value's bytes together; unused trailing bytes are dropped.
-    return out.tobytes() if width == 1 or bool(used[:, -1].all()) else out[used].tobytes()
+    return out[used].tobytes()
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,7 @@ class ChunkMeta:
     n: int
     min_step: int
     max_step: int
+    summarised: bool = False  # the row has a summary (ingest/summary.py)
 
 
 @dataclass(frozen=True)
@@ -214,20 +243,23 @@ def _encode_token(step: int, skip: int, made_for: str) -> str:
 # Chunk metadata and blobs
 
 
+_META = (_c.chunk_id, _c.rank, _c.n, _c.min_step, _c.max_step, _c.summary.is_not(None))
+
+
 async def _metas(conn: AsyncConnection, conds: Sequence[ColumnElement[bool]]) -> list[ChunkMeta]:
-    rows = await conn.execute(
-        select(_c.chunk_id, _c.rank, _c.n, _c.min_step, _c.max_step)
-        .where(*conds)
-        .order_by(_c.min_step, _c.chunk_id)
-    )
+    rows = await conn.execute(select(*_META).where(*conds).order_by(_c.min_step, _c.chunk_id))
     return [ChunkMeta(*row) for row in rows]
 
 
 async def _load(
-    conn: AsyncConnection, series: _Series, metas: Sequence[ChunkMeta]
+    conn: AsyncConnection,
+    series: _Series,
+    metas: Sequence[ChunkMeta],
+    column: ColumnElement[bytes] = _c.points,
 ) -> list[tuple[ChunkMeta, bytes]]:
-    """Blobs of ``metas`` (consecutive in chunk order among the chunks ``series`` selects),
-    in that order. A chunk that vanished is left out; one that appeared is not added."""
+    """Blobs (``column``: the points, or the summaries) of ``metas`` (consecutive in chunk
+    order among the chunks ``series`` selects, or at most _MAX_IDS), in that order. A chunk
+    that vanished is left out; one that appeared is not added."""
     if not metas:
         return []
     wanted = {m.chunk_id for m in metas}
@@ -246,8 +278,8 @@ async def _load(
                 and_(_c.min_step == last.min_step, _c.chunk_id <= last.chunk_id),
             ),
         ]
-    rows = await conn.execute(select(_c.chunk_id, _c.points).where(*conds))
-    found = {cid: bytes(blob) for cid, blob in rows if cid in wanted}
+    rows = await conn.execute(select(_c.chunk_id, column).where(*conds))
+    found = {cid: bytes(blob) for cid, blob in rows if cid in wanted and blob is not None}
     return [(m, found[m.chunk_id]) for m in metas if m.chunk_id in found]
 
 
@@ -287,10 +319,27 @@ def _sorted(p: Points) -> Points:
     return p.take(np.lexsort((p.timestamps, p.steps)))
 
 
-def _chunk_points(series: _Series, meta: ChunkMeta, blob: bytes) -> Points:
-    """The chunk's points in the series' range, in chunk order."""
+def _chunk_points(
+    series: _Series, meta: ChunkMeta, blob: bytes, below: int | None = None
+) -> Points:
+    """The chunk's points in the series' range (and under step ``below``), in chunk order.
+    Views into the blob, not copies, when the chunk's steps ascend (the usual case)."""
     steps, stamps, values = columns(blob)
-    keep = None if series.inside(meta) else series.mask(steps)
+    keep: Bools | slice | None = None
+    if series.inside(meta) and (below is None or meta.max_step < below):
+        pass
+    elif len(steps) > 1 and bool((steps[1:] >= steps[:-1]).all()):
+        lo = 0 if series.start is None else int(np.searchsorted(steps, series.start))
+        top = series.end + 1 if series.end is not None else None
+        if below is not None:
+            top = below if top is None else min(top, below)
+        hi = len(steps) if top is None else int(np.searchsorted(steps, top))
+        keep = slice(lo, max(lo, hi))
+    else:
+        mask = series.mask(steps)
+        if below is not None:
+            mask = steps < below if mask is None else mask & (steps < below)
+        keep = mask
     if keep is not None:
         steps, stamps, values = steps[keep], stamps[keep], values[keep]
     return Points(steps, stamps, values, np.full(len(steps), meta.rank, np.int32))
@@ -391,9 +440,7 @@ async def history_page(
 
     parts = []
     for meta, blob in await _load(conn, series, picked):
-        p = _chunk_points(series, meta, blob)
-        if to_step is not None:
-            p = p.take(np.flatnonzero(p.steps < to_step))
+        p = _chunk_points(series, meta, blob, to_step)
         if len(p.steps):
             parts.append(p)
     page = _sorted(_concat(parts))
@@ -657,17 +704,20 @@ async def _downsample(
         return await _collect(conn, series, metas)
     grid = _Grid(lo, hi, max(1, max_points // 3))
     found = _Buckets()
-    offset = 0  # series order of a point: its chunk's offset plus its position in the chunk
+    # Series order of a point: its chunk's offset plus its position in the chunk.
+    offsets = dict(zip((m.chunk_id for m in metas), np.cumsum([0] + [m.n for m in metas])
+                       .tolist(), strict=False))  # fmt: skip
+    brief = [m for m in metas if _summary_serves(series, m, grid)]
+    for i in range(0, len(brief), _MAX_IDS):
+        loaded = await _load(conn, series, brief[i : i + _MAX_IDS], _c.summary)
+        _add_summaries(loaded, offsets, grid, found)
+    served = {m.chunk_id for m in brief}
     # A worker thread scans one group while the next one loads (numpy releases the GIL), and
     # the event loop stays free for other calls.
     scanning: asyncio.Future[None] | None = None
     try:
-        for group in _groups(metas):
+        for group in _groups([m for m in metas if m.chunk_id not in served]):
             loaded = await _load(conn, series, group)
-            offsets = {}
-            for m in group:
-                offsets[m.chunk_id] = offset
-                offset += m.n
             if scanning is not None:
                 await scanning
             scanning = asyncio.ensure_future(
@@ -679,6 +729,37 @@ async def _downsample(
         if scanning is not None and not scanning.done():
             await asyncio.wait([scanning])
     return found.points(max_points)
+
+
+def _summary_serves(series: _Series, m: ChunkMeta, grid: _Grid) -> bool:
+    """Whether the chunk's summary stands in for its points: the chunk has one, lies wholly
+    in the range, and its blocks are on average at most a quarter of a bucket wide."""
+    return (
+        m.summarised
+        and series.inside(m)
+        and (m.max_step - m.min_step + 1) * summary.BLOCK * grid.buckets * 4 <= m.n * grid.span
+    )
+
+
+def _add_summaries(
+    loaded: Sequence[tuple[ChunkMeta, bytes]], offsets: dict[int, int], grid: _Grid,
+    found: _Buckets,
+) -> None:  # fmt: skip
+    """Adds the blocks of summarised chunks, each block whole to the bucket of its first
+    step, as if the block's min, max and last were its only points."""
+    if not loaded:
+        return
+    starts = grid.starts(0, grid.buckets - 1)
+    picks: tuple[list[_Picks], list[_Picks], list[_Picks]] = ([], [], [])
+    for meta, blob in loaded:
+        sm = summary.decode(blob)
+        bucket = np.searchsorted(starts, sm.first, side="right") - 1
+        for out, p in zip(picks, (sm.mins, sm.maxs, sm.lasts), strict=True):
+            ok = np.flatnonzero(p.pos >= 0)
+            out.append(_Picks(bucket[ok], offsets[meta.chunk_id] + p.pos[ok].astype(np.int64),
+                              p.steps[ok], p.stamps[ok], p.values[ok],
+                              np.full(len(ok), meta.rank, np.int32)))  # fmt: skip
+    found.add(*(functools.reduce(operator.add, p) for p in picks))
 
 
 def _scan_group(
@@ -707,7 +788,7 @@ def _scan_chunks(
     grid: _Grid,
     found: _Buckets,
 ) -> None:
-    """Scans chunks (consecutive in series order) as one block."""
+    """Scans chunks (in series order) as one block."""
     if not items:
         return
     cols = [columns(blob) for _, blob in items]
@@ -747,8 +828,15 @@ async def downsample(
 ) -> Points:
     """At most ``max_points`` points of the series in [start_step, end_step] for a chart: the
     range the series covers is cut into max_points // 3 equal-width step buckets, and each
-    bucket keeps its minimum, maximum and last point, so no spike is lost. A series with no
-    more than ``max_points`` points comes back whole. Sorted by step; 0 means the cap."""
+    bucket keeps its minimum, maximum (NaN ignored) and last point, so no spike is lost;
+    every point returned is a stored one. A series with no more than ``max_points`` points
+    comes back whole. Sorted by step; 0 means the cap.
+
+    A chunk that has a summary, lies wholly in the range and whose summary blocks are at most
+    a quarter of a bucket wide on average is read from its summary alone (ingest/summary.py):
+    each of its blocks of 512 points goes whole to the bucket of the block's first step, so
+    for its points a bucket edge moves to a block edge. Other chunks are read point by
+    point."""
     _check_range(start_step, end_step)
     limit = _view_points(max_points)
     await store.get_run_row(conn, run_id)
@@ -796,7 +884,7 @@ async def histories(
 
     by_series: dict[tuple[str, str], list[ChunkMeta]] = {}
     rows = await conn.execute(
-        select(_c.run_id, _c.key, _c.chunk_id, _c.rank, _c.n, _c.min_step, _c.max_step)
+        select(_c.run_id, _c.key, *_META)
         .where(_c.run_id.in_(run_list), _c.key.in_(key_list), *_overlapping(start_step, end_step))
         .order_by(_c.run_id, _c.key, _c.min_step, _c.chunk_id)
     )

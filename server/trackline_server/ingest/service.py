@@ -14,29 +14,19 @@ from trackline.v1 import ingest_pb2_grpc
 
 from .. import store
 from ..errors import InvalidArgument, TracklineError, Unavailable, to_status
-from . import chunks
+from . import segments
 from .writer import GroupCommitWriter, Rejection, StreamBatch
 
 _MAX_WRITER_ID = 128
 
 
 def encode_batch(writer_id: str, request: ipb.StreamMetricsRequest) -> StreamBatch | Rejection:
-    """Validates a batch and encodes its series, or says why the batch is refused."""
-    total = 0
+    """Checks a batch and converts its points to columns, or says why the batch is refused."""
     try:
-        for i, s in enumerate(request.series):
-            n = len(s.values)
-            store.check_series(f"series[{i}]", s.key, len(s.steps), len(s.timestamps), n)
-            if not s.run_id:
-                return Rejection("RUN_NOT_FOUND", f"series[{i}].run_id is empty")
-            total += n
-        store.check_batch_points(total, "series")
+        segs = segments.from_request(request, store.now_ms())
     except TracklineError as err:
         return Rejection(err.reason, err.message)
-    now = store.now_ms()
-    parts = [p for s in request.series if len(s.values) for p in chunks.parts_from_ranked(s, now)]
-    nbytes = sum(len(p.blob) for p in parts)
-    return StreamBatch(writer_id, request.seq, parts, total, nbytes)
+    return StreamBatch(writer_id, request.seq, segs)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]

@@ -4,8 +4,11 @@ batches and unary LogBatch calls alike) into one transaction per flush.
 A flush starts when the first item arrives and gathers for ``linger`` seconds, or less when
 ``flush_points`` points wait. Its transaction reads the high-water sequence of every writer
 involved, skips batches at or below it (resends), rejects batches for unknown or deleted runs,
-writes the rest as merged chunks, moves the high-water marks, and runs each unary job in a
-savepoint so one bad call cannot undo the others. Only after COMMIT are the waiters resolved.
+writes the rest, moves the high-water marks, and runs each unary job in a savepoint so one
+bad call cannot undo the others. Stream points go to the metric log as one row per flush
+(``flush_log.py``; the compactor moves them into chunks later) and each series' latest value moves
+forward in the same transaction, so search sees a point as soon as it is acked. Only after
+COMMIT are the waiters resolved.
 
 The queue is bounded in points and bytes. Streams wait for room (``put_batch``), which stops
 them reading and pushes back through HTTP/2 flow control; unary calls are refused at once
@@ -29,12 +32,15 @@ from .. import limits
 from ..database import Database
 from ..errors import ResourceExhausted, Unavailable
 from ..models import ingest_writers, runs
-from . import chunks
+from . import chunks, flush_log, segments
+from .segments import Segments
 
 log = logging.getLogger("trackline.ingest")
 
 T = TypeVar("T")
 ACTIVE = 1
+# Series with at least this many points in one flush are written as chunks at once.
+DIRECT_CHUNK_POINTS = 1024
 
 
 @dataclass
@@ -45,16 +51,22 @@ class Rejection:
 
 @dataclass
 class StreamBatch:
-    """A numbered batch of one writer, its points already encoded and validated."""
+    """A numbered batch of one writer, its points already checked."""
 
     writer_id: str
     seq: int
-    parts: list[chunks.Part]
-    points: int
-    nbytes: int
+    segs: Segments
     done: asyncio.Future[Rejection | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    @property
+    def points(self) -> int:
+        return self.segs.points
+
+    @property
+    def nbytes(self) -> int:
+        return self.segs.nbytes
 
 
 @dataclass
@@ -90,8 +102,12 @@ class GroupCommitWriter:
         max_bytes: int = limits.INGEST_MAX_BYTES,
         linger: float = limits.INGEST_LINGER_MS / 1000,
         flush_points: int = 400_000,
+        on_logged: Callable[[], None] | None = None,
     ) -> None:
+        """``on_logged`` is called after each flush that appended points to the metric log
+        (the compactor's cue)."""
         self.db = db
+        self.on_logged = on_logged
         self.max_points = max_points
         self.max_bytes = max_bytes
         self.linger = linger
@@ -105,6 +121,7 @@ class GroupCommitWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_flush_items = 0
+        self._logged = False  # a committed flush appended to the metric log
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -218,6 +235,9 @@ class GroupCommitWriter:
                     item.done.set_exception(failure)
             return
         self.stats.flushes += 1
+        if self._logged and self.on_logged is not None:
+            self._logged = False
+            self.on_logged()
         for batch, outcome in zip(batches, outcomes, strict=True):
             if not batch.done.done():
                 batch.done.set_result(outcome)
@@ -242,7 +262,7 @@ class GroupCommitWriter:
             query = query.with_for_update()  # replicas serialise on a writer's mark
         marks: dict[str, int] = {w: int(s) for w, s in await conn.execute(query)}
         known = dict(marks)
-        run_ids = {p.run_id for b in batches for p in b.parts}
+        run_ids = {s[0] for b in batches for s in b.segs.series}
         stages = {
             r: s
             for r, s in await conn.execute(
@@ -250,7 +270,7 @@ class GroupCommitWriter:
             )
         }
         outcomes: list[Rejection | None] = []
-        parts: list[chunks.Part] = []
+        accepted: list[Segments] = []
         for b in batches:
             if b.seq <= marks.get(b.writer_id, 0):
                 outcomes.append(None)  # a resend of a committed batch
@@ -260,12 +280,19 @@ class GroupCommitWriter:
             rejection = _check_runs(b, stages)
             outcomes.append(rejection)
             if rejection is None:
-                parts.extend(b.parts)
+                accepted.append(b.segs)
                 self.stats.batches += 1
                 self.stats.points += b.points
             else:
                 self.stats.rejected += 1
-        await chunks.write_parts(conn, parts)
+        points = segments.concat(accepted)
+        # A series with many points in this flush makes a chunk of good size now; the points
+        # of short series go to the log, to be compacted with later flushes' points.
+        direct, short = segments.split_long(points, DIRECT_CHUNK_POINTS)
+        await chunks.write_segments(conn, direct)
+        await flush_log.append(conn, short)
+        await chunks.move_latest(conn, points)
+        self._logged = self._logged or short.points > 0
         moved = {w: s for w, s in marks.items() if known.get(w) != s}
         if moved:
             await _upsert_marks(conn, moved)
@@ -273,12 +300,12 @@ class GroupCommitWriter:
 
 
 def _check_runs(batch: StreamBatch, stages: dict[str, int]) -> Rejection | None:
-    for part in batch.parts:
-        stage = stages.get(part.run_id)
+    for run_id in batch.segs.run_ids:
+        stage = stages.get(run_id)
         if stage is None:
-            return Rejection("RUN_NOT_FOUND", f"no run with id {part.run_id!r}")
+            return Rejection("RUN_NOT_FOUND", f"no run with id {run_id!r}")
         if stage != ACTIVE:
-            return Rejection("RUN_DELETED", f"run {part.run_id!r} is deleted; restore it first")
+            return Rejection("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
     return None
 
 

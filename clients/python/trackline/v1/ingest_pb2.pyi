@@ -7,14 +7,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StreamMetricsRequest(_message.Message):
-    __slots__ = ("writer_id", "seq", "series")
+    __slots__ = ("writer_id", "seq", "series", "block")
     WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SERIES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
     writer_id: str
     seq: int
     series: _containers.RepeatedCompositeFieldContainer[RankedSeries]
-    def __init__(self, writer_id: _Optional[str] = ..., seq: _Optional[int] = ..., series: _Optional[_Iterable[_Union[RankedSeries, _Mapping]]] = ...) -> None: ...
+    block: SeriesBlock
+    def __init__(self, writer_id: _Optional[str] = ..., seq: _Optional[int] = ..., series: _Optional[_Iterable[_Union[RankedSeries, _Mapping]]] = ..., block: _Optional[_Union[SeriesBlock, _Mapping]] = ...) -> None: ...
+
+class SeriesBlock(_message.Message):
+    __slots__ = ("run_ids", "keys", "ranks", "lengths", "steps", "timestamps", "values", "run_index")
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    RANKS_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    RUN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    ranks: _containers.RepeatedScalarFieldContainer[int]
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    timestamps: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    run_index: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[str]] = ..., ranks: _Optional[_Iterable[int]] = ..., lengths: _Optional[_Iterable[int]] = ..., steps: _Optional[_Iterable[int]] = ..., timestamps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., run_index: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RankedSeries(_message.Message):
     __slots__ = ("run_id", "key", "rank", "steps", "timestamps", "values")

@@ -1,0 +1,147 @@
+"""The compactor: moves metric log rows (one per flush, see ``flush_log.py``) into per-series
+chunks, many log rows per transaction.
+
+It runs in the background a short while after flushes (``COMPACT_DELAY``, so that one
+compaction gathers many flushes and a series gets one chunk row per compaction), and on
+demand before every history read (``settle``): readers see only chunks, and everything
+committed before the read began has been moved by then.
+
+Each compaction is one transaction that deletes the log rows it read and inserts their
+chunks, so a crash leaves either the log rows or the chunks, never both or neither. On
+PostgreSQL, replicas may compact the same rows at once: the second one's DELETE waits for
+the first to commit, then finds fewer rows than it read and rolls back, so every point is
+moved exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..database import Database
+from ..models import metric_log
+from . import chunks, flush_log, segments
+
+_log = logging.getLogger("trackline.ingest")
+
+COMPACT_DELAY = 1.0  # seconds between a flush and the compaction that moves it
+MAX_COMPACT_POINTS = 2_000_000  # points per compaction transaction (memory bound)
+MAX_COMPACT_ROWS = 512  # log rows per compaction transaction
+POLL_INTERVAL = 5.0  # how often to look for log rows another replica left (PostgreSQL)
+
+
+class _Moved(Exception):
+    """The log rows of a compaction were moved by someone else first."""
+
+
+class Compactor:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        delay: float = COMPACT_DELAY,
+        max_points: int = MAX_COMPACT_POINTS,
+    ) -> None:
+        self.db = db
+        self.delay = delay
+        self.max_points = max_points
+        self.compactions = 0
+        self._logged = asyncio.Event()
+        self._lock = asyncio.Lock()  # one compaction at a time in this process
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._logged.set()  # rows left by the previous run are moved at once
+        self._task = asyncio.create_task(self._run(), name="metric-log-compactor")
+
+    def poke(self) -> None:
+        """Tells the compactor that a flush appended to the log."""
+        self._logged.set()
+
+    async def close(self) -> None:
+        """Stops the background pass; log rows left are moved at the next start or read."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def settle(self) -> None:
+        """Returns once every log row committed before the call has been moved to chunks."""
+        while await self._pending():
+            await self.compact()
+
+    async def _pending(self) -> bool:
+        async with self.db.read() as conn:
+            return await conn.scalar(select(metric_log.c.log_id).limit(1)) is not None
+
+    async def compact(self) -> tuple[int, bool]:
+        """Moves the oldest log rows, up to ``max_points`` points and MAX_COMPACT_ROWS rows
+        (at least one row), in one transaction. Returns how many rows it moved (0: the log was
+        empty, or another replica moved some of the rows first) and whether more rows wait.
+
+        The rows are read and turned into chunks before the write transaction, which then
+        only deletes and inserts: on SQLite it holds the one write lock that flushes, and so
+        acks, wait for."""
+        async with self._lock:
+            async with self.db.read() as conn:
+                ids, more = await self._pick(conn)
+                if not ids:
+                    return 0, False
+                bodies = await conn.execute(
+                    select(metric_log.c.body).where(metric_log.c.log_id.in_(ids))
+                    .order_by(metric_log.c.log_id)
+                )  # fmt: skip
+                segs = segments.concat(flush_log.decode(body) for (body,) in bodies)
+            rows = chunks.chunk_rows(segs)
+            try:
+                async with self.db.write() as conn:
+                    if conn.dialect.name == "postgresql":  # lock in one order: no deadlocks
+                        await conn.execute(
+                            select(metric_log.c.log_id).where(metric_log.c.log_id.in_(ids))
+                            .order_by(metric_log.c.log_id).with_for_update()
+                        )  # fmt: skip
+                    gone = await conn.execute(
+                        delete(metric_log).where(metric_log.c.log_id.in_(ids))
+                    )
+                    if gone.rowcount != len(ids):
+                        raise _Moved
+                    await chunks.insert_rows(conn, rows)
+            except _Moved:  # rolled back: another replica moved some of these rows
+                return 0, True
+        self.compactions += 1
+        return len(ids), more
+
+    async def _pick(self, conn: AsyncConnection) -> tuple[list[int], bool]:
+        """The ids of the oldest log rows to move, and whether more rows wait behind them."""
+        query = (
+            select(metric_log.c.log_id, metric_log.c.points)
+            .order_by(metric_log.c.log_id)
+            .limit(MAX_COMPACT_ROWS)
+        )
+        ids: list[int] = []
+        total = 0
+        found = (await conn.execute(query)).all()
+        for log_id, points in found:
+            if ids and total + points > self.max_points:
+                break
+            ids.append(log_id)
+            total += points
+        return ids, len(ids) < len(found) or len(found) == MAX_COMPACT_ROWS
+
+    async def _run(self) -> None:
+        poll = POLL_INTERVAL if self.db.url.startswith("postgresql") else None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._logged.wait(), poll)
+            self._logged.clear()
+            await asyncio.sleep(self.delay)
+            try:
+                while (await self.compact())[1]:  # a backlog: keep going
+                    await asyncio.sleep(0)
+            except Exception:  # the rows stay in the log; the next pass retries them
+                _log.exception("metric log compaction failed")
+                await asyncio.sleep(self.delay)
