@@ -29,7 +29,7 @@ from . import chunks, flush_log, segments
 _log = logging.getLogger("trackline.ingest")
 
 COMPACT_DELAY = 1.0  # seconds between a flush and the compaction that moves it
-MAX_COMPACT_POINTS = 2_000_000  # points per compaction transaction (memory bound)
+MAX_COMPACT_POINTS = 1_500_000  # points per compaction transaction (memory bound)
 MAX_COMPACT_ROWS = 512  # log rows per compaction transaction
 POLL_INTERVAL = 5.0  # how often to look for log rows another replica left (PostgreSQL)
 

@@ -2,12 +2,13 @@
 batches and unary LogBatch calls alike) into one transaction per flush.
 
 A flush starts when the first item arrives and gathers for ``linger`` seconds, or less when
-``flush_points`` points wait. Its transaction reads the high-water sequence of every writer
-involved, skips batches at or below it (resends), rejects batches for unknown or deleted runs,
-writes the rest, moves the high-water marks, and runs each unary job in a savepoint so one
-bad call cannot undo the others. Stream points go to the metric log as one row per flush
-(``flush_log.py``; the compactor moves them into chunks later) and each series' latest value moves
-forward in the same transaction, so search sees a point as soon as it is acked. Only after
+``flush_points`` points wait, and takes at most that many points. Its transaction reads the
+high-water sequence of every writer involved, skips batches at or below it (resends),
+rejects batches for unknown or deleted runs, writes the rest, moves the high-water marks,
+and runs each unary job in a savepoint so one bad call cannot undo the others. Stream points
+go to chunks or, for short series, to the metric log as one row per flush (``flush_log.py``;
+the compactor moves them into chunks later), and each series' latest value moves forward in
+the same transaction, so search sees a point as soon as it is acked. Only after
 COMMIT are the waiters resolved.
 
 The queue is bounded in points and bytes. Streams wait for room (``put_batch``), which stops
@@ -203,9 +204,8 @@ class GroupCommitWriter:
                 except TimeoutError:
                     break
                 self._arrived.clear()
-            items, self._items = self._items, []
+            items = self._take()
             self._last_flush_items = len(items)
-            self._queued_points = self._queued_bytes = 0
             async with self._room:
                 self._room.notify_all()
             await self._flush(items)
@@ -213,6 +213,21 @@ class GroupCommitWriter:
                 return
             if self._items:
                 self._arrived.set()
+
+    def _take(self) -> list[Item]:
+        """Removes the oldest queued items, up to ``flush_points`` points (at least one item):
+        what one transaction holds is bounded too, in memory and in time to commit."""
+        n = points = nbytes = 0
+        for item in self._items:
+            if n and points + item.points > self.flush_points:
+                break
+            n += 1
+            points += item.points
+            nbytes += item.nbytes
+        items, self._items = self._items[:n], self._items[n:]
+        self._queued_points -= points
+        self._queued_bytes -= nbytes
+        return items
 
     async def _flush(self, items: list[Item]) -> None:
         batches = [i for i in items if isinstance(i, StreamBatch)]
