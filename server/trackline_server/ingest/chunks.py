@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -154,8 +154,18 @@ async def write_segments(conn: AsyncConnection, segs: Segments) -> None:
 
 
 async def insert_rows(conn: AsyncConnection, rows: list[Row]) -> None:
-    if rows:
-        await conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
+    """Inserts chunk rows in the caller's transaction, bypassing SQLAlchemy's per-row
+    parameter processing: the driver's executemany on SQLite, COPY on PostgreSQL (asyncpg's
+    pipelined executemany stalled here with multi-MB rows)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        await conn.exec_driver_sql(_insert_sql(), rows)
+        return
+    await conn.exec_driver_sql("SELECT 1")  # the adapter opens its transaction on first use
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table("metric_chunks", records=rows, columns=_COLUMNS)
 
 
 def chunk_rows(segs: Segments) -> list[Row]:
@@ -246,14 +256,8 @@ async def move_latest(conn: AsyncConnection, segs: Segments) -> None:
 _COLUMNS = ("run_id", "key", "rank", "n", "min_step", "max_step", "points", "summary")
 
 
-@functools.lru_cache(maxsize=4)
-def _insert_sql(paramstyle: str) -> str:
-    """The chunk INSERT for the driver's parameter style: rows go to the driver's executemany
-    as tuples, skipping SQLAlchemy's per-row parameter processing."""
-    marks = (
-        ", ".join(f"${i + 1}" for i in range(len(_COLUMNS)))
-        if paramstyle.startswith("numeric")
-        else ", ".join("?" * len(_COLUMNS))
-    )
+@functools.lru_cache(maxsize=1)
+def _insert_sql() -> str:
     names = ", ".join(f'"{c}"' for c in _COLUMNS)
+    marks = ", ".join("?" * len(_COLUMNS))
     return f"INSERT INTO metric_chunks ({names}) VALUES ({marks})"
