@@ -34,6 +34,15 @@ MAX_COMPACT_ROWS = 512  # log rows per compaction transaction
 POLL_INTERVAL = 5.0  # how often to look for log rows another replica left (PostgreSQL)
 
 
+async def _read_log(conn: AsyncConnection, ids: list[int]) -> segments.Segments:
+    """The points of the log rows ``ids``, in log order (the rows' bodies are freed once
+    their points are copied into one Segments)."""
+    bodies = await conn.execute(
+        select(metric_log.c.body).where(metric_log.c.log_id.in_(ids)).order_by(metric_log.c.log_id)
+    )
+    return segments.concat([flush_log.decode(body) for (body,) in bodies])
+
+
 class _Moved(Exception):
     """The log rows of a compaction were moved by someone else first."""
 
@@ -91,12 +100,8 @@ class Compactor:
                 ids, more = await self._pick(conn)
                 if not ids:
                     return 0, False
-                bodies = await conn.execute(
-                    select(metric_log.c.body).where(metric_log.c.log_id.in_(ids))
-                    .order_by(metric_log.c.log_id)
-                )  # fmt: skip
-                segs = segments.concat(flush_log.decode(body) for (body,) in bodies)
-            rows = chunks.chunk_rows(segs)
+                read = [await _read_log(conn, ids)]
+            rows = chunks.chunk_rows(read.pop())  # its only reference: see chunk_rows
             try:
                 async with self.db.write() as conn:
                     if conn.dialect.name == "postgresql":  # lock in one order: no deadlocks
