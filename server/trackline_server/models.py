@@ -145,3 +145,16 @@ metric_log = Table(
     Column("points", Integer, nullable=False),
     Column("body", LargeBinary, nullable=False),
 )
+
+# Batches the server refused, per writer, written in the flush that moved the writer's
+# high-water mark past them: a client that reconnects before it read a rejection learns it
+# from the handshake instead of taking the batch for stored.
+ingest_rejections = Table(
+    "ingest_rejections",
+    metadata,
+    Column("writer_id", String(128), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+)

@@ -323,3 +323,23 @@ def test_long_series_are_split_into_chunks(server: ServerProcess, client: Trackl
         st for st, _, _ in client.get_metric_history(run.run_id, "long", page_size=100_000)
     ] == (list(range(600_000)))
     assert sum(1 for _ in client.get_metric_history(run.run_id, "unary", page_size=70_000)) == n
+
+
+def test_unread_rejections_come_back_in_the_next_handshake(
+    server: ServerProcess, client: TracklineClient
+) -> None:
+    run = client.create_run()
+    s = Stream(server.address, "w-unread")
+    s.batch(1, "no-such-run", "x", [1])  # refused at flush
+    s.batch(2, run.run_id, "bad\nkey", [1])  # refused on arrival
+    s.batch(3, run.run_id, "x", [5])
+    s.until(3)  # all settled; the test drops what the responses said
+    s.close()
+    again = Stream(server.address, "w-unread")
+    assert again.handshake.acked_seq == 3
+    assert [(r.seq, r.reason) for r in again.handshake.rejections] == [
+        (1, "RUN_NOT_FOUND"),
+        (2, "INVALID_KEY"),
+    ]
+    again.close()
+    assert history(client, run.run_id, "x") == [5]

@@ -57,8 +57,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     "writer_id",
                 ),
             )
-        high_water = await self.writer.high_water(writer_id)
-        yield ipb.StreamMetricsResponse(acked_seq=high_water)
+        high_water, refused = await self.writer.high_water(writer_id)
+        hello = ipb.StreamMetricsResponse(acked_seq=high_water)
+        for old_seq, old in refused:
+            hello.rejections.add(seq=old_seq, reason=old.reason, message=old.message)
+        yield hello
 
         pending: collections.deque[tuple[int, asyncio.Future[Rejection | None]]] = (
             collections.deque()
@@ -145,13 +148,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 pending.append((request.seq, done))
             else:
                 batch = encode_batch(writer_id, request)
-                if isinstance(batch, Rejection):
-                    done = loop.create_future()
-                    done.set_result(batch)
-                    pending.append((request.seq, done))
-                else:
-                    await self.writer.put_batch(batch)  # waits while the queue is full
-                    pending.append((request.seq, batch.done))
+                if isinstance(batch, Rejection):  # stored with the mark, like any refusal
+                    batch = StreamBatch(writer_id, request.seq, segments.empty(), refused=batch)
+                await self.writer.put_batch(batch)  # waits while the queue is full
+                pending.append((request.seq, batch.done))
             wake.set()
 
         try:

@@ -25,14 +25,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits
 from ..database import Database
 from ..errors import ResourceExhausted, Unavailable
-from ..models import ingest_writers, runs
+from ..models import ingest_rejections, ingest_writers, runs
 from . import chunks, flush_log, segments
 from .segments import Segments
 
@@ -42,6 +42,9 @@ T = TypeVar("T")
 ACTIVE = 1
 # Series with at least this many points in one flush are written as chunks at once.
 DIRECT_CHUNK_POINTS = 1024
+# Rejections a handshake returns, and how long they are kept.
+REMEMBERED_REJECTIONS = 1000
+REJECTIONS_KEPT_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass
@@ -52,11 +55,14 @@ class Rejection:
 
 @dataclass
 class StreamBatch:
-    """A numbered batch of one writer, its points already checked."""
+    """A numbered batch of one writer, its points already checked; or, with ``refused``, a
+    batch refused on arrival, queued only so that its refusal is stored with the writer's
+    high-water mark."""
 
     writer_id: str
     seq: int
     segs: Segments
+    refused: Rejection | None = None
     done: asyncio.Future[Rejection | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -136,12 +142,23 @@ class GroupCommitWriter:
         if self._task is not None:
             await self._task
 
-    async def high_water(self, writer_id: str) -> int:
+    async def high_water(self, writer_id: str) -> tuple[int, list[tuple[int, Rejection]]]:
+        """The writer's stored high-water sequence, and its stored rejections (the newest
+        REMEMBERED_REJECTIONS, oldest first): a client that reconnects learns about batches
+        refused while it was away instead of taking them for stored."""
         async with self.db.read() as conn:
             seq = await conn.scalar(
                 select(ingest_writers.c.seq).where(ingest_writers.c.writer_id == writer_id)
             )
-        return int(seq or 0)
+            found = await conn.execute(
+                select(ingest_rejections.c.seq, ingest_rejections.c.reason,
+                       ingest_rejections.c.message)
+                .where(ingest_rejections.c.writer_id == writer_id)
+                .order_by(ingest_rejections.c.seq.desc())
+                .limit(REMEMBERED_REJECTIONS)
+            )  # fmt: skip
+            rejections = [(int(q), Rejection(r, m)) for q, r, m in found]
+        return int(seq or 0), rejections[::-1]
 
     async def put_batch(self, batch: StreamBatch) -> None:
         """Queues a stream batch, waiting while the queue is full."""
@@ -286,19 +303,21 @@ class GroupCommitWriter:
         }
         outcomes: list[Rejection | None] = []
         accepted: list[Segments] = []
+        refused: list[tuple[str, int, Rejection]] = []
         for b in batches:
             if b.seq <= marks.get(b.writer_id, 0):
                 outcomes.append(None)  # a resend of a committed batch
                 self.stats.skipped += 1
                 continue
             marks[b.writer_id] = b.seq
-            rejection = _check_runs(b, stages)
+            rejection = b.refused or _check_runs(b, stages)
             outcomes.append(rejection)
             if rejection is None:
                 accepted.append(b.segs)
                 self.stats.batches += 1
                 self.stats.points += b.points
             else:
+                refused.append((b.writer_id, b.seq, rejection))
                 self.stats.rejected += 1
         points = segments.concat(accepted)
         # A series with many points in this flush makes a chunk of good size now; the points
@@ -311,7 +330,25 @@ class GroupCommitWriter:
         moved = {w: s for w, s in marks.items() if known.get(w) != s}
         if moved:
             await _upsert_marks(conn, moved)
+        if refused:
+            await _remember(conn, refused)
         return outcomes
+
+
+async def _remember(conn: AsyncConnection, refused: list[tuple[str, int, Rejection]]) -> None:
+    """Stores rejections with the flush, and forgets those older than REJECTIONS_KEPT_MS."""
+    now = int(time.time() * 1000)
+    await conn.execute(
+        insert(ingest_rejections),
+        [
+            {"writer_id": w, "seq": q, "reason": r.reason, "message": r.message[:4096],
+             "created_time": now}
+            for w, q, r in refused
+        ],
+    )  # fmt: skip
+    await conn.execute(
+        delete(ingest_rejections).where(ingest_rejections.c.created_time < now - REJECTIONS_KEPT_MS)
+    )
 
 
 def _check_runs(batch: StreamBatch, stages: dict[str, int]) -> Rejection | None:
