@@ -138,7 +138,7 @@ class Compactor:
         return ids, len(ids) < len(found) or len(found) == MAX_COMPACT_ROWS
 
     async def _run(self) -> None:
-        poll = POLL_INTERVAL if self.db.url.startswith("postgresql") else None
+        poll = None if self.db.is_sqlite else POLL_INTERVAL
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._logged.wait(), poll)

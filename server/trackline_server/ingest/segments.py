@@ -67,9 +67,15 @@ def numbered(
     steps: Ints,
     stamps: Ints,
     values: Floats,
+    *,
+    distinct: bool = False,
 ) -> Segments:
-    """Segments from per-segment names, numbering the distinct series."""
+    """Segments from per-segment names, numbering the distinct series; ``distinct`` says
+    the caller knows every segment is a series of its own."""
     names = list(zip(run_ids, keys, ranks, strict=True))
+    if distinct:
+        return Segments(names, np.arange(len(names), dtype=np.int64), lengths, steps, stamps,
+                        values)  # fmt: skip
     series, ids = number(names)
     return Segments(series, ids, lengths, steps, stamps, values)
 
@@ -202,7 +208,7 @@ def from_series(
         np.concatenate(stamps),
         np.concatenate(values),
     )
-    check_size(segs, field)
+    store.check_batch_points(segs.points, field)
     return segs
 
 
@@ -273,11 +279,6 @@ def from_block(block: ipb.SeriesBlock, now_ms: int) -> Segments:
     elif len(runs) == n:
         run_ids = runs
     elif len(runs) == 1:
-        if len(distinct_keys) == n:  # the usual block: one run, distinct keys
-            series = list(zip([runs[0]] * n, keys, ranks, strict=True))
-            segs = Segments(series, np.arange(n, dtype=np.int64), lengths, steps, stamps, values)
-            check_size(segs, "block")
-            return segs
         run_ids = [runs[0]] * n
     else:
         raise InvalidArgument(
@@ -286,8 +287,10 @@ def from_block(block: ipb.SeriesBlock, now_ms: int) -> Segments:
             " one for all, or each run once with run_index",
             "block.run_ids",
         )
-    segs = numbered(run_ids, keys, ranks, lengths, steps, stamps, values)
-    check_size(segs, "block")
+    # Distinct keys (the usual block) make distinct series: no numbering needed.
+    segs = numbered(run_ids, keys, ranks, lengths, steps, stamps, values,
+                    distinct=len(distinct_keys) == n)  # fmt: skip
+    store.check_batch_points(segs.points, "block")
     return segs
 
 
@@ -299,9 +302,5 @@ def from_request(request: ipb.StreamMetricsRequest, now_ms: int) -> Segments:
     if request.HasField("block"):
         parts.append(from_block(request.block, now_ms))
     segs = concat(parts)
-    check_size(segs, "series")
+    store.check_batch_points(segs.points, "series")
     return segs
-
-
-def check_size(segs: Segments, field: str) -> None:
-    store.check_batch_points(segs.points, field)

@@ -20,12 +20,14 @@ from .writer import GroupCommitWriter, Rejection, StreamBatch
 _MAX_WRITER_ID = 128
 
 
-def encode_batch(writer_id: str, request: ipb.StreamMetricsRequest) -> StreamBatch | Rejection:
-    """Checks a batch and converts its points to columns, or says why the batch is refused."""
+def encode_batch(writer_id: str, request: ipb.StreamMetricsRequest) -> StreamBatch:
+    """Checks a batch and converts its points to columns; a bad batch comes back refused
+    (its refusal is stored with the writer's mark like any other)."""
     try:
         segs = segments.from_request(request, store.now_ms())
     except TracklineError as err:
-        return Rejection(err.reason, err.message)
+        return StreamBatch(writer_id, request.seq, segments.empty(),
+                           refused=Rejection(err.reason, err.message))  # fmt: skip
     return StreamBatch(writer_id, request.seq, segs)
 
 
@@ -148,8 +150,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 pending.append((request.seq, done))
             else:
                 batch = encode_batch(writer_id, request)
-                if isinstance(batch, Rejection):  # stored with the mark, like any refusal
-                    batch = StreamBatch(writer_id, request.seq, segments.empty(), refused=batch)
                 await self.writer.put_batch(batch)  # waits while the queue is full
                 pending.append((request.seq, batch.done))
             wake.set()
