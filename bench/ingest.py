@@ -34,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import grpc
@@ -69,8 +70,9 @@ def _body(run_id: str, rank: int, series: int, points: int) -> bytes:
 
 
 async def _stream(channel: grpc.aio.Channel, run_id: str, rank: int, series: int, points: int,
-                  seconds: float) -> int:  # fmt: skip
-    """Streams one writer's batches for ``seconds``; returns the points acked."""
+                  seconds: float, go: asyncio.Event) -> int:  # fmt: skip
+    """Streams one writer's batches for ``seconds`` once ``go`` is set; returns the points
+    acked."""
     call = channel.stream_stream(
         "/trackline.v1.IngestService/StreamMetrics",
         request_serializer=lambda b: b,
@@ -81,12 +83,14 @@ async def _stream(channel: grpc.aio.Channel, run_id: str, rank: int, series: int
         ipb.StreamMetricsRequest(writer_id=f"bench-{uuid.uuid4().hex}").SerializeToString()
     )
     window = asyncio.Semaphore(WINDOW)
+    await call.read()  # the handshake: the stream is open
+    await go.wait()
     stop = time.monotonic() + seconds
     sent = acked = 0
 
     async def read_acks() -> None:
         nonlocal acked
-        async for resp in call:
+        while (resp := await call.read()) is not grpc.aio.EOF:
             for _ in range(resp.acked_seq - acked):
                 window.release()
             acked = max(acked, resp.acked_seq)
@@ -104,18 +108,23 @@ async def _stream(channel: grpc.aio.Channel, run_id: str, rank: int, series: int
 
 
 async def _streams(address: str, run_id: str, streams: int, series: int, points: int,
-                   seconds: float) -> int:  # fmt: skip
+                   seconds: float, start: Barrier) -> int:  # fmt: skip
     async with grpc.aio.insecure_channel(address) as channel:
-        done = await asyncio.gather(
-            *(_stream(channel, run_id, r, series, points, seconds) for r in range(streams))
+        go = asyncio.Event()
+        streaming = asyncio.gather(
+            *(_stream(channel, run_id, r, series, points, seconds, go) for r in range(streams))
         )
+        await asyncio.to_thread(start.wait)
+        go.set()
+        done = await streaming
     return sum(done)
 
 
 def _process(address: str, run_id: str, streams: int, series: int, points: int,
-             seconds: float, results: mp.Queue[int]) -> None:  # fmt: skip
-    """One load process: its streams (the ranks of one run) share an event loop."""
-    results.put(asyncio.run(_streams(address, run_id, streams, series, points, seconds)))
+             seconds: float, start: Barrier, results: mp.Queue[int]) -> None:  # fmt: skip
+    """One load process: its streams (the ranks of one run) share an event loop, and start
+    sending when every process is ready."""
+    results.put(asyncio.run(_streams(address, run_id, streams, series, points, seconds, start)))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -132,15 +141,20 @@ def run_shape(srv: ServerProcess, procs: int, streams: int, series: int, points:
     client.close()
     ctx = mp.get_context("spawn")
     results: mp.Queue[int] = ctx.Queue()
+    # Every process imports, connects and opens its streams before the clock starts: the
+    # figure is the server's sustained rate, not the start-up of eight Python processes.
+    ready = ctx.Barrier(procs + 1)
     workers = [
         ctx.Process(
-            target=_process, args=(srv.address, runs[i], streams, series, points, seconds, results)
+            target=_process,
+            args=(srv.address, runs[i], streams, series, points, seconds, ready, results),
         )  # fmt: skip
         for i in range(procs)
     ]
-    start = time.monotonic()
     for w in workers:
         w.start()
+    ready.wait()
+    start = time.monotonic()
     total = sum(results.get() for _ in workers)
     elapsed = time.monotonic() - start
     for w in workers:

@@ -112,3 +112,13 @@ def client(server: ServerProcess) -> Iterator[TracklineClient]:
     c = TracklineClient(server.address, retry_seconds=5)
     yield c
     c.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store for tests of the database layer itself (no server)."""
+    if request.param == "postgresql":
+        if not PG_URL:
+            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
+        return fresh_postgres_database()
+    return f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}"

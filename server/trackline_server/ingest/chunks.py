@@ -22,6 +22,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..database import execute_many
 from ..models import latest_metrics
 from . import segments, summary
 
@@ -104,7 +105,8 @@ async def _upsert_latest(
         ),
     )
     # NaN is stored as NULL: SQLite has no NaN, and NULL keeps search comparisons IEEE-like.
-    await conn.execute(
+    await execute_many(
+        conn,
         stmt,
         [
             {
@@ -160,11 +162,11 @@ async def insert_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     if not rows:
         return
     if conn.dialect.name != "postgresql":
-        await conn.exec_driver_sql(_insert_sql(), rows)
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.executemany(_insert_sql(), rows)  # one hop to the driver's thread
         return
     await conn.exec_driver_sql("SELECT 1")  # the adapter opens its transaction on first use
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
+    driver = (await conn.get_raw_connection()).driver_connection
     await driver.copy_records_to_table("metric_chunks", records=rows, columns=_COLUMNS)
 
 

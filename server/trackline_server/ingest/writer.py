@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits
-from ..database import Database
+from ..database import Database, execute_many, fetch_all
 from ..errors import ResourceExhausted, Unavailable
 from ..models import ingest_rejections, ingest_writers, runs
 from . import chunks, flush_log, segments
@@ -292,15 +292,15 @@ class GroupCommitWriter:
         )
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()  # replicas serialise on a writer's mark
-        marks: dict[str, int] = {w: int(s) for w, s in await conn.execute(query)}
+        marks: dict[str, int] = {w: int(s) for w, s in await fetch_all(conn, query)}
         known = dict(marks)
         run_ids = {s[0] for b in batches for s in b.segs.series}
-        stages = {
-            r: s
-            for r, s in await conn.execute(
-                select(runs.c.run_id, runs.c.lifecycle_stage).where(runs.c.run_id.in_(run_ids))
+        stages = dict(
+            await fetch_all(
+                conn,
+                select(runs.c.run_id, runs.c.lifecycle_stage).where(runs.c.run_id.in_(run_ids)),
             )
-        }
+        )
         outcomes: list[Rejection | None] = []
         accepted: list[Segments] = []
         refused: list[tuple[str, int, Rejection]] = []
@@ -370,6 +370,6 @@ async def _upsert_marks(conn: AsyncConnection, marks: dict[str, int]) -> None:
         where=stmt.excluded.seq > ingest_writers.c.seq,
     )
     now = int(time.time() * 1000)
-    await conn.execute(
-        stmt, [{"writer_id": w, "seq": s, "updated_time": now} for w, s in marks.items()]
+    await execute_many(
+        conn, stmt, [{"writer_id": w, "seq": s, "updated_time": now} for w, s in marks.items()]
     )

@@ -1,0 +1,85 @@
+"""The database layer on a real SQLite file and a real PostgreSQL: read transactions beside
+the writer, and the driver-level statements of the ingest hot path."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import insert, select
+from trackline_server.database import Database, execute_many, fetch_all
+from trackline_server.models import ingest_writers
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def open_db(url: str) -> Database:
+    db = Database(url)
+    await db.create_schema()
+    return db
+
+
+def test_reads_neither_wait_for_nor_block_an_open_write(database_url: str) -> None:
+    """A read sees the last commit while a write transaction is open, and the writer can
+    commit while a read transaction is open (on SQLite reads used to take the write lock
+    and wait in the busy handler)."""
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            async with db.write() as conn:
+                first = {"writer_id": "w", "seq": 1, "updated_time": 0}
+                await conn.execute(insert(ingest_writers).values(first))
+            async with db.write() as conn:
+                await conn.execute(ingest_writers.update().values(seq=2))
+                async with db.read() as reader:  # the write is open and holds the lock
+                    seen = await asyncio.wait_for(
+                        reader.scalar(select(ingest_writers.c.seq)), timeout=5
+                    )
+                assert seen == 1
+            async with db.read() as reader:
+                assert await reader.scalar(select(ingest_writers.c.seq)) == 2
+
+                async def write() -> None:
+                    async with db.write() as conn:
+                        await conn.execute(ingest_writers.update().values(seq=3))
+
+                await asyncio.wait_for(write(), timeout=5)  # the read stays open meanwhile
+                assert await reader.scalar(select(ingest_writers.c.seq)) in (2, 3)
+        finally:
+            await db.close()
+
+    run(main())
+
+
+def test_driver_statements_match_sqlalchemy(database_url: str) -> None:
+    """fetch_all and execute_many give what conn.execute gives: one row, many rows, IN lists
+    (empty and long), unicode and the extremes of int64."""
+    rows = [{"writer_id": f"w-{i}-ü", "seq": i * 2**40, "updated_time": -i} for i in range(1500)]
+    rows.append({"writer_id": "max", "seq": 2**63 - 1, "updated_time": -(2**63)})
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            async with db.write() as conn:
+                await execute_many(conn, insert(ingest_writers), rows[:1])
+                await execute_many(conn, insert(ingest_writers), rows[1:])
+                await execute_many(conn, insert(ingest_writers), [])
+            async with db.read() as conn:
+                cols = (ingest_writers.c.writer_id, ingest_writers.c.seq,
+                        ingest_writers.c.updated_time)  # fmt: skip
+                everything = select(*cols).order_by(ingest_writers.c.writer_id)
+                want = [tuple(r) for r in await conn.execute(everything)]
+                assert sorted(want) == sorted((r["writer_id"], r["seq"], r["updated_time"])
+                                              for r in rows)  # fmt: skip
+                assert await fetch_all(conn, everything) == want
+                ids = [r["writer_id"] for r in rows[::3]] + ["absent"]
+                some = everything.where(ingest_writers.c.writer_id.in_(ids))
+                assert await fetch_all(conn, some) == [tuple(r) for r in await conn.execute(some)]
+                none = everything.where(ingest_writers.c.writer_id.in_([]))
+                assert await fetch_all(conn, none) == []
+        finally:
+            await db.close()
+
+    run(main())
