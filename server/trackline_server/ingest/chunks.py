@@ -90,9 +90,14 @@ def _varint(view: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-async def _upsert_latest(
-    conn: AsyncConnection, latest: dict[tuple[str, str], tuple[int, int, float]]
-) -> None:
+Latest = dict[tuple[str, str], tuple[int, int, float]]  # (run, key) -> (step, stamp, value)
+
+
+async def upsert_latest(conn: AsyncConnection, latest: Latest) -> None:
+    """Moves each (run, key)'s stored latest value forward to ``latest``'s where that one is
+    later (by step, then timestamp; a tie goes to the new one)."""
+    if not latest:
+        return
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = dialect.insert(latest_metrics)
     new = stmt.excluded
@@ -224,12 +229,17 @@ def chunk_rows(segs: Segments) -> list[Row]:
 
 
 async def move_latest(conn: AsyncConnection, segs: Segments) -> None:
-    """Moves each (run, key)'s latest value forward to the latest point of ``segs``, all
-    ranks together: the highest step, then the latest timestamp, then the point written last
-    (MLflow's rule), in the caller's transaction."""
+    """Moves each (run, key)'s latest value forward to ``latest_of(segs)``, in the caller's
+    transaction."""
+    await upsert_latest(conn, latest_of(segs))
+
+
+def latest_of(segs: Segments) -> Latest:
+    """Each (run, key)'s latest point in ``segs``, all ranks together: the highest step, then
+    the latest timestamp, then the point written last (MLflow's rule)."""
     nseg = len(segs.lengths)
     if nseg == 0:
-        return
+        return {}
     index, series_rk = segments.number([(r, k) for r, k, _ in segs.series])
     seg_rk = series_rk[segs.seg_series]
     steps, stamps = segs.steps, segs.stamps
@@ -247,19 +257,16 @@ async def move_latest(conn: AsyncConnection, segs: Segments) -> None:
     # last, so the last entry of each group is its latest point.
     order = np.lexsort((stamps[picks], steps[picks], group))
     last = picks[order[np.cumsum(np.bincount(group, minlength=len(index))) - 1]]
-    await _upsert_latest(
-        conn,
-        {
-            rk: (step, stamp, value)
-            for rk, step, stamp, value in zip(
-                index,
-                steps[last].tolist(),
-                stamps[last].tolist(),
-                segs.values[last].tolist(),
-                strict=True,
-            )  # fmt: skip
-        },
-    )
+    return {
+        rk: (step, stamp, value)
+        for rk, step, stamp, value in zip(
+            index,
+            steps[last].tolist(),
+            stamps[last].tolist(),
+            segs.values[last].tolist(),
+            strict=True,
+        )  # fmt: skip
+    }
 
 
 _COLUMNS = ("run_id", "key", "rank", "n", "min_step", "max_step", "points", "summary")

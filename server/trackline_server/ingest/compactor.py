@@ -34,13 +34,23 @@ MAX_COMPACT_ROWS = 512  # log rows per compaction transaction
 POLL_INTERVAL = 5.0  # how often to look for log rows another replica left (PostgreSQL)
 
 
-async def _read_log(conn: AsyncConnection, ids: list[int]) -> segments.Segments:
-    """The points of the log rows ``ids``, in log order (the rows' bodies are freed once
-    their points are copied into one Segments)."""
+async def _read_log(conn: AsyncConnection, ids: list[int]) -> list[bytes]:
+    """The bodies of the log rows ``ids``, in log order."""
     bodies = await conn.execute(
         select(metric_log.c.body).where(metric_log.c.log_id.in_(ids)).order_by(metric_log.c.log_id)
     )
-    return segments.concat([flush_log.decode(body) for (body,) in bodies])
+    return [body for (body,) in bodies]
+
+
+def _chunk_rows(bodies: list[bytes]) -> list[chunks.Row]:
+    """The chunk rows of log rows' bodies (which it empties, so that the bodies are freed
+    once their points are joined, and the joined points as soon as chunk_rows lets go). It runs in a
+    worker thread: numpy lets go of the GIL for most of it, and the event loop, which
+    serves every stream and the writer, does not stall for a compaction."""
+    parts = [flush_log.decode(bodies.pop(0)) for _ in range(len(bodies))]
+    joined = [segments.concat(parts)]
+    del parts
+    return chunks.chunk_rows(joined.pop())  # its only reference: see chunk_rows
 
 
 class _Moved(Exception):
@@ -100,8 +110,8 @@ class Compactor:
                 ids, more = await self._pick(conn)
                 if not ids:
                     return 0, False
-                read = [await _read_log(conn, ids)]
-            rows = chunks.chunk_rows(read.pop())  # its only reference: see chunk_rows
+                bodies = await _read_log(conn, ids)
+            rows = await asyncio.to_thread(_chunk_rows, bodies)
             try:
                 async with self.db.write() as conn:
                     if conn.dialect.name == "postgresql":  # lock in one order: no deadlocks

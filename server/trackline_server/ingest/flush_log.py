@@ -123,8 +123,6 @@ def decode(body: bytes) -> Segments:
     return Segments(series, seg_series, lengths, steps, stamps, values)
 
 
-async def append(conn: AsyncConnection, segs: Segments) -> None:
-    """Adds ``segs`` to the log in the caller's transaction (nothing when it is empty)."""
-    if len(segs.lengths):
-        row = {"points": segs.points, "body": encode(segs)}
-        await execute_many(conn, insert(metric_log), [row])
+async def append(conn: AsyncConnection, points: int, body: bytes) -> None:
+    """Adds a row (``encode``'s body of ``points`` points) in the caller's transaction."""
+    await execute_many(conn, insert(metric_log), [{"points": points, "body": body}])

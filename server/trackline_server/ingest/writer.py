@@ -92,6 +92,39 @@ Item = StreamBatch | Job[Any]
 
 
 @dataclass
+class _Writes:
+    """What a flush stores for its accepted stream batches, worked out before its
+    transaction: on SQLite the write lock is then held only for the statements, and a flush
+    that waits for a compaction to release it has its work done meanwhile."""
+
+    parts: list[Segments]
+    chunk_rows: list[chunks.Row]  # series with DIRECT_CHUNK_POINTS or more points
+    log_points: int  # the points of the other series, in one metric log row
+    log_body: bytes
+    latest: chunks.Latest
+
+    @classmethod
+    def of(cls, parts: list[Segments]) -> _Writes:
+        points = segments.concat(parts)
+        # A series with many points in this flush makes a chunk of good size now; the points
+        # of short series go to the log, to be compacted with later flushes' points.
+        direct, short = segments.split_long(points, DIRECT_CHUNK_POINTS)
+        return cls(
+            parts,
+            chunks.chunk_rows(direct),
+            short.points,
+            flush_log.encode(short) if short.points else b"",
+            chunks.latest_of(points),
+        )
+
+    async def store(self, conn: AsyncConnection) -> None:
+        await chunks.insert_rows(conn, self.chunk_rows)
+        if self.log_points:
+            await flush_log.append(conn, self.log_points, self.log_body)
+        await chunks.upsert_latest(conn, self.latest)
+
+
+@dataclass
 class WriterStats:
     flushes: int = 0
     points: int = 0
@@ -129,6 +162,11 @@ class GroupCommitWriter:
         self._closing = False
         self._last_flush_items = 0
         self._logged = False  # a committed flush appended to the metric log
+        # writer id -> seq of its oldest batch in a flush that failed. Its later batches,
+        # already sent on the same stream, must not commit: the stored mark would pass the
+        # failed one, and a reconnecting client would take it for stored. A handshake
+        # (``high_water``) lifts this: the client then resends from the stored mark.
+        self._failed: dict[str, int] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -146,6 +184,7 @@ class GroupCommitWriter:
         """The writer's stored high-water sequence, and its stored rejections (the newest
         REMEMBERED_REJECTIONS, oldest first): a client that reconnects learns about batches
         refused while it was away instead of taking them for stored."""
+        self._failed.pop(writer_id, None)
         async with self.db.read() as conn:
             seq = await conn.scalar(
                 select(ingest_writers.c.seq).where(ingest_writers.c.writer_id == writer_id)
@@ -247,12 +286,17 @@ class GroupCommitWriter:
         return items
 
     async def _flush(self, items: list[Item]) -> None:
+        if self._failed:
+            items = self._drop_after_failures(items)
         batches = [i for i in items if isinstance(i, StreamBatch)]
         jobs = [i for i in items if isinstance(i, Job)]
         job_results: list[tuple[bool, Any]] = []
         try:
+            # Assumes every batch not refused on arrival is accepted: the transaction redoes
+            # the work in the rare flush where one is a resend or its run is gone.
+            planned = _Writes.of([b.segs for b in batches if b.refused is None])
             async with self.db.write() as conn:
-                outcomes = await self._write_batches(conn, batches)
+                outcomes = await self._write_batches(conn, batches, planned)
                 for job in jobs:
                     try:
                         async with conn.begin_nested():
@@ -265,6 +309,8 @@ class GroupCommitWriter:
             for item in items:
                 if not item.done.done():
                     item.done.set_exception(failure)
+            for b in batches:
+                self._failed[b.writer_id] = min(b.seq, self._failed.get(b.writer_id, b.seq))
             return
         self.stats.flushes += 1
         if self._logged and self.on_logged is not None:
@@ -281,8 +327,23 @@ class GroupCommitWriter:
             else:
                 job.done.set_exception(value)
 
+    def _drop_after_failures(self, items: list[Item]) -> list[Item]:
+        """Fails the batches that follow a failed one of their writer (see ``_failed``)."""
+        kept: list[Item] = []
+        for item in items:
+            failed = self._failed.get(item.writer_id) if isinstance(item, StreamBatch) else None
+            if isinstance(item, StreamBatch) and failed is not None and item.seq > failed:
+                item.done.set_exception(Unavailable(
+                    "WRITE_FAILED",
+                    f"batch {failed} of this stream did not commit, so the ones after it are"
+                    " not stored either; reconnect and resend",
+                ))  # fmt: skip
+            else:
+                kept.append(item)
+        return kept
+
     async def _write_batches(
-        self, conn: AsyncConnection, batches: Sequence[StreamBatch]
+        self, conn: AsyncConnection, batches: Sequence[StreamBatch], planned: _Writes
     ) -> list[Rejection | None]:
         if not batches:
             return []
@@ -319,14 +380,9 @@ class GroupCommitWriter:
             else:
                 refused.append((b.writer_id, b.seq, rejection))
                 self.stats.rejected += 1
-        points = segments.concat(accepted)
-        # A series with many points in this flush makes a chunk of good size now; the points
-        # of short series go to the log, to be compacted with later flushes' points.
-        direct, short = segments.split_long(points, DIRECT_CHUNK_POINTS)
-        await chunks.write_segments(conn, direct)
-        await flush_log.append(conn, short)
-        await chunks.move_latest(conn, points)
-        self._logged = self._logged or short.points > 0
+        writes = planned if len(accepted) == len(planned.parts) else _Writes.of(accepted)
+        await writes.store(conn)
+        self._logged = self._logged or writes.log_points > 0
         moved = {w: s for w, s in marks.items() if known.get(w) != s}
         if moved:
             await _upsert_marks(conn, moved)
