@@ -33,6 +33,18 @@ async def fail_flushes(db: Database, on: bool) -> None:
             await conn.execute(text("DROP TRIGGER fail_flush"))
 
 
+async def started(tmp_path: Path) -> tuple[Database, GroupCommitWriter, str]:
+    """A fresh store with one run, and a writer over it; returns them and the run's id."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}")
+    await db.create_schema()
+    async with db.write() as conn:
+        exp = await store.create_experiment(conn, "e", "", {}, str(tmp_path))
+        run = await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")
+    writer = GroupCommitWriter(db, linger=0.001)
+    writer.start()
+    return db, writer, run.run_id
+
+
 def test_batches_after_a_failed_flush_are_not_stored_until_the_writer_reconnects(
     tmp_path: Path,
 ) -> None:
@@ -41,16 +53,10 @@ def test_batches_after_a_failed_flush_are_not_stored_until_the_writer_reconnects
     reconnecting client would take 2 for stored. After a handshake the resends commit."""
 
     async def main() -> None:
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}")
-        await db.create_schema()
-        async with db.write() as conn:
-            exp = await store.create_experiment(conn, "e", "", {}, str(tmp_path))
-            run = await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")
-        writer = GroupCommitWriter(db, linger=0.001)
-        writer.start()
+        db, writer, run_id = await started(tmp_path)
 
         async def send(seq: int) -> StreamBatch:
-            batch = StreamBatch("w", seq, one_point(run.run_id, seq))
+            batch = StreamBatch("w", seq, one_point(run_id, seq))
             await writer.put_batch(batch)
             await asyncio.wait([batch.done])
             return batch
@@ -85,21 +91,15 @@ def test_a_failed_flush_does_not_hold_up_other_writers(
     tmp_path: Path, other_writer_first: bool
 ) -> None:
     async def main() -> None:
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}")
-        await db.create_schema()
-        async with db.write() as conn:
-            exp = await store.create_experiment(conn, "e", "", {}, str(tmp_path))
-            run = await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")
-        writer = GroupCommitWriter(db, linger=0.001)
-        writer.start()
+        db, writer, run_id = await started(tmp_path)
         try:
             await fail_flushes(db, True)
-            bad = StreamBatch("a", 1, one_point(run.run_id, 1))
+            bad = StreamBatch("a", 1, one_point(run_id, 1))
             await writer.put_batch(bad)
             await asyncio.wait([bad.done])
             await fail_flushes(db, False)
-            good = StreamBatch("b", 5, one_point(run.run_id, 2))
-            later = StreamBatch("a", 2, one_point(run.run_id, 3))
+            good = StreamBatch("b", 5, one_point(run_id, 2))
+            later = StreamBatch("a", 2, one_point(run_id, 3))
             for batch in (good, later) if other_writer_first else (later, good):
                 await writer.put_batch(batch)
             await asyncio.wait([good.done, later.done])
