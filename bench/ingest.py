@@ -11,7 +11,8 @@ a pipelining client does: the Python client's bound is in points, TRACKLINE_MAX_
 Load generators send pre-encoded batches (the seq field is prepended to a fixed body: protobuf
 messages concatenate) from one asyncio event loop per process, so they spend their CPU on the
 wire, not on building messages or switching threads. They run on the same 2 cores as the
-server: the figures are what one machine does end to end.
+server: the figures are what one machine does end to end. The clock starts once every process
+has connected and opened its streams, and stops when the last one has its acks.
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--pg-url postgresql+asyncpg://...]
 
