@@ -122,3 +122,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
         return fresh_postgres_database()
     return f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty database on the test PostgreSQL, for PostgreSQL-only behaviour."""
+    if not PG_URL:
+        pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
+    return fresh_postgres_database()

@@ -7,10 +7,14 @@ demand before every history read (``settle``): readers see only chunks, and ever
 committed before the read began has been moved by then.
 
 Each compaction is one transaction that deletes the log rows it read and inserts their
-chunks, so a crash leaves either the log rows or the chunks, never both or neither. On
-PostgreSQL, replicas may compact the same rows at once: the second one's DELETE waits for
-the first to commit, then finds fewer rows than it read and rolls back, so every point is
-moved exactly once.
+chunks, so a crash leaves either the log rows or the chunks, never both or neither.
+
+On PostgreSQL several replicas share one log. A compaction runs only while its replica holds
+a session advisory lock (``COMPACTION_LOCK``), so one replica compacts at a time and the
+others do not read and chunk the same rows for nothing; a history read on another replica
+waits for that compaction to finish. Should two compactions still meet on the same rows (the
+lock is advisory), the second one's DELETE waits for the first to commit, then finds fewer
+rows than it read and rolls back, so every point is moved exactly once.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..database import Database
@@ -32,6 +37,10 @@ COMPACT_DELAY = 1.0  # seconds between a flush and the compaction that moves it
 MAX_COMPACT_POINTS = 1_500_000  # points per compaction transaction (memory bound)
 MAX_COMPACT_ROWS = 512  # log rows per compaction transaction
 POLL_INTERVAL = 5.0  # how often to look for log rows another replica left (PostgreSQL)
+SETTLE_RETRY = 0.01  # seconds a read waits while another replica compacts (PostgreSQL)
+# The key of the PostgreSQL advisory lock a compaction holds: any constant that other users
+# of the database do not use; these are the bytes "tlcompac".
+COMPACTION_LOCK = 0x746C_636F_6D70_6163
 
 
 async def _read_log(conn: AsyncConnection, ids: list[int]) -> list[bytes]:
@@ -91,7 +100,9 @@ class Compactor:
     async def settle(self) -> None:
         """Returns once every log row committed before the call has been moved to chunks."""
         while await self._pending():
-            await self.compact()
+            moved, _ = await self.compact()
+            if not moved:  # another replica is moving them
+                await asyncio.sleep(SETTLE_RETRY)
 
     async def _pending(self) -> bool:
         async with self.db.read() as conn:
@@ -105,7 +116,9 @@ class Compactor:
         The rows are read and turned into chunks before the write transaction, which then
         only deletes and inserts: on SQLite it holds the one write lock that flushes, and so
         acks, wait for."""
-        async with self._lock:
+        async with self._lock, self._exclusive() as mine:
+            if not mine:
+                return 0, True
             async with self.db.read() as conn:
                 ids, more = await self._pick(conn)
                 if not ids:
@@ -129,6 +142,24 @@ class Compactor:
                 return 0, True
         self.compactions += 1
         return len(ids), more
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[bool]:
+        """Whether this replica may compact now: on PostgreSQL, whether it got the advisory
+        lock, held on a connection of its own (in autocommit, so no transaction stays open
+        meanwhile) until the block ends; on SQLite, with one server per file, always."""
+        if self.db.is_sqlite:
+            yield True
+            return
+        async with self.db.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            key = {"key": COMPACTION_LOCK}
+            mine = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), key))
+            try:
+                yield mine
+            finally:
+                if mine:
+                    await conn.scalar(text("SELECT pg_advisory_unlock(:key)"), key)
 
     async def _pick(self, conn: AsyncConnection) -> tuple[list[int], bool]:
         """The ids of the oldest log rows to move, and whether more rows wait behind them."""
@@ -155,8 +186,11 @@ class Compactor:
             self._logged.clear()
             await asyncio.sleep(self.delay)
             try:
-                while (await self.compact())[1]:  # a backlog: keep going
-                    await asyncio.sleep(0)
+                while True:
+                    moved, more = await self.compact()
+                    if not (moved and more):  # done, or another replica compacts
+                        break
+                    await asyncio.sleep(0)  # a backlog: keep going
             except Exception:  # the rows stay in the log; the next pass retries them
                 _log.exception("metric log compaction failed")
                 await asyncio.sleep(self.delay)
