@@ -16,7 +16,7 @@ from trackline.v1 import tracking_pb2_grpc
 from . import limits, store
 from .database import Database
 from .errors import InvalidArgument, TracklineError, to_status
-from .ingest import reads, segments
+from .ingest import downsample, history_wire, reads, segments
 from .ingest.compactor import Compactor
 from .ingest.writer import GroupCommitWriter, Job
 from .search import queries
@@ -212,7 +212,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
         await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
             if request.max_points:  # a chart view in one response (negative: rejected)
-                points = await reads.downsample(
+                points = await downsample.downsample(
                     conn, request.run_id, request.key, rank=rank, start_step=start,
                     end_step=end, max_points=request.max_points,
                 )  # fmt: skip
@@ -222,8 +222,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
                     end_step=end, page_size=request.page_size, page_token=request.page_token,
                 )  # fmt: skip
         response = tpb.GetMetricHistoryResponse(next_page_token=token)
-        reads.fill_series(response.series, request.key, points)
-        reads.extend_ints(response, "ranks", points.ranks)
+        history_wire.fill_series(response.series, request.key, points)
+        history_wire.extend_ints(response, "ranks", points.ranks)
         return response
 
     @rpc
@@ -242,7 +242,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
             )
         response = tpb.GetMetricHistoriesResponse()
         for run_id, key, points in found:
-            reads.fill_series(response.series.add(run_id=run_id).series, key, points)
+            history_wire.fill_series(response.series.add(run_id=run_id).series, key, points)
         return response
 
     @rpc

@@ -413,7 +413,7 @@ def insert_old_chunk(
 
 @dataclass
 class Expected:
-    """The buckets of a view as ``reads.downsample`` documents them, from the stored points:
+    """The buckets of a view as ``downsample.downsample`` documents them, from the stored points:
     points of a chunk whose summary serves go to the bucket of their summary block's first
     step, every other point to the bucket of its own step."""
 
