@@ -4,10 +4,11 @@ the writer, and the driver-level statements of the ingest hot path."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sqlalchemy import insert, select
 from trackline_server.database import Database, execute_many, fetch_all
-from trackline_server.models import ingest_writers
+from trackline_server.models import ingest_writers, metric_log
 
 
 def run(coro: object) -> None:
@@ -80,6 +81,41 @@ def test_driver_statements_match_sqlalchemy(database_url: str) -> None:
                 none = everything.where(ingest_writers.c.writer_id.in_([]))
                 assert await fetch_all(conn, none) == []
         finally:
+            await db.close()
+
+    run(main())
+
+
+def test_the_wal_starts_over_while_writes_never_stop(tmp_path: Path) -> None:
+    """Under writes that never pause, the WAL file stays about as large as what is written
+    between two checkpoints, not as large as everything written (SQLite restarts a WAL only
+    once every frame in it has been copied, which a PASSIVE checkpoint never achieves
+    beside a writer that keeps committing)."""
+    path = tmp_path / "trackline.db"
+    body = bytes(200_000)
+    rounds = 100  # 20 MB in all
+
+    async def main() -> None:
+        db = await open_db(f"sqlite+aiosqlite:///{path}")
+        db.start_checkpoints(interval=0.02)
+        writing = True
+
+        async def read() -> None:  # readers that keep a snapshot open for a while
+            while writing:
+                async with db.read() as conn:
+                    await conn.scalar(select(metric_log.c.log_id).limit(1))
+                    await asyncio.sleep(0.01)
+
+        readers = [asyncio.create_task(read()) for _ in range(3)]
+        try:
+            for _ in range(rounds):
+                async with db.write() as conn:
+                    await execute_many(conn, insert(metric_log), [{"points": 1, "body": body}])
+            wal = path.with_name(path.name + "-wal").stat().st_size
+            assert wal < rounds * len(body) / 4, f"the WAL grew to {wal:,} bytes"
+        finally:
+            writing = False
+            await asyncio.gather(*readers)
             await db.close()
 
     run(main())
