@@ -14,7 +14,7 @@ wire, not on building messages or switching threads. They run on the same 2 core
 server: the figures are what one machine does end to end. The clock starts once every process
 has connected and opened its streams, and stops when the last one has its acks.
 
-    .venv/bin/python bench/ingest.py [--seconds 8] [--pg-url postgresql+asyncpg://...]
+    .venv/bin/python bench/ingest.py [--seconds 30] [--pg-url postgresql+asyncpg://...]
 
 It then runs bench/log_metric_cost.py (log_metric median/p99, 1,000,000 points logged and
 flushed through the fluent API) and bench/history.py (a 1,000,000-point history read, a
@@ -179,7 +179,7 @@ def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long each shape streams")
     parser.add_argument("--pg-url", default=os.environ.get("TRACKLINE_TEST_PG_URL", ""))
     args = parser.parse_args()
     stores: list[tuple[str, Callable[[], str | None]]] = [("SQLite", lambda: None)]

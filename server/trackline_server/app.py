@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -91,8 +92,22 @@ async def build(settings: Settings) -> Running:
     return Running(server, db, writer, compactor, ingest, port)
 
 
+def _tune_garbage_collection() -> None:
+    """Under streaming load the cyclic garbage collector took about a tenth of the event
+    loop's time, in pauses of up to 100 ms that stalled every stream. What exists once the
+    server is built lives as long as the server (modules, tables, gRPC's and SQLAlchemy's
+    machinery): frozen, no collection walks it again. And a batch's objects live for a flush
+    (a few hundred ms), long enough to outlast several youngest-generation collections at
+    the default of 700 allocations and be promoted, only to die in the oldest generation and
+    fill its collections; at 10,000 they die young."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
+
+
 async def serve(settings: Settings) -> None:
     running = await build(settings)
+    _tune_garbage_collection()
     port = running.port
     print(
         f"trackline: listening on {settings.host}:{port}; store {settings.store_uri};"
