@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ log = logging.getLogger("trackline.database")
 
 BUSY_TIMEOUT_S = 30  # how long a SQLite statement waits for a lock another process holds
 RESTART_WAIT_MS = 100  # how long a WAL restart waits for readers of older snapshots
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept when the WAL starts over
+WAL_RESTART_BYTES = 128 * 1024 * 1024  # the WAL is started over once it holds this much
 
 
 class Database:
@@ -28,8 +29,9 @@ class Database:
     all SQLite allows) and run under BEGIN IMMEDIATE; WAL + synchronous=FULL make every
     committed transaction survive a process kill."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, wal_restart_bytes: int = WAL_RESTART_BYTES) -> None:
         self.url = url
+        self.wal_restart_bytes = wal_restart_bytes
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -38,7 +40,11 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._checkpoints: asyncio.Task[None] | None = None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(
+                self.engine.sync_engine,
+                "connect",
+                functools.partial(_sqlite_pragmas, wal_limit=wal_restart_bytes),
+            )
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     async def create_schema(self) -> None:
@@ -78,16 +84,17 @@ class Database:
                 log.warning("WAL checkpoint failed", exc_info=True)
 
     async def checkpoint(self) -> None:
-        """Copies committed WAL pages into the SQLite database file and starts the WAL over;
-        nothing on PostgreSQL.
+        """Copies committed WAL pages into the SQLite database file, and starts the WAL over
+        once it holds ``wal_restart_bytes``; nothing on PostgreSQL.
 
-        A PASSIVE checkpoint, beside the writer, does the bulk of the copying. It can never
-        catch up with a writer that commits all the time, and SQLite starts a WAL over only
-        once every frame in it has been copied: under steady ingestion the WAL grew without
-        end (740 MB in 30 s), and every page lookup searches the WAL's index, so throughput
-        fell as it grew. The RESTART checkpoint that follows holds this process's write lock,
-        so it only copies what the last flushes added; it waits at most RESTART_WAIT_MS for
-        readers of older snapshots, and when one outlasts that, the next round tries again."""
+        A PASSIVE checkpoint, beside the writer, does the copying. It can never catch up with
+        a writer that commits all the time, and SQLite starts a WAL over only once every
+        frame in it has been copied: under steady ingestion the WAL grew without end (740 MB
+        in 30 s), and every page lookup searches the WAL's index, so throughput fell as it
+        grew. A RESTART checkpoint starts it over, but holds this process's write lock while
+        it copies what the last flushes added, syncs the database file and waits (at most
+        RESTART_WAIT_MS; the next round retries) for readers of older snapshots: 120-200 ms
+        in which no flush commits. So it runs only when the WAL has grown that large."""
         if not self.is_sqlite:
             return
         async with self.engine.connect() as conn:
@@ -95,7 +102,10 @@ class Database:
             # BEGIN of the "begin" hook, and a checkpoint cannot.
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
-            await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _, frames, _ = await _first_row(driver, "PRAGMA wal_checkpoint(PASSIVE)")
+            (page_size,) = await _first_row(driver, "PRAGMA page_size")
+            if frames * (page_size + 24) < self.wal_restart_bytes:
+                return
             async with self._write_lock:
                 await driver.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
                 try:
@@ -155,12 +165,18 @@ def _compile(conn: AsyncConnection, stmt: Executable, **kwargs: Any) -> SQLCompi
     return cast(SQLCompiler, compiled)
 
 
+async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:
+    """The first row of ``sql`` run on an aiosqlite connection."""
+    async with driver.execute(sql) as cursor:
+        return tuple(await cursor.fetchone())
+
+
 async def _driver(conn: AsyncConnection) -> Any:
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, wal_limit: int) -> None:
     # The driver's own transaction handling is turned off; the "begin" hook emits BEGIN.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
@@ -170,7 +186,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # committing writer); ``checkpoint`` does it from another connection's thread instead.
     cur.execute("PRAGMA wal_autocheckpoint=0")
     # A WAL that starts over is cut back to this size, so a burst does not keep its disk.
-    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    cur.execute(f"PRAGMA journal_size_limit={wal_limit}")
     cur.execute("PRAGMA foreign_keys=ON")
     # LIKE is case-sensitive as on PostgreSQL; ILIKE is the case-insensitive form.
     cur.execute("PRAGMA case_sensitive_like=ON")
