@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 from trackline import TracklineClient
+from trackline_server import store
+from trackline_server.database import Database
+from trackline_server.ingest.writer import GroupCommitWriter
 
 PG_URL = os.environ.get("TRACKLINE_TEST_PG_URL", "")
 
@@ -130,3 +133,14 @@ def postgres_url() -> str:
     if not PG_URL:
         pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
     return fresh_postgres_database()
+
+
+async def writer_with_a_run(db: Database) -> tuple[GroupCommitWriter, str]:
+    """A started group-commit writer over ``db`` (schema created) and the id of a new run in
+    it, for in-process tests of the ingest layer."""
+    async with db.write() as conn:
+        exp = await store.create_experiment(conn, "e", "", {}, "/artifacts")
+        run = await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")
+    writer = GroupCommitWriter(db, linger=0.001)
+    writer.start()
+    return writer, run.run_id

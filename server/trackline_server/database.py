@@ -100,8 +100,7 @@ class Database:
         async with self.engine.connect() as conn:
             # On the driver's connection: through SQLAlchemy the pragma would run inside the
             # BEGIN of the "begin" hook, and a checkpoint cannot.
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
+            driver = await driver_connection(conn)
             _, frames, _ = await _first_row(driver, "PRAGMA wal_checkpoint(PASSIVE)")
             (page_size,) = await _first_row(driver, "PRAGMA page_size")
             if frames * (page_size + 24) < self.wal_restart_bytes:
@@ -135,7 +134,8 @@ async def fetch_all(conn: AsyncConnection, stmt: Executable) -> list[Any]:
         return list((await conn.execute(stmt)).tuples())
     compiled = _compile(conn, stmt, compile_kwargs={"render_postcompile": True})
     params = [compiled.params[name] for name in compiled.positiontup or ()]
-    return list(await (await _driver(conn)).execute_fetchall(compiled.string, params))
+    driver = await driver_connection(conn)
+    return list(await driver.execute_fetchall(compiled.string, params))
 
 
 async def execute_many(
@@ -152,7 +152,7 @@ async def execute_many(
     compiled = _compile(conn, stmt, column_keys=list(rows[0]))
     names = list(compiled.positiontup or ())
     params = [[row[name] for name in names] for row in rows]
-    driver = await _driver(conn)
+    driver = await driver_connection(conn)
     if len(params) == 1:
         await driver.execute(compiled.string, params[0])
     else:
@@ -171,7 +171,9 @@ async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:
         return tuple(await cursor.fetchone())
 
 
-async def _driver(conn: AsyncConnection) -> Any:
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The driver's own connection under ``conn`` (aiosqlite's or asyncpg's), in the same
+    transaction."""
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 

@@ -6,27 +6,23 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+from conftest import writer_with_a_run
 from sqlalchemy import Table, func, select, text
-from trackline_server import store
 from trackline_server.database import Database
 from trackline_server.ingest import segments
 from trackline_server.ingest.compactor import COMPACTION_LOCK, Compactor
-from trackline_server.ingest.writer import GroupCommitWriter, StreamBatch
+from trackline_server.ingest.writer import StreamBatch
 from trackline_server.models import metric_chunks, metric_log
 
 
 async def log_rows(db: Database, count: int) -> None:
     """Commits ``count`` flushes of short series, each a metric log row."""
-    async with db.write() as conn:
-        exp = await store.create_experiment(conn, "e", "", {}, "/artifacts")
-        run = await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")
-    writer = GroupCommitWriter(db, linger=0.001)
-    writer.start()
+    writer, run_id = await writer_with_a_run(db)
     try:
         for seq in range(1, count + 1):
             ten = np.arange(10, dtype=np.int64)
             segs = segments.numbered(
-                [run.run_id], ["loss"], [0], np.array([10]), ten + 10 * seq, ten, ten * 0.5
+                [run_id], ["loss"], [0], np.array([10]), ten + 10 * seq, ten, ten * 0.5
             )
             batch = StreamBatch("w", seq, segs)
             await writer.put_batch(batch)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import writer_with_a_run
 from sqlalchemy import text
-from trackline_server import store
 from trackline_server.database import Database
 from trackline_server.errors import Unavailable
 from trackline_server.ingest import segments
@@ -37,12 +37,8 @@ async def started(tmp_path: Path) -> tuple[Database, GroupCommitWriter, str]:
     """A fresh store with one run, and a writer over it; returns them and the run's id."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}")
     await db.create_schema()
-    async with db.write() as conn:
-        exp = await store.create_experiment(conn, "e", "", {}, str(tmp_path))
-        run = await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")
-    writer = GroupCommitWriter(db, linger=0.001)
-    writer.start()
-    return db, writer, run.run_id
+    writer, run_id = await writer_with_a_run(db)
+    return db, writer, run_id
 
 
 def test_batches_after_a_failed_flush_are_not_stored_until_the_writer_reconnects(

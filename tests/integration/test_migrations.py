@@ -15,7 +15,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import PG_URL, fresh_postgres_database, start_server
+from conftest import start_server
 from sqlalchemy import Connection, ForeignKeyConstraint, UniqueConstraint, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,16 +25,6 @@ from trackline_server.database import Database
 from trackline_server.models import metadata
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty database, SQLite and PostgreSQL; no server."""
-    if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
-        return fresh_postgres_database()
-    return f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}"
 
 
 def with_db(url: str, fn: Callable[[Database], Awaitable[T]]) -> T:
@@ -134,11 +124,11 @@ async def add_experiment_and_run(conn: AsyncConnection) -> str:
     return run.run_id
 
 
-def test_upgrade_creates_the_models_schema(store_uri: str) -> None:
-    upgrade(store_uri)
-    assert revision(store_uri) == migrate.head_revision()
-    assert read(store_uri, schema_diff) == []
-    assert read(store_uri, constraint_names) == expected_constraint_names()
+def test_upgrade_creates_the_models_schema(database_url: str) -> None:
+    upgrade(database_url)
+    assert revision(database_url) == migrate.head_revision()
+    assert read(database_url, schema_diff) == []
+    assert read(database_url, constraint_names) == expected_constraint_names()
     # Names follow the naming convention, not the database's defaults.
     assert expected_constraint_names()["runs"][:2] == (
         "pk_runs",
@@ -147,25 +137,25 @@ def test_upgrade_creates_the_models_schema(store_uri: str) -> None:
     assert expected_constraint_names()["experiments"][2] == ["uq_experiments_name"]
 
 
-def test_upgrade_twice_is_a_no_op_and_downgrade_reverses(store_uri: str) -> None:
-    upgrade(store_uri)
-    run_id = write(store_uri, add_experiment_and_run)
-    upgrade(store_uri)
-    assert revision(store_uri) == migrate.head_revision()
+def test_upgrade_twice_is_a_no_op_and_downgrade_reverses(database_url: str) -> None:
+    upgrade(database_url)
+    run_id = write(database_url, add_experiment_and_run)
+    upgrade(database_url)
+    assert revision(database_url) == migrate.head_revision()
     assert read(
-        store_uri, lambda c: c.execute(text("SELECT run_id FROM runs")).scalars().all()
+        database_url, lambda c: c.execute(text("SELECT run_id FROM runs")).scalars().all()
     ) == [run_id]
 
-    run_alembic(store_uri, lambda cfg: command.downgrade(cfg, "base"))
-    assert revision(store_uri) is None
-    assert read(store_uri, table_names) == {"alembic_version"}
+    run_alembic(database_url, lambda cfg: command.downgrade(cfg, "base"))
+    assert revision(database_url) is None
+    assert read(database_url, table_names) == {"alembic_version"}
 
-    upgrade(store_uri)
-    assert revision(store_uri) == migrate.head_revision()
-    assert read(store_uri, schema_diff) == []
+    upgrade(database_url)
+    assert revision(database_url) == migrate.head_revision()
+    assert read(database_url, schema_diff) == []
 
 
-def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Path) -> None:
+def test_create_all_database_is_stamped_and_served(database_url: str, tmp_path: Path) -> None:
     """A database of the first release (its tables made by create_all, no alembic_version),
     holding metric chunks in that release's packed-array format, is adopted and converted."""
 
@@ -192,10 +182,10 @@ def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Pat
         )
         return run_id
 
-    run_id = write(store_uri, create_all)
-    assert "alembic_version" not in read(store_uri, table_names)
+    run_id = write(database_url, create_all)
+    assert "alembic_version" not in read(database_url, table_names)
 
-    srv = start_server(tmp_path, store_uri)
+    srv = start_server(tmp_path, database_url)
     client = TracklineClient(srv.address, retry_seconds=5)
     try:
         exp = client.get_experiment_by_name("before")
@@ -210,22 +200,22 @@ def test_create_all_database_is_stamped_and_served(store_uri: str, tmp_path: Pat
         client.close()
         srv.stop()
 
-    assert revision(store_uri) == migrate.head_revision()
-    assert read(store_uri, schema_diff) == []
+    assert revision(database_url) == migrate.head_revision()
+    assert read(database_url, schema_diff) == []
 
 
 def test_table_rebuilding_migration_keeps_data_and_foreign_keys(
-    store_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A later revision that rebuilds a referenced table (batch mode on SQLite) runs over data,
     and foreign keys are enforced again afterwards."""
-    upgrade(store_uri)
-    run_id = write(store_uri, add_experiment_and_run)
+    upgrade(database_url)
+    run_id = write(database_url, add_experiment_and_run)
 
     async def add_param(conn: AsyncConnection) -> None:
         await conn.execute(text("INSERT INTO params VALUES (:r, 'k', 'v')"), {"r": run_id})
 
-    write(store_uri, add_param)
+    write(database_url, add_param)
 
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
@@ -240,9 +230,9 @@ def test_table_rebuilding_migration_keeps_data_and_foreign_keys(
         '        batch_op.alter_column("run_name", type_=sa.String(600))\n'
     )
     monkeypatch.setattr(migrate, "SCRIPT_LOCATION", scripts)
-    upgrade(store_uri)
-    assert revision(store_uri) == "9999"
-    assert read(store_uri, lambda c: c.execute(text("SELECT * FROM params")).all()) == [
+    upgrade(database_url)
+    assert revision(database_url) == "9999"
+    assert read(database_url, lambda c: c.execute(text("SELECT * FROM params")).all()) == [
         (run_id, "k", "v")
     ]
 
@@ -250,4 +240,4 @@ def test_table_rebuilding_migration_keeps_data_and_foreign_keys(
         await conn.execute(text("INSERT INTO params VALUES ('no-such-run', 'k', 'v')"))
 
     with pytest.raises(IntegrityError):
-        write(store_uri, add_orphan)
+        write(database_url, add_orphan)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import execute_many
+from ..database import driver_connection, execute_many
 from ..models import latest_metrics
 from . import segments, summary
 
@@ -167,11 +167,11 @@ async def insert_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     if not rows:
         return
     if conn.dialect.name != "postgresql":
-        driver: Any = (await conn.get_raw_connection()).driver_connection
+        driver = await driver_connection(conn)
         await driver.executemany(_insert_sql(), rows)  # one hop to the driver's thread
         return
     await conn.exec_driver_sql("SELECT 1")  # the adapter opens its transaction on first use
-    driver = (await conn.get_raw_connection()).driver_connection
+    driver = await driver_connection(conn)
     await driver.copy_records_to_table("metric_chunks", records=rows, columns=_COLUMNS)
 
 

@@ -52,11 +52,12 @@ async def _read_log(conn: AsyncConnection, ids: list[int]) -> list[bytes]:
 
 
 def _chunk_rows(bodies: list[bytes]) -> list[chunks.Row]:
-    """The chunk rows of log rows' bodies (which it empties, so that the bodies are freed
-    once their points are joined, and the joined points as soon as chunk_rows lets go). It runs in a
-    worker thread: numpy lets go of the GIL for most of it, and the event loop, which
-    serves every stream and the writer, does not stall for a compaction."""
-    parts = [flush_log.decode(bodies.pop(0)) for _ in range(len(bodies))]
+    """The chunk rows of log rows' bodies. It empties ``bodies``, so that they are freed once
+    their points are joined, and the joined points once chunk_rows lets go. It runs in a
+    worker thread: numpy lets go of the GIL for most of it, and the event loop, which serves
+    every stream and the writer, does not stall for a compaction."""
+    parts = [flush_log.decode(body) for body in bodies]
+    bodies.clear()
     joined = [segments.concat(parts)]
     del parts
     return chunks.chunk_rows(joined.pop())  # its only reference: see chunk_rows

@@ -97,7 +97,7 @@ class _Writes:
     transaction: on SQLite the write lock is then held only for the statements, and a flush
     that waits for a compaction to release it has its work done meanwhile."""
 
-    parts: list[Segments]
+    batches: int  # how many batches' points these are
     chunk_rows: list[chunks.Row]  # series with DIRECT_CHUNK_POINTS or more points
     log_points: int  # the points of the other series, in one metric log row
     log_body: bytes
@@ -110,7 +110,7 @@ class _Writes:
         # of short series go to the log, to be compacted with later flushes' points.
         direct, short = segments.split_long(points, DIRECT_CHUNK_POINTS)
         return cls(
-            parts,
+            len(parts),
             chunks.chunk_rows(direct),
             short.points,
             flush_log.encode(short) if short.points else b"",
@@ -118,6 +118,7 @@ class _Writes:
         )
 
     async def store(self, conn: AsyncConnection) -> None:
+        """Writes the rows, in the caller's transaction."""
         await chunks.insert_rows(conn, self.chunk_rows)
         if self.log_points:
             await flush_log.append(conn, self.log_points, self.log_body)
@@ -331,8 +332,8 @@ class GroupCommitWriter:
         """Fails the batches that follow a failed one of their writer (see ``_failed``)."""
         kept: list[Item] = []
         for item in items:
-            failed = self._failed.get(item.writer_id) if isinstance(item, StreamBatch) else None
-            if isinstance(item, StreamBatch) and failed is not None and item.seq > failed:
+            failed = self._failed.get(item.writer_id, 0) if isinstance(item, StreamBatch) else 0
+            if isinstance(item, StreamBatch) and failed and item.seq > failed:
                 item.done.set_exception(Unavailable(
                     "WRITE_FAILED",
                     f"batch {failed} of this stream did not commit, so the ones after it are"
@@ -380,7 +381,7 @@ class GroupCommitWriter:
             else:
                 refused.append((b.writer_id, b.seq, rejection))
                 self.stats.rejected += 1
-        writes = planned if len(accepted) == len(planned.parts) else _Writes.of(accepted)
+        writes = planned if len(accepted) == planned.batches else _Writes.of(accepted)
         await writes.store(conn)
         self._logged = self._logged or writes.log_points > 0
         moved = {w: s for w, s in marks.items() if known.get(w) != s}
