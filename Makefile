@@ -35,7 +35,8 @@ lint: $(STAMP)
 # Starts a local PostgreSQL (scripts/start_postgres.sh, needs root for apt) unless
 # TRACKLINE_TEST_PG_URL is set; without one the PostgreSQL half of the suite is skipped.
 test: $(STAMP) check-gen lint
-	@url="$${TRACKLINE_TEST_PG_URL:-$$(bash scripts/start_postgres.sh 2>/dev/null | tail -1)}"; \
+	@url="$${TRACKLINE_TEST_PG_URL:-$$(bash scripts/start_postgres.sh)}" || url=""; \
+	case "$$url" in postgresql*|"") ;; *) echo "Not a PostgreSQL URL: $$url"; exit 1;; esac; \
 	if [ -z "$$url" ] && [ -n "$${TRACKLINE_REQUIRE_PG:-}" ]; then echo "PostgreSQL could not be started"; exit 1; fi; \
 	echo "PostgreSQL for tests: $${url:-none (skipping those tests)}"; \
 	TRACKLINE_TEST_PG_URL="$$url" $(BIN)/pytest -q

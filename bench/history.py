@@ -89,6 +89,7 @@ def main() -> None:
         finally:
             srv.proc.terminate()
             srv.proc.wait(15)
+            conftest.drop_created_databases()
 
 
 if __name__ == "__main__":

@@ -187,14 +187,17 @@ def main() -> None:
         conftest.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
         stores.append(("PostgreSQL", conftest.fresh_postgres_database))
     here = Path(__file__).resolve().parent
-    for label, make_uri in stores:
-        bench_store(label, make_uri, args.seconds)
-        # The client-side cost and the reads, against a fresh server on the same store.
-        for script in ("log_metric_cost.py", "history.py"):
-            uri = make_uri()
-            print(f"{label}, {script}:", flush=True)
-            subprocess.run([sys.executable, str(here / script), *([uri] if uri else [])],
-                           check=True)  # fmt: skip
+    try:
+        for label, make_uri in stores:
+            bench_store(label, make_uri, args.seconds)
+            # The client-side cost and the reads, against a fresh server on the same store.
+            for script in ("log_metric_cost.py", "history.py"):
+                uri = make_uri()
+                print(f"{label}, {script}:", flush=True)
+                subprocess.run([sys.executable, str(here / script), *([uri] if uri else [])],
+                               check=True)  # fmt: skip
+    finally:
+        conftest.drop_created_databases()
 
 
 if __name__ == "__main__":

@@ -42,22 +42,75 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
+_created_databases: list[str] = []
+
+
+def _pg_dsn() -> str:
+    """The test PostgreSQL URL in the form asyncpg takes."""
+    return PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
 def fresh_postgres_database() -> str:
-    """Creates an empty database on the test PostgreSQL and returns its URL."""
+    """Creates an empty database on the test PostgreSQL and returns its URL. The session drops
+    it at its end (``pytest_sessionfinish``)."""
     import asyncpg  # the server's dependency; only needed when PostgreSQL is configured
 
     name = f"t_{uuid.uuid4().hex[:16]}"
-    dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
 
     async def create() -> None:
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(_pg_dsn())
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
 
     asyncio.run(create())
+    _created_databases.append(name)
     return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stops the run at once, with the reason, when TRACKLINE_TEST_PG_URL is set but PostgreSQL
+    cannot be reached; otherwise every PostgreSQL test would fail on its own with the same
+    error."""
+    if not PG_URL:
+        return
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(_pg_dsn(), timeout=10)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        raise pytest.UsageError(
+            f"TRACKLINE_TEST_PG_URL={PG_URL!r} cannot be reached: {exc}"
+        ) from exc
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    drop_created_databases()
+
+
+def drop_created_databases() -> None:
+    """Drops the databases ``fresh_postgres_database`` created in this process, so that
+    repeated runs do not fill the test cluster's disk. The test session and the benchmarks
+    call it at their end."""
+    if not _created_databases:
+        return
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(_pg_dsn())
+        try:
+            for name in _created_databases:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+    _created_databases.clear()
 
 
 def start_server(
