@@ -29,13 +29,19 @@ as_owner() {
 
 answers() { as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; }
 
+marker="$dir/.trackline-test-cluster"
 if ! answers; then
-  if [ -d "$dir" ]; then
+  if [ -e "$dir" ]; then
+    if [ ! -e "$marker" ]; then
+      echo "start_postgres: $dir exists but is not a Trackline test cluster; not touching it"
+      exit 1
+    fi
     as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$dir"
   fi
   mkdir -p "$dir"
-  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  touch "$marker"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
   as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
     >/dev/null
   # 3>&-: the server must not hold the caller's capture of standard output open.
