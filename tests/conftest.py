@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from trackline import TracklineClient
 from trackline_server import store
 from trackline_server.database import Database
 from trackline_server.ingest.writer import GroupCommitWriter
 
 PG_URL = os.environ.get("TRACKLINE_TEST_PG_URL", "")
+
+# Property tests draw new examples on every local run; CI (.ci/run sets HYPOTHESIS_PROFILE=ci)
+# draws the same ones every time, so that main's result depends on its code alone.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @dataclass

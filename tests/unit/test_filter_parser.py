@@ -930,10 +930,12 @@ class VariedRenderer:
         return f"{prefix}.{quote}{ident.key.replace(quote, quote * 2)}{quote}"
 
     def value(self, ident: Identifier, value: Scalar) -> str:
-        if ident.key == "status":
+        # Only the attributes compare without regard to case or leading zeros: a metric or
+        # param may be called "status" too.
+        if ident.kind == "attribute" and ident.key == "status":
             assert isinstance(value, str)
             return self.string(self.word(value))
-        if ident.key == "experiment_id":
+        if ident.kind == "attribute" and ident.key == "experiment_id":
             assert isinstance(value, str)
             digits = "0" * self.rnd.randint(0, 2) + value
             return self.rnd.choice([digits, self.string(digits)])
