@@ -51,26 +51,30 @@ class ServerProcess:
 _created_databases: list[str] = []
 
 
-def _pg_dsn() -> str:
-    """The test PostgreSQL URL in the form asyncpg takes."""
-    return PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-
-def fresh_postgres_database() -> str:
-    """Creates an empty database on the test PostgreSQL and returns its URL. The session drops
-    it at its end (``pytest_sessionfinish``)."""
+def _on_test_postgres(*statements: str, timeout: float = 60) -> None:
+    """Runs ``statements`` on the test PostgreSQL's maintenance database, each in its own
+    transaction (CREATE and DROP DATABASE cannot run inside one)."""
     import asyncpg  # the server's dependency; only needed when PostgreSQL is configured
 
-    name = f"t_{uuid.uuid4().hex[:16]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(_pg_dsn())
+    async def run() -> None:
+        dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn, timeout=timeout)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    asyncio.run(run())
+
+
+def fresh_postgres_database() -> str:
+    """Creates an empty database on the test PostgreSQL and returns its URL; skips the test
+    when no test PostgreSQL is configured. ``drop_created_databases`` drops it."""
+    if not PG_URL:
+        pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    _on_test_postgres(f'CREATE DATABASE "{name}"')
     _created_databases.append(name)
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
@@ -81,14 +85,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     error."""
     if not PG_URL:
         return
-    import asyncpg
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(_pg_dsn(), timeout=10)
-        await conn.close()
-
     try:
-        asyncio.run(probe())
+        _on_test_postgres(timeout=10)
     except Exception as exc:
         raise pytest.UsageError(
             f"TRACKLINE_TEST_PG_URL={PG_URL!r} cannot be reached: {exc}"
@@ -103,20 +101,11 @@ def drop_created_databases() -> None:
     """Drops the databases ``fresh_postgres_database`` created in this process, so that
     repeated runs do not fill the test cluster's disk. The test session and the benchmarks
     call it at their end."""
-    if not _created_databases:
-        return
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(_pg_dsn())
-        try:
-            for name in _created_databases:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-    _created_databases.clear()
+    if _created_databases:
+        _on_test_postgres(
+            *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in _created_databases)
+        )
+        _created_databases.clear()
 
 
 def start_server(
@@ -156,8 +145,6 @@ def start_server(
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     """A real server per test, on SQLite and on PostgreSQL (each test gets its own database)."""
     if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
         srv = start_server(tmp_path, fresh_postgres_database())
     else:
         srv = start_server(tmp_path)
@@ -180,8 +167,6 @@ def client(server: ServerProcess) -> Iterator[TracklineClient]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store for tests of the database layer itself (no server)."""
     if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
         return fresh_postgres_database()
     return f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}"
 
@@ -189,8 +174,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def postgres_url() -> str:
     """A fresh, empty database on the test PostgreSQL, for PostgreSQL-only behaviour."""
-    if not PG_URL:
-        pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
     return fresh_postgres_database()
 
 

@@ -39,6 +39,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
         self._checkpoints: asyncio.Task[None] | None = None
+        self._page_size: int | None = None
         if self.is_sqlite:
             event.listen(
                 self.engine.sync_engine,
@@ -102,8 +103,9 @@ class Database:
             # BEGIN of the "begin" hook, and a checkpoint cannot.
             driver = await driver_connection(conn)
             _, frames, _ = await _first_row(driver, "PRAGMA wal_checkpoint(PASSIVE)")
-            (page_size,) = await _first_row(driver, "PRAGMA page_size")
-            if frames * (page_size + 24) < self.wal_restart_bytes:
+            if self._page_size is None:  # fixed once the database exists
+                (self._page_size,) = await _first_row(driver, "PRAGMA page_size")
+            if frames * (self._page_size + 24) < self.wal_restart_bytes:
                 return
             async with self._write_lock:
                 await driver.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")

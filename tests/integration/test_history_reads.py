@@ -16,7 +16,7 @@ from typing import TypeVar
 import grpc
 import pytest
 from alembic import command
-from conftest import PG_URL, ServerProcess, fresh_postgres_database, start_server
+from conftest import ServerProcess, fresh_postgres_database, start_server
 from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline import InvalidArgument, NotFound, ResourceExhausted, TracklineClient
@@ -539,8 +539,6 @@ def ranked_points(run_id: str, rank: int, steps: list[int], rng: random.Random) 
 def store_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database at revision 0002 (chunks without summaries), on SQLite and PostgreSQL."""
     if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
         store_uri = fresh_postgres_database()
     else:
         store_uri = f"sqlite+aiosqlite:///{tmp_path / 'trackline.db'}"

@@ -233,8 +233,6 @@ def test_block_run_ids_per_series_single_or_indexed(
 
 def test_replicas_share_the_log_and_compact_exactly_once(tmp_path: Path) -> None:
     """Two servers on one PostgreSQL database: both log and compact; every point once."""
-    if not conftest.PG_URL:
-        pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
     uri = conftest.fresh_postgres_database()
     one = start_server(tmp_path / "one", uri)
     two = start_server(tmp_path / "two", uri)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PG_URL, fresh_postgres_database, start_server
+from conftest import fresh_postgres_database, start_server
 from trackline import TracklineClient
 
 WRITERS = 8
@@ -44,8 +44,6 @@ def _free_port() -> int:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_stream_loses_and_doubles_nothing(backend: str, tmp_path: Path) -> None:
-    if backend == "postgresql" and not PG_URL:
-        pytest.skip("TRACKLINE_TEST_PG_URL is not set (.ci/run sets it up)")
     store_uri = fresh_postgres_database() if backend == "postgresql" else None
     port = _free_port()
     srv = start_server(tmp_path, store_uri, extra_args=["--port", str(port)])

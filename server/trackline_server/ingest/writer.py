@@ -332,8 +332,9 @@ class GroupCommitWriter:
         """Fails the batches that follow a failed one of their writer (see ``_failed``)."""
         kept: list[Item] = []
         for item in items:
-            failed = self._failed.get(item.writer_id, 0) if isinstance(item, StreamBatch) else 0
-            if isinstance(item, StreamBatch) and failed and item.seq > failed:
+            if isinstance(item, StreamBatch) and item.seq > (
+                failed := self._failed.get(item.writer_id, item.seq)
+            ):
                 item.done.set_exception(Unavailable(
                     "WRITE_FAILED",
                     f"batch {failed} of this stream did not commit, so the ones after it are"
