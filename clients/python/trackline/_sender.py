@@ -59,6 +59,7 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024  # estimated, for batches of many short serie
 DEFAULT_MAX_BUFFERED_POINTS = 10_000_000
 MAX_KEY_LENGTH = 500  # as the server's limits.MAX_KEY_LENGTH
 BACKOFF_START, BACKOFF_MAX = 0.05, 5.0
+FORK_QUIESCE_SECONDS = 2.0  # how long a fork waits for the stream to leave gRPC
 # Stream errors that retrying will not fix by itself: flush raises them instead of waiting.
 _FATAL_CODES = {
     grpc.StatusCode.UNAUTHENTICATED,
@@ -120,7 +121,11 @@ class MetricSender:
     enough points; points are never dropped. A warning is logged once per such episode.
 
     In a forked child the sender starts empty, under a new writer id: the child never sends
-    the parent's points, and the parent is unaffected. At interpreter exit the sender
+    the parent's points, and the parent is unaffected. gRPC supports ``fork`` only while no
+    call is in progress (otherwise it skips its fork handlers, and the child's first channel
+    could abort in gRPC's poller), so the parent ends its stream just before a fork and opens
+    it again just after; batches not yet acknowledged are resent, exactly once as after any
+    reconnect. At interpreter exit the sender
     flushes for up to 30 seconds (a warning says how many points could not be stored).
     """
 
@@ -165,6 +170,10 @@ class MetricSender:
         self._conn_error: TracklineError | None = None  # last stream error, if not transient
         self._live: queue.SimpleQueue[Any] | None = None  # request queue of the open stream
         self._call: Any = None
+        self._forking = False  # a fork is being prepared: no stream may be open
+        self._streaming = False  # the connection thread is in a call (in gRPC)
+        # The threads gRPC started for the last stream (it ends them once the call is over).
+        self._grpc_threads: list[threading.Thread] = []
         self._blocked = False  # a log() call is waiting for room (one warning per episode)
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
@@ -406,15 +415,22 @@ class MetricSender:
         down_since: float | None = None
         metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
         while not self._closing.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: not self._forking or self._closing.is_set())
+                if self._closing.is_set():
+                    return
+                self._streaming = True
             requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
             hello = ipb.StreamMetricsRequest(writer_id=self.writer_id, seq=0)
             requests.put(hello.SerializeToString())
             error: BaseException | None = None
             try:
+                before = set(threading.enumerate())
                 call = self._get_stub()(_drain_queue(requests), metadata=metadata)
                 with self._cond:
+                    self._grpc_threads = _grpc_threads_since(before)
                     self._call = call
-                    if self._closing.is_set():
+                    if self._closing.is_set() or self._forking:
                         call.cancel()
                 first = True
                 for resp in call:
@@ -441,9 +457,14 @@ class MetricSender:
                     if self._live is requests:
                         self._end_stream()
                     self._call = None
+                    self._streaming = False
+                    forking = self._forking
+                    self._cond.notify_all()
                 requests.put(None)
             if self._closing.is_set():
                 return
+            if forking:  # ended for a fork, not by a failure: reopen as soon as it is done
+                continue
             if isinstance(error, grpc.RpcError):
                 code = error.code()  # type: ignore[attr-defined]
                 if code in _FATAL_CODES:
@@ -460,6 +481,26 @@ class MetricSender:
                 )
             self._closing.wait(delay * (0.5 + random.random()))
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _before_fork(self) -> None:
+        """Ends the stream and waits (at most FORK_QUIESCE_SECONDS) until the connection
+        thread has left gRPC; it opens no new one until ``_after_fork_in_parent``."""
+        deadline = time.monotonic() + FORK_QUIESCE_SECONDS
+        with self._cond:
+            self._forking = True
+            self._end_stream()
+            left = self._cond.wait_for(lambda: not self._streaming, FORK_QUIESCE_SECONDS)
+            threads = self._grpc_threads
+        # gRPC's own threads of the call (its poller, the request reader) end just after it.
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if not left or any(t.is_alive() for t in threads):
+            logger.warning("trackline: the metric stream was still open at fork")
+
+    def _after_fork_in_parent(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
 
     def _end_stream(self) -> None:  # under self._cond
         if self._live is not None:
@@ -894,6 +935,27 @@ def _flush_at_process_exit(sender: MetricSender) -> None:
         util.Finalize(sender, sender.close, kwargs={"timeout": 30.0}, exitpriority=10)
 
 
+def _grpc_threads_since(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The threads gRPC started since ``before``: its Python threads run a function named
+    ``_run`` (Python names such a thread "Thread-N (_run)")."""
+    return [t for t in threading.enumerate() if t not in before and t.name.endswith("(_run)")]
+
+
+def _running_senders() -> list[MetricSender]:
+    """This process's senders whose threads run."""
+    return [s for s in list(_SENDERS) if s._pid == os.getpid() and s._threads and not s._closed]
+
+
+def _before_fork() -> None:
+    for sender in _running_senders():
+        sender._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for sender in _running_senders():
+        sender._after_fork_in_parent()
+
+
 def _after_fork_in_child() -> None:
     for sender in list(_SENDERS):
         sender._reset_after_fork()
@@ -905,7 +967,11 @@ def _close_at_exit() -> None:
             sender.close(timeout=30.0)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 atexit.register(_close_at_exit)
 
 __all__ = ["MetricSender"]
