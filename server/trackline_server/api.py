@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import grpc
-from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
@@ -15,7 +14,7 @@ from trackline.v1 import tracking_pb2_grpc
 
 from . import limits, store
 from .database import Database
-from .errors import InvalidArgument, TracklineError, to_status
+from .errors import InvalidArgument, from_exception, grpc_status
 from .ingest import downsample, history_wire, reads, segments
 from .ingest.compactor import Compactor
 from .ingest.writer import GroupCommitWriter, Job
@@ -28,14 +27,16 @@ Resp = TypeVar("Resp")
 def rpc(
     fn: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
 ) -> Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
-    """Turns a domain error into the call's status with ErrorInfo/BadRequest details."""
+    """Ends the call with the status of any exception it raises (``errors.from_exception``:
+    a domain error with its ErrorInfo/BadRequest details, anything else as INTERNAL)."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await fn(self, request, context)
-        except TracklineError as err:
-            await context.abort_with_status(rpc_status.to_status(to_status(err)))
+        except Exception as exc:
+            err = from_exception(exc, fn.__name__)
+            await context.abort_with_status(grpc_status(err))
             raise AssertionError("unreachable") from err
 
     return wrapper

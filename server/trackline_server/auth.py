@@ -7,9 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
 
-from .errors import Unauthenticated, to_status
+from .errors import Unauthenticated, grpc_status
 
 # Load balancers and orchestrators probe health without credentials.
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
@@ -64,7 +63,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 def _rejecting(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.RpcMethodHandler:
     """A handler of the same shape as ``handler`` that fails the call with ``error``."""
-    status = rpc_status.to_status(to_status(error))
+    status = grpc_status(error)
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(status)

@@ -1,14 +1,30 @@
-"""Domain errors, and the one place that maps them to gRPC status + ErrorInfo + BadRequest."""
+"""Domain errors, and the one place that maps them to gRPC status + ErrorInfo + BadRequest.
+
+What leaves the server says what the caller can act on and nothing else: no SQL, bound
+parameters, file paths or other clients' data. ``from_exception`` is the one door every
+failure passes through on its way out: a domain error as it is; anything else becomes
+INTERNAL with an error id that the server's log carries beside the traceback.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import uuid
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 DOMAIN = "trackline.dev"
+# Longest message a status carries: trailers over a few KB make clients fail with
+# RESOURCE_EXHAUSTED instead of showing the error.
+MAX_MESSAGE_CHARS = 1024
+# Longest rendering of a caller's value inside a message (``shown``).
+MAX_SHOWN_CHARS = 80
+
+log = logging.getLogger("trackline.errors")
 
 
 class TracklineError(Exception):
@@ -73,6 +89,48 @@ class ResourceExhausted(TracklineError):
         self.retry_after = retry_after
 
 
+class Internal(TracklineError):
+    """A failure the caller cannot fix; its message names an error id found in the log."""
+
+    code = code_pb2.INTERNAL
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
+def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters: an echoed 10k-character id
+    must not make the trailer too large to deliver."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
+
+
+def internal(exc: BaseException, what: str = "the call") -> Internal:
+    """Logs ``exc`` with its traceback under a fresh error id and returns the INTERNAL error
+    the caller gets: the id, nothing of the exception's text."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("error id %s: %s failed", error_id, what, exc_info=exc)
+    return Internal(
+        "INTERNAL",
+        f"{what} failed on the server (error id {error_id}; the server's log has the details)",
+    )
+
+
+def from_exception(exc: BaseException, what: str = "the call") -> TracklineError:
+    """The error a caller gets for ``exc``: domain errors pass through; the rest become
+    INTERNAL (``internal``)."""
+    if isinstance(exc, TracklineError):
+        return exc
+    return internal(exc, what)
+
+
+def grpc_status(err: TracklineError) -> grpc.Status:
+    """``err`` as the status object ``context.abort_with_status`` takes."""
+    return rpc_status.to_status(to_status(err))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
 def to_status(err: TracklineError) -> status_pb2.Status:
     """Builds the google.rpc.Status carried in the trailers of a failed call."""
     details = []
@@ -85,7 +143,7 @@ def to_status(err: TracklineError) -> status_pb2.Status:
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=err.field, description=err.message
+                        field=_clip(err.field), description=_clip(err.message)
                     )
                 ]
             )
@@ -97,4 +155,4 @@ def to_status(err: TracklineError) -> status_pb2.Status:
         delay.FromTimedelta(dt.timedelta(seconds=err.retry_after))
         retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         details.append(retry)
-    return status_pb2.Status(code=err.code, message=err.message, details=details)
+    return status_pb2.Status(code=err.code, message=_clip(err.message), details=details)

@@ -8,12 +8,11 @@ import collections
 from collections.abc import AsyncIterator
 
 import grpc
-from grpc_status import rpc_status
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
 from .. import store
-from ..errors import InvalidArgument, TracklineError, Unavailable, to_status
+from ..errors import InvalidArgument, TracklineError, Unavailable, grpc_status
 from . import segments
 from .writer import GroupCommitWriter, Rejection, StreamBatch
 
@@ -165,7 +164,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: TracklineError) -> None:
-    await context.abort_with_status(rpc_status.to_status(to_status(err)))
+    await context.abort_with_status(grpc_status(err))
 
 
 async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
