@@ -128,9 +128,7 @@ def test_start_run_with_the_server_down_fails_in_one_named_wait(
 
 def test_cli_with_the_server_down_is_one_line() -> None:
     port = _free_port()
-    out = _cli(
-        "--uri", f"127.0.0.1:{port}", "runs", "list", env={"TRACKLINE_CONNECT_TIMEOUT": "1"}
-    )
+    out = _cli("--uri", f"127.0.0.1:{port}", "runs", "list", env={"TRACKLINE_CONNECT_TIMEOUT": "1"})
     line = _one_line_failure(out)
     assert f"cannot reach the Trackline server at 127.0.0.1:{port} after 1 s" in line
 

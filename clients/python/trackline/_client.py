@@ -78,7 +78,7 @@ class TracklineClient:
         self._pid = -1
         self._channel: grpc.Channel | None = None
         self._stub: tracking_pb2_grpc.TrackingServiceStub | None = None
-        self._reached = False  # whether the current channel has ever been READY
+        self._reached = False  # whether the server has answered on the current channel
 
     @property
     def stub(self) -> tracking_pb2_grpc.TrackingServiceStub:

@@ -16,7 +16,7 @@ from trackline.v1 import resources_pb2 as pb
 from ._client import TracklineClient
 from ._exceptions import FailedPrecondition, NotFound
 from ._sender import MetricSender
-from ._uri import parse_uri
+from ._uri import resolve_uri
 
 _uri: str | None = None
 _client: TracklineClient | None = None
@@ -33,7 +33,7 @@ def set_tracking_uri(uri: str) -> None:
     server. Metric points still buffered for the previous server are sent to it first (for up
     to 30 seconds)."""
     global _uri, _client, _experiment_id, _sender
-    parse_uri(uri)
+    resolve_uri(uri)
     old, _sender = _sender, None
     _uri, _client, _experiment_id = uri, None, None
     if old is not None:
