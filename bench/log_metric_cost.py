@@ -76,7 +76,7 @@ def main() -> None:
                     f"{total:.2f} s ({E2E_POINTS / total:,.0f} points/s)"
                 )
         finally:
-            trackline.set_tracking_uri("localhost:0")
+            trackline.set_tracking_uri("localhost")  # closes the sender; no connection
             srv.proc.terminate()
             srv.proc.wait(15)
 

@@ -28,12 +28,14 @@ from ._fluent import (
     set_tracking_uri,
     start_run,
 )
+from ._uri import InvalidUri
 
 __all__ = [
     "AlreadyExists",
     "BatchRejected",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidUri",
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",

@@ -9,11 +9,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import grpc
+
 from trackline.v1 import resources_pb2 as pb
 
 from ._client import TracklineClient
-from ._exceptions import NotFound
+from ._exceptions import FailedPrecondition, NotFound
 from ._sender import MetricSender
+from ._uri import resolve_uri
 
 _uri: str | None = None
 _client: TracklineClient | None = None
@@ -24,10 +27,13 @@ logger = logging.getLogger("trackline")
 
 
 def set_tracking_uri(uri: str) -> None:
-    """Points the module-level API at another server; the chosen experiment is forgotten,
-    since experiment ids belong to one server. Metric points still buffered for the previous
-    server are sent to it first (for up to 30 seconds)."""
+    """Points the module-level API at another server (``host[:port]``, ``http://``,
+    ``https://``, ...: see ``TracklineClient``; a malformed ``uri`` raises ``InvalidUri`` and
+    changes nothing); the chosen experiment is forgotten, since experiment ids belong to one
+    server. Metric points still buffered for the previous server are sent to it first (for up
+    to 30 seconds)."""
     global _uri, _client, _experiment_id, _sender
+    resolve_uri(uri)
     old, _sender = _sender, None
     _uri, _client, _experiment_id = uri, None, None
     if old is not None:
@@ -70,12 +76,14 @@ def start_run(
     tags: Mapping[str, str] | None = None,
 ) -> Iterator[pb.Run]:
     """Starts (or resumes, by ``run_id`` or TRACKLINE_RUN_ID) a run for the block; the run ends
-    FINISHED, or FAILED when the block raises. ``nested`` makes it a child of the active run."""
+    FINISHED, or FAILED when the block raises. ``nested`` makes it a child of the active run.
+    Resuming a deleted run, or a run of a deleted experiment, raises ``FailedPrecondition``
+    (reason RUN_DELETED or EXPERIMENT_DELETED) before anything is logged or changed."""
     if _runs and not nested:
         raise RuntimeError(f"run {_runs[-1]} is active; end it or pass nested=True")
     resume = run_id or (None if _runs else os.environ.get("TRACKLINE_RUN_ID"))
     if resume:
-        run = client().get_run(resume)
+        run = _resumable(client().get_run(resume))
     else:
         exp = _experiment_id or os.environ.get("TRACKLINE_EXPERIMENT_ID") or "0"
         if not _experiment_id and os.environ.get("TRACKLINE_EXPERIMENT"):
@@ -91,6 +99,27 @@ def start_run(
         raise
     if _runs and _runs[-1] == run.run_id:
         end_run()
+
+
+def _resumable(run: pb.Run) -> pb.Run:
+    """``run``, or FailedPrecondition when it or its experiment is deleted: ending it would
+    otherwise mark a deleted run FINISHED, and its points would be refused one by one."""
+    if run.lifecycle_stage == pb.LIFECYCLE_STAGE_DELETED:
+        raise FailedPrecondition(
+            f"run {run.run_id!r} is deleted; restore it first (trackline runs restore"
+            f" {run.run_id})",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "RUN_DELETED",
+        )
+    exp = client().get_experiment(run.experiment_id)
+    if exp.lifecycle_stage == pb.LIFECYCLE_STAGE_DELETED:
+        raise FailedPrecondition(
+            f"run {run.run_id!r} belongs to experiment {exp.experiment_id!r}, which is deleted;"
+            f" restore it first (trackline experiments restore {exp.experiment_id})",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "EXPERIMENT_DELETED",
+        )
+    return run
 
 
 def active_run() -> str | None:

@@ -1,7 +1,11 @@
-"""The ``trackline`` command: ``server``, ``experiments list|create``, ``runs list|show|search``.
+"""The ``trackline`` command: ``server``, ``experiments list|create|delete|restore``,
+``runs list|show|search|delete|restore``.
 
 Tables go to stdout; ``--json`` prints the API's messages as JSON instead (one object for a
-single resource, a list otherwise). Any failure is one line on stderr and exit status 1.
+single resource, a list otherwise). Table cells show control characters escaped and are cut
+to 80 characters; a stored value the table cannot show (a time out of range, an unknown
+status) is printed raw rather than failing the listing. Any failure, a bad argument
+included, is one line on stderr and exit status 1; Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -9,11 +13,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from google.protobuf import json_format
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
 from trackline.v1 import resources_pb2 as pb
@@ -22,6 +30,9 @@ from ._client import TracklineClient, ViewType
 from ._exceptions import TracklineError
 
 _KEY_IN_FILTER = re.compile(r"\b(metrics?|params?|tags?)\.(`[^`]+`|\"[^\"]+\"|[\w./:-]+)")
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+MAX_CELL = 80
+MAX_ERROR = 1000
 
 
 def _json(msgs: Message | Sequence[Message]) -> None:
@@ -37,23 +48,48 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> 
     if not body:
         print(empty)
         return
+    body = [[_cell(c) for c in r] for r in body]
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     for line in [list(header), *body]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
+def _escaped(text: str) -> str:
+    """``text`` with control characters shown as escapes, so that a stored value cannot
+    break the layout or send the terminal escape sequences."""
+    return _CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _cell(text: str) -> str:
+    text = _escaped(text)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "\u2026"
+
+
 def _time(ms: int) -> str:
+    """Local time of a millisecond timestamp; the raw number when it is out of range."""
     if not ms:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms"
 
 
 def _status(run: pb.Run) -> str:
-    return pb.RunStatus.Name(run.status).removeprefix("RUN_STATUS_")
+    return _enum_name(pb.RunStatus, run.status, "RUN_STATUS_")
 
 
 def _stage(exp: pb.Experiment) -> str:
-    return pb.LifecycleStage.Name(exp.lifecycle_stage).removeprefix("LIFECYCLE_STAGE_").lower()
+    return _enum_name(pb.LifecycleStage, exp.lifecycle_stage, "LIFECYCLE_STAGE_").lower()
+
+
+def _enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
+    """The enum's name without ``prefix``; ``UNKNOWN(value)`` for a value it does not name."""
+    try:
+        name = enum.Name(value)
+    except ValueError:
+        return f"UNKNOWN({value})"
+    return name.removeprefix(prefix)
 
 
 def _duration(run: pb.Run) -> str:
@@ -110,9 +146,9 @@ def _show_run(run: pb.Run, as_json: bool) -> None:
     lines += [(f"params.{p.key}", p.value) for p in run.params]
     lines += [(f"tags.{t.key}", t.value) for t in run.tags]
     lines += [(f"metrics.{m.key}", f"{m.value:.6g} (step {m.step})") for m in run.latest_metrics]
-    width = max(len(k) for k, _ in lines)
+    width = max(len(_escaped(k)) for k, _ in lines)
     for key, value in lines:
-        print(f"{key.ljust(width)}  {value}")
+        print(f"{_escaped(key).ljust(width)}  {_escaped(value)}")
 
 
 def _columns(explicit: str | None, *texts: str) -> list[str]:
@@ -132,11 +168,33 @@ def _experiment_ids(client: TracklineClient, ids: list[str], names: list[str]) -
     return ids + [client.get_experiment_by_name(n).experiment_id for n in names]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line in one line and exit status 1, as every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r:.80}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trackline", description="Trackline experiment tracking")
-    parser.add_argument("--uri", default=None, help="server address (env TRACKLINE_URI)")
+    parser = _Parser(prog="trackline", description="Trackline experiment tracking")
+    parser.add_argument(
+        "--uri",
+        default=None,
+        help="server: host[:port], http://host[:port] or https://host[:port] (env TRACKLINE_URI;"
+        " default localhost:50051)",
+    )
     parser.add_argument("--token", default=None, help="bearer token (env TRACKLINE_TOKEN)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     srv = sub.add_parser("server", help="serve the tracking API")
     try:
         from trackline_server.config import add_arguments
@@ -145,22 +203,26 @@ def _parser() -> argparse.ArgumentParser:
     else:
         add_arguments(srv)
 
-    view = argparse.ArgumentParser(add_help=False)
+    view = _Parser(add_help=False)
     view.add_argument("--view", choices=["active", "deleted", "all"], default="active")
     view.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    view.add_argument("--max-results", type=int, default=1000, help="at most this many rows")
+    view.add_argument(
+        "--max-results", type=_positive_int, default=1000, help="at most this many rows"
+    )
     view.add_argument("--order-by", action="append", default=[], help="e.g. 'metrics.loss ASC'")
 
-    exps = sub.add_parser("experiments", help="list and create experiments")
-    exps_sub = exps.add_subparsers(dest="sub", required=True)
+    exps = sub.add_parser("experiments", help="list, create, delete and restore experiments")
+    exps_sub = exps.add_subparsers(dest="sub", metavar="SUBCOMMAND", required=True)
     e_list = exps_sub.add_parser("list", parents=[view], help="list experiments")
     e_list.add_argument("--filter", default="", help="e.g. \"name LIKE 'vision%%'\"")
     e_create = exps_sub.add_parser("create", help="create an experiment")
     e_create.add_argument("name")
     e_create.add_argument("--json", action="store_true")
+    for verb in ("delete", "restore"):
+        exps_sub.add_parser(verb, help=f"{verb} an experiment").add_argument("experiment_id")
 
-    runs = sub.add_parser("runs", help="list, show and search runs")
-    runs_sub = runs.add_subparsers(dest="sub", required=True)
+    runs = sub.add_parser("runs", help="list, show, search, delete and restore runs")
+    runs_sub = runs.add_subparsers(dest="sub", metavar="SUBCOMMAND", required=True)
     for name, doc in (("list", "list runs"), ("search", "search runs with a filter")):
         p = runs_sub.add_parser(name, parents=[view], help=doc)
         if name == "search":
@@ -176,10 +238,24 @@ def _parser() -> argparse.ArgumentParser:
     show = runs_sub.add_parser("show", help="show one run with its data")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+    for verb in ("delete", "restore"):
+        runs_sub.add_parser(verb, help=f"{verb} a run").add_argument("run_id")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("trackline: interrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:  # the reader left (``trackline runs list | head``)
+        # Python would report the pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
     if args.cmd == "server":
         if getattr(args, "server_missing", False):
@@ -191,15 +267,23 @@ def main(argv: list[str] | None = None) -> None:
 
         asyncio.run(serve(from_args(args)))
         return
-    client = TracklineClient(args.uri, token=args.token, retry_seconds=2.0)
+    # A failure is one line: the client's "waiting for the server" warning would be a second.
+    logging.getLogger("trackline").setLevel(logging.ERROR)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # a name the terminal cannot encode must not end the listing
+        reconfigure(errors="backslashreplace")
+    client: TracklineClient | None = None
     try:
+        client = TracklineClient(args.uri, token=args.token, retry_seconds=2.0)
         _dispatch(client, args)
-    except TracklineError as err:
-        sys.exit(f"trackline: {err}")
-    except ValueError as err:
-        sys.exit(f"trackline: {err}")
+    except (TracklineError, ValueError) as err:
+        text = " ".join(str(err).split())  # one line, whatever the server's message holds
+        if len(text) > MAX_ERROR:
+            text = text[: MAX_ERROR - 1] + "\u2026"
+        sys.exit(f"trackline: {text}")
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
@@ -209,7 +293,13 @@ def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
         if args.json:
             _json(exp)
         else:
-            print(f"created experiment {exp.experiment_id} ({exp.name})")
+            print(f"created experiment {exp.experiment_id} ({_escaped(exp.name)})")
+    elif args.cmd == "experiments" and args.sub == "delete":
+        client.delete_experiment(args.experiment_id)
+        print(f"deleted experiment {args.experiment_id}")
+    elif args.cmd == "experiments" and args.sub == "restore":
+        client.restore_experiment(args.experiment_id)
+        print(f"restored experiment {args.experiment_id}")
     elif args.cmd == "experiments":
         exps = list(
             client.search_experiments(
@@ -232,6 +322,12 @@ def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
         _table(["ID", "NAME", "STAGE", "CREATED", "ARTIFACT LOCATION"], rows, "no experiments")
     elif args.sub == "show":
         _show_run(client.get_run(args.run_id), args.json)
+    elif args.sub == "delete":
+        client.delete_run(args.run_id)
+        print(f"deleted run {args.run_id}")
+    elif args.sub == "restore":
+        client.restore_run(args.run_id)
+        print(f"restored run {args.run_id}")
     else:
         filter_text = getattr(args, "filter", "")
         ids = _experiment_ids(client, args.experiment_id, args.experiment_name)
