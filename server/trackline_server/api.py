@@ -12,9 +12,9 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 
-from . import limits, store
+from . import limits, store, validation
 from .database import Database
-from .errors import InvalidArgument, from_exception, grpc_status
+from .errors import InvalidArgument, from_exception, grpc_status, shown
 from .ingest import downsample, history_wire, reads, segments
 from .ingest.compactor import Compactor
 from .ingest.writer import GroupCommitWriter, Job
@@ -103,7 +103,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def GetExperiment(
         self, request: tpb.GetExperimentRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetExperimentResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id)
+        exp_id = validation.parse_experiment_id(request.experiment_id)
         async with self.db.read() as conn:
             exp = await store.get_experiment(conn, exp_id)
         return tpb.GetExperimentResponse(experiment=experiment_pb(exp))
@@ -120,7 +120,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def CreateRun(
         self, request: tpb.CreateRunRequest, context: grpc.aio.ServicerContext
     ) -> tpb.CreateRunResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id or "0")
+        exp_id = validation.parse_experiment_id(request.experiment_id or "0")
         async with self.db.write() as conn:
             run = await store.create_run(
                 conn,
@@ -158,35 +158,22 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def LogBatch(
         self, request: tpb.LogBatchRequest, context: grpc.aio.ServicerContext
     ) -> tpb.LogBatchResponse:
+        # Everything checkable without the database is checked here, before the batch joins
+        # a group commit whose other batches it could otherwise fail.
+        if not validation.findable(request.run_id):
+            raise store.run_not_found(request.run_id)
         points = segments.from_series(
             request.metrics, store.now_ms(), "metrics", run_id=request.run_id
         )
-        if len(request.request_id) > 128:
-            raise InvalidArgument(
-                "INVALID_REQUEST_ID", "request_id is longer than 128 characters", "request_id"
-            )
+        validation.check_request_id(request.request_id)
         if len(request.params) + len(request.tags) > limits.MAX_BATCH_PARAMS_AND_TAGS:
             raise InvalidArgument(
                 "BATCH_TOO_LARGE",
                 f"more than {limits.MAX_BATCH_PARAMS_AND_TAGS} params and tags in one batch",
                 "params",
             )
-        for i, p in enumerate(request.params):
-            store.check_key(p.key, f"params[{i}].key")
-            if len(p.value) > limits.MAX_PARAM_VALUE_LENGTH:
-                raise InvalidArgument(
-                    "VALUE_TOO_LONG",
-                    f"param value longer than {limits.MAX_PARAM_VALUE_LENGTH} characters",
-                    f"params[{i}].value",
-                )
-        for i, t in enumerate(request.tags):
-            store.check_key(t.key, f"tags[{i}].key")
-            if len(t.value) > limits.MAX_TAG_VALUE_LENGTH:
-                raise InvalidArgument(
-                    "VALUE_TOO_LONG",
-                    f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
-                    f"tags[{i}].value",
-                )
+        validation.check_params((p.key, p.value) for p in request.params)
+        validation.check_tags((t.key, t.value) for t in request.tags)
 
         async def apply(conn: AsyncConnection) -> None:
             await store.log_batch(
@@ -209,6 +196,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
         rank = request.rank if request.HasField("rank") else None
         start = request.start_step if request.HasField("start_step") else None
         end = request.end_step if request.HasField("end_step") else None
+        validation.check_key(request.key, "key")
         token = ""
         await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
@@ -231,6 +219,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def GetMetricHistories(
         self, request: tpb.GetMetricHistoriesRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetMetricHistoriesResponse:
+        for i, key in enumerate(request.keys):
+            validation.check_key(key, f"keys[{i}]")
         await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
             found = await reads.histories(
@@ -250,7 +240,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def DeleteExperiment(
         self, request: tpb.DeleteExperimentRequest, context: grpc.aio.ServicerContext
     ) -> tpb.DeleteExperimentResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id)
+        exp_id = validation.parse_experiment_id(request.experiment_id)
         async with self.db.write() as conn:
             await store.set_experiment_stage(conn, exp_id, store.DELETED)
         return tpb.DeleteExperimentResponse()
@@ -259,7 +249,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def RestoreExperiment(
         self, request: tpb.RestoreExperimentRequest, context: grpc.aio.ServicerContext
     ) -> tpb.RestoreExperimentResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id)
+        exp_id = validation.parse_experiment_id(request.experiment_id)
         async with self.db.write() as conn:
             await store.set_experiment_stage(conn, exp_id, store.ACTIVE)
         return tpb.RestoreExperimentResponse()
@@ -309,7 +299,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def UpdateExperiment(
         self, request: tpb.UpdateExperimentRequest, context: grpc.aio.ServicerContext
     ) -> tpb.UpdateExperimentResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id)
+        exp_id = validation.parse_experiment_id(request.experiment_id)
         async with self.db.write() as conn:
             exp = await store.rename_experiment(conn, exp_id, request.new_name)
         return tpb.UpdateExperimentResponse(experiment=experiment_pb(exp))
@@ -318,7 +308,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def SetExperimentTag(
         self, request: tpb.SetExperimentTagRequest, context: grpc.aio.ServicerContext
     ) -> tpb.SetExperimentTagResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id)
+        exp_id = validation.parse_experiment_id(request.experiment_id)
         async with self.db.write() as conn:
             await store.set_experiment_tag(conn, exp_id, request.key, request.value)
         return tpb.SetExperimentTagResponse()
@@ -327,7 +317,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def DeleteExperimentTag(
         self, request: tpb.DeleteExperimentTagRequest, context: grpc.aio.ServicerContext
     ) -> tpb.DeleteExperimentTagResponse:
-        exp_id = store.parse_experiment_id(request.experiment_id)
+        exp_id = validation.parse_experiment_id(request.experiment_id)
         async with self.db.write() as conn:
             await store.delete_experiment_tag(conn, exp_id, request.key)
         return tpb.DeleteExperimentTagResponse()
@@ -336,6 +326,13 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
     async def SearchRuns(
         self, request: tpb.SearchRunsRequest, context: grpc.aio.ServicerContext
     ) -> tpb.SearchRunsResponse:
+        for i, raw in enumerate(request.experiment_ids):
+            if validation.experiment_id_number(raw) is None:
+                raise InvalidArgument(
+                    "INVALID_EXPERIMENT_ID",
+                    f"experiment id {shown(raw)} is not an experiment id",
+                    f"experiment_ids[{i}]",
+                )
         async with self.db.read() as conn:
             found, token = await queries.search_runs(
                 conn,

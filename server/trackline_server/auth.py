@@ -15,9 +15,10 @@ _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Heal
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Admits a call whose ``authorization`` metadata is ``Bearer <token>`` for one of
-    ``tokens`` (several, so a token can be rotated without downtime); any other call ends with
-    UNAUTHENTICATED before reaching a servicer."""
+    """Admits a call whose one ``authorization`` metadata entry is ``Bearer <token>`` for one
+    of ``tokens`` (several, so a token can be rotated without downtime); any other call,
+    including one with several ``authorization`` entries, ends with UNAUTHENTICATED before
+    reaching a servicer."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
         if not tokens or not all(tokens):
@@ -44,6 +45,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "MISSING_TOKEN",
                 "this server requires a token: send 'authorization: Bearer <token>'"
                 " (TRACKLINE_TOKEN in the clients)",
+            )
+        if len(values) > 1:  # proxies disagree on which one counts: trust none
+            return Unauthenticated(
+                "MALFORMED_TOKEN",
+                f"send exactly one authorization header (this call has {len(values)})",
             )
         raw = values[0]
         value = raw.encode() if isinstance(raw, str) else raw

@@ -16,6 +16,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
 
 DOMAIN = "trackline.dev"
 # Longest message a status carries: trailers over a few KB make clients fail with
@@ -115,11 +116,145 @@ def internal(exc: BaseException, what: str = "the call") -> Internal:
 
 
 def from_exception(exc: BaseException, what: str = "the call") -> TracklineError:
-    """The error a caller gets for ``exc``: domain errors pass through; the rest become
-    INTERNAL (``internal``)."""
+    """The error a caller gets for ``exc``: domain errors pass through; a known failure of the
+    store (full, read-only, locked, unreachable, a statement past its time limit) becomes its
+    status and reason (``store_failure``); the rest become INTERNAL (``internal``)."""
     if isinstance(exc, TracklineError):
         return exc
-    return internal(exc, what)
+    return store_failure(exc, what) or internal(exc, what)
+
+
+# What the store's failures mean for the caller. The reason's message is followed by the
+# error id; it never carries the driver's text (SQL, parameters, file paths).
+_STORE_FAILURES: dict[str, tuple[type[TracklineError], str]] = {
+    "STORE_FULL": (
+        Unavailable,
+        "the server's store is out of space; writes fail until an operator frees space",
+    ),
+    "STORE_READ_ONLY": (
+        Unavailable,
+        "the server's store is read-only; writes fail until an operator makes it writable",
+    ),
+    "STORE_BUSY": (Unavailable, "the server's store is busy; retry shortly"),
+    "STORE_UNAVAILABLE": (Unavailable, "the server cannot reach its store; retry later"),
+    "QUERY_TOO_EXPENSIVE": (
+        ResourceExhausted,
+        "the query ran past the server's time limit; narrow the filter or ask for a smaller page",
+    ),
+}
+# SQLite result codes (sqlite3.Error.sqlite_errorname, extended codes share the prefix).
+_SQLITE_NAMES = (
+    ("SQLITE_FULL", "STORE_FULL"),
+    ("SQLITE_READONLY", "STORE_READ_ONLY"),
+    ("SQLITE_BUSY", "STORE_BUSY"),
+    ("SQLITE_LOCKED", "STORE_BUSY"),
+    ("SQLITE_CANTOPEN", "STORE_UNAVAILABLE"),
+    ("SQLITE_IOERR", "STORE_UNAVAILABLE"),
+)
+# The same failures by message, for drivers that lose the code on the way.
+_SQLITE_TEXTS = (
+    ("database or disk is full", "STORE_FULL"),
+    ("attempt to write a readonly database", "STORE_READ_ONLY"),
+    ("database is locked", "STORE_BUSY"),
+    ("unable to open database file", "STORE_UNAVAILABLE"),
+    ("disk i/o error", "STORE_UNAVAILABLE"),
+)
+# PostgreSQL SQLSTATEs; a one-character-shorter key matches a whole class.
+_SQLSTATES = {
+    "53100": "STORE_FULL",  # disk_full
+    "25006": "STORE_READ_ONLY",  # read_only_sql_transaction (a hot standby)
+    "40001": "STORE_BUSY",  # serialization_failure
+    "40P01": "STORE_BUSY",  # deadlock_detected
+    "55P03": "STORE_BUSY",  # lock_not_available
+    "53300": "STORE_BUSY",  # too_many_connections
+    "08": "STORE_UNAVAILABLE",  # connection_exception
+    "57P01": "STORE_UNAVAILABLE",  # admin_shutdown
+    "57P02": "STORE_UNAVAILABLE",  # crash_shutdown
+    "57P03": "STORE_UNAVAILABLE",  # cannot_connect_now
+    "57014": "QUERY_TOO_EXPENSIVE",  # query_canceled: statement_timeout
+}
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: the DBAPI error of a SQLAlchemy error (``orig``), and the
+    driver's own exception behind that (``__cause__``/``__context__``)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 16:
+        e = todo.pop(0)
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo.extend(
+            c
+            for c in (getattr(e, "orig", None), e.__cause__, e.__context__)
+            if isinstance(c, BaseException)
+        )
+    return seen
+
+
+def _store_reason(exc: BaseException) -> str | None:
+    causes = _causes(exc)
+    for e in causes:
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str):
+            reason = _SQLSTATES.get(state) or _SQLSTATES.get(state[:2])
+            if reason:
+                return reason
+        name = getattr(e, "sqlite_errorname", None)
+        if isinstance(name, str):
+            for prefix, reason in _SQLITE_NAMES:
+                if name.startswith(prefix):
+                    return reason
+    for e in causes:
+        if isinstance(e, sa_exc.DBAPIError | sa_exc.StatementError) or type(
+            e
+        ).__module__.startswith(("sqlite3", "aiosqlite")):
+            text = str(getattr(e, "orig", None) or e).lower()
+            for fragment, reason in _SQLITE_TEXTS:
+                if fragment in text:
+                    return reason
+    for e in causes:
+        if isinstance(e, sa_exc.TimeoutError):  # no pooled connection came free in time
+            return "STORE_BUSY"
+        if (
+            isinstance(e, sa_exc.DisconnectionError | ConnectionError)
+            or (isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated)
+            or _is_closed_connection(e)
+        ):
+            return "STORE_UNAVAILABLE"
+    return None
+
+
+def _is_closed_connection(exc: BaseException) -> bool:
+    """asyncpg's InterfaceError for a closed connection (its subclasses, such as DataError
+    for a value out of range, are the caller's or our own mistakes, not the store's)."""
+    cls = type(exc)
+    return (
+        cls.__name__ == "InterfaceError"
+        and cls.__module__.startswith("asyncpg")
+        and "connection" in str(exc).lower()
+    )
+
+
+def store_failure(exc: BaseException, what: str = "the call") -> TracklineError | None:
+    """The error for a known failure of the store behind ``exc`` (see ``_STORE_FAILURES``), or
+    None. Logged at warning level under a fresh error id with the driver's first line."""
+    reason = _store_reason(exc)
+    if reason is None:
+        return None
+    error_id = uuid.uuid4().hex[:12]
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+    log.warning(
+        "error id %s: %s failed: %s (%s: %s)",
+        error_id,
+        what,
+        reason,
+        type(exc).__name__,
+        first[:300],
+    )
+    cls, message = _STORE_FAILURES[reason]
+    return cls(reason, f"{message} (error id {error_id})")
 
 
 def grpc_status(err: TracklineError) -> grpc.Status:

@@ -6,6 +6,9 @@ MAX_PARAM_VALUE_LENGTH = 65536
 MAX_TAG_VALUE_LENGTH = 65536
 MAX_BATCH_PARAMS_AND_TAGS = 10_000
 MAX_BATCH_POINTS = 1_000_000
+MAX_REQUEST_ID_LENGTH = 128  # LogBatch request_id
+# Run start and end times: milliseconds from the epoch to the last one of year 9999.
+MAX_TIME_MS = 253_402_300_799_999
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (ingest/chunks.py MAX_CHUNK_POINTS)
 MAX_HISTORY_PAGE = 1_000_000
@@ -21,3 +24,9 @@ MAX_ORDER_BY_KEYS = 20
 INGEST_MAX_POINTS = 4_000_000
 INGEST_MAX_BYTES = 256 * 1024 * 1024
 INGEST_LINGER_MS = 4.0
+# LogBatch request ids are remembered this long (applied_requests): a retry within it is not
+# applied twice; one arriving later is applied again. Older ids are pruned at most once per
+# interval, at most a batch of rows per round, inside a LogBatch transaction.
+APPLIED_REQUEST_RETENTION_S = 24 * 3600
+APPLIED_REQUEST_PRUNE_INTERVAL_S = 60.0
+APPLIED_REQUEST_PRUNE_BATCH = 1_000

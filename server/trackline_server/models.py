@@ -94,13 +94,15 @@ latest_metrics = Table(
 )
 
 # Ids of applied LogBatch requests, written in the batch's own transaction: a retry finds its
-# id here and is not applied again.
+# id here and is not applied again. Rows older than limits.APPLIED_REQUEST_RETENTION_S are
+# pruned (store.py), oldest first through the applied_time index.
 applied_requests = Table(
     "applied_requests",
     metadata,
     Column("request_id", String(128), primary_key=True),
     Column("run_id", String(32), nullable=False),
     Column("applied_time", BigInteger, nullable=False),
+    Index("ix_applied_requests_applied_time", "applied_time"),
 )
 
 # One row holds many points of one series from one rank; ``points`` is the wire form of a

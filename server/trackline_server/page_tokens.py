@@ -32,7 +32,7 @@ def decode(token: str, made_for: str, names: tuple[str, ...], call: str, query: 
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         values = [data[n] for n in names]
         valid = all(type(v) is int and v in _INT64 for v in values) and isinstance(data["f"], str)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: deep nesting
         valid = False
     if not valid:
         raise InvalidArgument(

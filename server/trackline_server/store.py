@@ -4,18 +4,17 @@ commit: the caller (one unit of work per RPC) does."""
 from __future__ import annotations
 
 import math
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import limits
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, shown
 from .ingest import chunks
 from .models import (
     applied_requests,
@@ -26,6 +25,21 @@ from .models import (
     runs,
     tags,
 )
+from .validation import (
+    check_artifact_location,
+    check_run_name,
+    check_run_status,
+    check_tags,
+    check_time,
+    check_value,
+    findable,
+)
+
+# Re-exported: other modules check through store (ingest/segments.py: check_key, ...).
+from .validation import check_batch_points as check_batch_points
+from .validation import check_experiment_name as check_experiment_name
+from .validation import check_key as check_key
+from .validation import parse_experiment_id as parse_experiment_id
 
 if TYPE_CHECKING:
     from .ingest.segments import Segments
@@ -67,50 +81,6 @@ class RunRow:
     latest_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
 
 
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
-
-
-def check_key(key: str, field_name: str) -> None:
-    if not key:
-        raise InvalidArgument("INVALID_KEY", "key must not be empty", field_name)
-    if len(key) > limits.MAX_KEY_LENGTH:
-        raise InvalidArgument(
-            "INVALID_KEY", f"key is longer than {limits.MAX_KEY_LENGTH} characters", field_name
-        )
-    if _CONTROL_CHARS.search(key):
-        raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
-
-
-def check_batch_points(total: int, field: str) -> None:
-    if total > limits.MAX_BATCH_POINTS:
-        raise InvalidArgument(
-            "BATCH_TOO_LARGE",
-            f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}",
-            field,
-        )
-
-
-def check_experiment_name(name: str, field_name: str) -> None:
-    if not name.strip():
-        raise InvalidArgument("INVALID_NAME", "experiment name must not be empty", field_name)
-    if len(name) > limits.MAX_NAME_LENGTH:
-        raise InvalidArgument(
-            "INVALID_NAME", f"name is longer than {limits.MAX_NAME_LENGTH} characters", field_name
-        )
-
-
-def parse_experiment_id(raw: str, field_name: str = "experiment_id") -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise NotFound(
-            "EXPERIMENT_NOT_FOUND", f"no experiment with id {raw!r}", field_name
-        ) from None
-    if value < 0:
-        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment with id {raw!r}", field_name)
-    return value
-
-
 async def ensure_default_experiment(conn: AsyncConnection, artifact_root: str) -> None:
     found = await conn.scalar(
         select(experiments.c.experiment_id).where(
@@ -139,10 +109,12 @@ async def create_experiment(
     artifact_root: str,
 ) -> ExperimentRow:
     check_experiment_name(name, "name")
+    check_artifact_location(artifact_location)
+    check_tags(tag_pairs.items())
     if await conn.scalar(select(experiments.c.experiment_id).where(experiments.c.name == name)):
-        raise AlreadyExists("EXPERIMENT_ALREADY_EXISTS", f"experiment {name!r} already exists")
-    for i, key in enumerate(tag_pairs):
-        check_key(key, f"tags[{i}].key")
+        raise AlreadyExists(
+            "EXPERIMENT_ALREADY_EXISTS", f"experiment {shown(name)} already exists", "name"
+        )
     ts = now_ms()
     try:
         result = await conn.execute(
@@ -156,7 +128,7 @@ async def create_experiment(
         )
     except IntegrityError:
         raise AlreadyExists(
-            "EXPERIMENT_ALREADY_EXISTS", f"experiment {name!r} already exists"
+            "EXPERIMENT_ALREADY_EXISTS", f"experiment {shown(name)} already exists", "name"
         ) from None
     assert result.inserted_primary_key is not None
     exp_id = int(result.inserted_primary_key[0])
@@ -202,11 +174,13 @@ async def get_active_experiment(conn: AsyncConnection, exp_id: int) -> Experimen
 
 
 async def get_experiment_by_name(conn: AsyncConnection, name: str) -> ExperimentRow:
-    exp_id = await conn.scalar(
-        select(experiments.c.experiment_id).where(experiments.c.name == name)
-    )
+    exp_id = None
+    if findable(name):
+        exp_id = await conn.scalar(
+            select(experiments.c.experiment_id).where(experiments.c.name == name)
+        )
     if exp_id is None:
-        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment named {name!r}", "name")
+        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment named {shown(name)}", "name")
     return await get_experiment(conn, exp_id)
 
 
@@ -218,17 +192,12 @@ async def create_run(
     tag_pairs: dict[str, str],
     parent_run_id: str,
 ) -> RunRow:
+    check_run_name(run_name)
+    check_time(start_time, "start_time")
+    check_tags(tag_pairs.items())
     exp = await get_active_experiment(conn, exp_id)
-    if len(run_name) > limits.MAX_NAME_LENGTH:
-        raise InvalidArgument(
-            "INVALID_NAME",
-            f"run name is longer than {limits.MAX_NAME_LENGTH} characters",
-            "run_name",
-        )
     if parent_run_id:
         await get_run_row(conn, parent_run_id, field_name="parent_run_id")
-    for i, key in enumerate(tag_pairs):
-        check_key(key, f"tags[{i}].key")
     run_id = uuid.uuid4().hex
     await conn.execute(
         insert(runs).values(
@@ -250,18 +219,44 @@ async def create_run(
     return await get_run(conn, run_id)
 
 
+def run_not_found(run_id: str, field_name: str = "run_id") -> NotFound:
+    return NotFound("RUN_NOT_FOUND", f"no run with id {shown(run_id)}", field_name)
+
+
 async def get_run_row(conn: AsyncConnection, run_id: str, field_name: str = "run_id") -> RunRow:
-    row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+    row = None
+    if findable(run_id):
+        row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
     if row is None:
-        raise NotFound("RUN_NOT_FOUND", f"no run with id {run_id!r}", field_name)
+        raise run_not_found(run_id, field_name)
     return RunRow(**row._mapping)
 
 
 async def get_active_run(conn: AsyncConnection, run_id: str) -> RunRow:
-    """The run, or FAILED_PRECONDITION when it is soft-deleted (writes need it live)."""
-    run = await get_run_row(conn, run_id)
+    """The run, for a write to it: FAILED_PRECONDITION when the run (RUN_DELETED) or its
+    experiment (EXPERIMENT_DELETED) is soft-deleted. One query."""
+    row = None
+    if findable(run_id):
+        row = (
+            await conn.execute(
+                select(runs, experiments.c.lifecycle_stage.label("experiment_stage"))
+                .join(experiments, experiments.c.experiment_id == runs.c.experiment_id)
+                .where(runs.c.run_id == run_id)
+            )
+        ).first()
+    if row is None:
+        raise run_not_found(run_id)
+    fields = dict(row._mapping)
+    experiment_stage = fields.pop("experiment_stage")
+    run = RunRow(**fields)
     if run.lifecycle_stage != ACTIVE:
-        raise FailedPrecondition("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
+        raise FailedPrecondition("RUN_DELETED", f"run {shown(run_id)} is deleted; restore it first")
+    if experiment_stage != ACTIVE:
+        raise FailedPrecondition(
+            "EXPERIMENT_DELETED",
+            f"the experiment of run {shown(run_id)} ('{run.experiment_id}') is deleted;"
+            " restore it first",
+        )
     return run
 
 
@@ -273,19 +268,21 @@ async def get_run(conn: AsyncConnection, run_id: str) -> RunRow:
 async def update_run(
     conn: AsyncConnection, run_id: str, status: int, end_time: int | None, run_name: str | None
 ) -> RunRow:
-    await get_run_row(conn, run_id)
+    """Sets what is given (status 0: unchanged). A deleted run (or a run of a deleted
+    experiment) is FAILED_PRECONDITION: restore it before resuming or ending it. An end_time
+    before the start_time is accepted, as MLflow does; the run shows a negative duration."""
+    check_run_status(status)
+    if end_time is not None:
+        check_time(end_time, "end_time")
+    if run_name is not None:
+        check_run_name(run_name)
+    await get_active_run(conn, run_id)
     values: dict[str, object] = {}
     if status:
         values["status"] = status
     if end_time is not None:
         values["end_time"] = end_time
     if run_name is not None:
-        if len(run_name) > limits.MAX_NAME_LENGTH:
-            raise InvalidArgument(
-                "INVALID_NAME",
-                f"run name is longer than {limits.MAX_NAME_LENGTH} characters",
-                "run_name",
-            )
         values["run_name"] = run_name
     if values:
         await conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
@@ -300,10 +297,13 @@ async def log_batch(
     tag_pairs: list[tuple[str, str]],
     request_id: str = "",
 ) -> None:
-    """Writes one run's metrics, params and tags; raises before writing on any bad input.
-    A non-empty ``request_id`` seen before makes this a no-op (the retry of an applied batch)."""
+    """Writes one run's metrics, params and tags; raises before writing on any bad input
+    that needs the database to tell (keys, values and sizes are checked by the caller, before
+    the batch joins a group commit). A non-empty ``request_id`` seen in the last
+    APPLIED_REQUEST_RETENTION_S makes this a no-op (the retry of an applied batch)."""
     await get_active_run(conn, run_id)
     if request_id:
+        await _prune_applied_requests(conn)
         seen_run = await conn.scalar(
             select(applied_requests.c.run_id).where(applied_requests.c.request_id == request_id)
         )
@@ -311,7 +311,7 @@ async def log_batch(
             if seen_run != run_id:
                 raise InvalidArgument(
                     "REQUEST_ID_REUSED",
-                    f"request_id {request_id!r} was already used for run {seen_run!r}",
+                    f"request_id {shown(request_id)} was already used for another run",
                     "request_id",
                 )
             return
@@ -327,7 +327,7 @@ async def log_batch(
             if k in seen and seen[k] != v:
                 raise InvalidArgument(
                     "PARAM_CONFLICT",
-                    f"param {k!r} given twice with different values",
+                    f"param {shown(k)} given twice with different values",
                     f"params[{i}].value",
                 )
             seen[k] = v
@@ -342,8 +342,8 @@ async def log_batch(
             if k in existing and existing[k] != v:
                 raise InvalidArgument(
                     "PARAM_CONFLICT",
-                    f"param {k!r} was already logged as {existing[k]!r}; params are immutable,"
-                    f" so it cannot change to {v!r}",
+                    f"param {shown(k)} was already logged as {shown(existing[k])}; params are"
+                    f" immutable, so it cannot change to {shown(v)}",
                     "params",
                 )
         new = [
@@ -359,6 +359,33 @@ async def log_batch(
             await conn.execute(insert(tags).values(run_id=run_id, key=k, value=v))
     await chunks.write_segments(conn, points)
     await chunks.move_latest(conn, points)
+
+
+# time.monotonic() before which applied_requests is not pruned again (per server process).
+_next_prune = 0.0
+
+
+async def _prune_applied_requests(conn: AsyncConnection) -> None:
+    """Deletes up to APPLIED_REQUEST_PRUNE_BATCH request ids older than the retention, at most
+    once per APPLIED_REQUEST_PRUNE_INTERVAL_S unless the last round found a full batch (then
+    again at the next call, until the backlog is gone). A range scan of ix_applied_requests_
+    applied_time, in the caller's transaction."""
+    global _next_prune
+    now = time.monotonic()
+    if now < _next_prune:
+        return
+    cutoff = now_ms() - limits.APPLIED_REQUEST_RETENTION_S * 1000
+    old = (
+        select(applied_requests.c.request_id)
+        .where(applied_requests.c.applied_time < cutoff)
+        .order_by(applied_requests.c.applied_time)
+        .limit(limits.APPLIED_REQUEST_PRUNE_BATCH)
+    )
+    result = await conn.execute(
+        delete(applied_requests).where(applied_requests.c.request_id.in_(old))
+    )
+    full = result.rowcount >= limits.APPLIED_REQUEST_PRUNE_BATCH
+    _next_prune = now if full else now + limits.APPLIED_REQUEST_PRUNE_INTERVAL_S
 
 
 async def set_experiment_stage(conn: AsyncConnection, exp_id: int, stage: int) -> None:
@@ -384,17 +411,20 @@ async def set_run_stage(conn: AsyncConnection, run_id: str, stage: int) -> None:
     run = await get_run_row(conn, run_id)
     if run.lifecycle_stage == stage:
         state = "deleted" if stage == DELETED else "active"
-        raise FailedPrecondition("WRONG_LIFECYCLE_STAGE", f"run {run_id!r} is already {state}")
+        raise FailedPrecondition("WRONG_LIFECYCLE_STAGE", f"run {shown(run_id)} is already {state}")
     await conn.execute(update(runs).where(runs.c.run_id == run_id).values(lifecycle_stage=stage))
 
 
 async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
     await get_active_run(conn, run_id)
-    result = await conn.execute(
-        tags.delete().where(and_(tags.c.run_id == run_id, tags.c.key == key))
-    )
-    if result.rowcount == 0:
-        raise NotFound("TAG_NOT_FOUND", f"run {run_id!r} has no tag {key!r}", "key")
+    deleted = 0
+    if findable(key):
+        result = await conn.execute(
+            tags.delete().where(and_(tags.c.run_id == run_id, tags.c.key == key))
+        )
+        deleted = result.rowcount
+    if deleted == 0:
+        raise NotFound("TAG_NOT_FOUND", f"run {shown(run_id)} has no tag {shown(key)}", "key")
 
 
 async def rename_experiment(conn: AsyncConnection, exp_id: int, new_name: str) -> ExperimentRow:
@@ -406,7 +436,9 @@ async def rename_experiment(conn: AsyncConnection, exp_id: int, new_name: str) -
         )
         if taken is not None:
             raise AlreadyExists(
-                "EXPERIMENT_ALREADY_EXISTS", f"experiment {new_name!r} already exists", "new_name"
+                "EXPERIMENT_ALREADY_EXISTS",
+                f"experiment {shown(new_name)} already exists",
+                "new_name",
             )
         await conn.execute(
             update(experiments)
@@ -418,12 +450,7 @@ async def rename_experiment(conn: AsyncConnection, exp_id: int, new_name: str) -
 
 async def set_experiment_tag(conn: AsyncConnection, exp_id: int, key: str, value: str) -> None:
     check_key(key, "key")
-    if len(value) > limits.MAX_TAG_VALUE_LENGTH:
-        raise InvalidArgument(
-            "VALUE_TOO_LONG",
-            f"tag value longer than {limits.MAX_TAG_VALUE_LENGTH} characters",
-            "value",
-        )
+    check_value(value, "value", limits.MAX_TAG_VALUE_LENGTH, "tag value")
     await get_active_experiment(conn, exp_id)
     match = and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)
     updated = await conn.execute(update(experiment_tags).where(match).values(value=value))
@@ -436,13 +463,16 @@ async def set_experiment_tag(conn: AsyncConnection, exp_id: int, key: str, value
 
 async def delete_experiment_tag(conn: AsyncConnection, exp_id: int, key: str) -> None:
     await get_active_experiment(conn, exp_id)
-    result = await conn.execute(
-        experiment_tags.delete().where(
-            and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)
+    deleted = 0
+    if findable(key):
+        result = await conn.execute(
+            experiment_tags.delete().where(
+                and_(experiment_tags.c.experiment_id == exp_id, experiment_tags.c.key == key)
+            )
         )
-    )
-    if result.rowcount == 0:
-        raise NotFound("TAG_NOT_FOUND", f"experiment '{exp_id}' has no tag {key!r}", "key")
+        deleted = result.rowcount
+    if deleted == 0:
+        raise NotFound("TAG_NOT_FOUND", f"experiment '{exp_id}' has no tag {shown(key)}", "key")
     await _touch_experiment(conn, exp_id)
 
 

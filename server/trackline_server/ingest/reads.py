@@ -17,8 +17,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits, page_tokens, store
-from ..errors import InvalidArgument, NotFound, ResourceExhausted
+from ..errors import InvalidArgument, ResourceExhausted
 from ..models import metric_chunks, runs
+from ..validation import findable
 from .chunk_points import (
     META,
     ChunkMeta,
@@ -190,12 +191,15 @@ async def histories(
     key_list = list(dict.fromkeys(keys))
     if not run_list:
         return []
+    for i, run_id in enumerate(run_ids):
+        if not findable(run_id):  # PostgreSQL fails a statement that binds NUL
+            raise store.run_not_found(run_id, f"run_ids[{i}]")
     known = set(
         (await conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(run_list)))).scalars()
     )
     for i, run_id in enumerate(run_ids):
         if run_id not in known:
-            raise NotFound("RUN_NOT_FOUND", f"no run with id {run_id!r}", f"run_ids[{i}]")
+            raise store.run_not_found(run_id, f"run_ids[{i}]")
     if not key_list:
         return []
 

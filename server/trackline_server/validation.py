@@ -1,0 +1,154 @@
+"""Checks of what callers send, shared by every domain: keys, names, values, ids, times and
+statuses, against the limits in limits.py. Each check raises the domain error the caller gets
+(errors.py); none touches the database, so a value that passed can reach SQL on either
+backend without failing the statement.
+
+PostgreSQL cannot store a NUL character in text, and a lookup that binds one fails the whole
+statement there; so stored text refuses NUL (INVALID_ARGUMENT), and an id or name holding NUL
+is simply not found (``findable``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from trackline.v1 import resources_pb2 as pb
+
+from . import limits
+from .errors import InvalidArgument, NotFound, shown
+
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+_ASCII_DIGITS = re.compile("[0-9]+")
+# experiments.experiment_id is an INTEGER column: 32 bits on PostgreSQL. No experiment can
+# have a larger id, on either backend (ids come from the column's own sequence).
+MAX_EXPERIMENT_ID = 2**31 - 1
+_RUN_STATUSES = frozenset(pb.RunStatus.values())
+
+
+def findable(text: str) -> bool:
+    """False when ``text`` could never have been stored (it holds NUL), so a lookup by it is
+    NOT_FOUND without asking the database."""
+    return "\x00" not in text
+
+
+def check_key(key: str, field_name: str) -> None:
+    """A param, tag or metric key: 1 to MAX_KEY_LENGTH characters, no control character."""
+    if not key:
+        raise InvalidArgument("INVALID_KEY", "key must not be empty", field_name)
+    if len(key) > limits.MAX_KEY_LENGTH:
+        raise InvalidArgument(
+            "INVALID_KEY", f"key is longer than {limits.MAX_KEY_LENGTH} characters", field_name
+        )
+    if _CONTROL_CHARS.search(key):
+        raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
+
+
+def check_value(value: str, field_name: str, limit: int, what: str = "value") -> None:
+    """A param or tag value: at most ``limit`` characters (VALUE_TOO_LONG), no NUL."""
+    if len(value) > limit:
+        raise InvalidArgument(
+            "VALUE_TOO_LONG", f"{what} longer than {limit} characters", field_name
+        )
+    if not findable(value):
+        raise InvalidArgument(
+            "INVALID_VALUE", f"{what} contains a NUL character, which cannot be stored", field_name
+        )
+
+
+def check_tags(pairs: Iterable[tuple[str, str]], field_name: str = "tags") -> None:
+    """Run or experiment tags, whatever call carries them; fields are ``tags[i].key``/``.value``
+    in the order given."""
+    for i, (key, value) in enumerate(pairs):
+        check_key(key, f"{field_name}[{i}].key")
+        check_value(value, f"{field_name}[{i}].value", limits.MAX_TAG_VALUE_LENGTH, "tag value")
+
+
+def check_params(pairs: Iterable[tuple[str, str]], field_name: str = "params") -> None:
+    for i, (key, value) in enumerate(pairs):
+        check_key(key, f"{field_name}[{i}].key")
+        check_value(value, f"{field_name}[{i}].value", limits.MAX_PARAM_VALUE_LENGTH, "param value")
+
+
+def check_batch_points(total: int, field_name: str) -> None:
+    if total > limits.MAX_BATCH_POINTS:
+        raise InvalidArgument(
+            "BATCH_TOO_LARGE",
+            f"{total} points exceed the limit of {limits.MAX_BATCH_POINTS}",
+            field_name,
+        )
+
+
+def check_experiment_name(name: str, field_name: str) -> None:
+    if not name.strip():
+        raise InvalidArgument("INVALID_NAME", "experiment name must not be empty", field_name)
+    _check_name(name, field_name, "name")
+
+
+def check_run_name(name: str, field_name: str = "run_name") -> None:
+    """A run name; empty is allowed (CreateRun then makes one up)."""
+    _check_name(name, field_name, "run name")
+
+
+def _check_name(name: str, field_name: str, what: str) -> None:
+    if len(name) > limits.MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            "INVALID_NAME", f"{what} is longer than {limits.MAX_NAME_LENGTH} characters", field_name
+        )
+    if not findable(name):
+        raise InvalidArgument("INVALID_NAME", f"{what} contains a NUL character", field_name)
+
+
+def check_artifact_location(location: str, field_name: str = "artifact_location") -> None:
+    if not findable(location):
+        raise InvalidArgument(
+            "INVALID_ARTIFACT_LOCATION", "artifact_location contains a NUL character", field_name
+        )
+
+
+def check_time(ms: int, field_name: str) -> None:
+    """A run's start or end time in milliseconds since the epoch: from 0 to the last
+    millisecond of year 9999 (INVALID_TIME), so every client can render it as a date."""
+    if not 0 <= ms <= limits.MAX_TIME_MS:
+        raise InvalidArgument(
+            "INVALID_TIME",
+            f"{field_name} {ms} is not a time in milliseconds between 1970 and 9999",
+            field_name,
+        )
+
+
+def check_run_status(status: int, field_name: str = "status") -> None:
+    """A RunStatus value the proto defines (INVALID_STATUS otherwise: proto3 enums carry any
+    int32)."""
+    if status not in _RUN_STATUSES:
+        raise InvalidArgument(
+            "INVALID_STATUS",
+            f"status {status} is not a RunStatus ({', '.join(pb.RunStatus.keys())})",
+            field_name,
+        )
+
+
+def check_request_id(request_id: str, field_name: str = "request_id") -> None:
+    if len(request_id) > limits.MAX_REQUEST_ID_LENGTH or not findable(request_id):
+        raise InvalidArgument(
+            "INVALID_REQUEST_ID",
+            f"request_id must be at most {limits.MAX_REQUEST_ID_LENGTH} characters without NUL",
+            field_name,
+        )
+
+
+def experiment_id_number(raw: str) -> int | None:
+    """The id as a number, or None when it cannot be an experiment's id: not ASCII digits
+    (such as '-1', ' 1', '²' or '٣', which ``int`` or ``str.isdigit`` accept) or beyond the
+    column's range."""
+    if _ASCII_DIGITS.fullmatch(raw) and len(raw) <= 10 and int(raw) <= MAX_EXPERIMENT_ID:
+        return int(raw)
+    return None
+
+
+def parse_experiment_id(raw: str, field_name: str = "experiment_id") -> int:
+    """The id of an experiment to look up: NOT_FOUND when it cannot be one."""
+    number = experiment_id_number(raw)
+    if number is None:
+        raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment with id {shown(raw)}", field_name)
+    return number

@@ -1,0 +1,241 @@
+"""Issue 9 (errors): the one mapping of failures, fed with real driver errors, and the checks
+of validation.py at their edges."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest import PG_URL
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from trackline.v1 import tracking_pb2 as tpb
+from trackline_server import page_tokens, validation
+from trackline_server.api import TrackingServicer
+from trackline_server.errors import (
+    InvalidArgument,
+    NotFound,
+    TracklineError,
+    from_exception,
+    shown,
+)
+
+
+def failure(url: str, work: Callable[[AsyncConnection], Awaitable[Any]], **kw: Any) -> Exception:
+    """The exception ``work`` raises in a transaction on ``url``."""
+
+    async def go() -> Exception:
+        engine = create_async_engine(url, **kw)
+        try:
+            async with engine.begin() as conn:
+                await work(conn)
+        except Exception as exc:
+            return exc
+        finally:
+            await engine.dispose()
+        raise AssertionError("no failure")
+
+    return asyncio.run(go())
+
+
+def mapped(exc: Exception, caplog: pytest.LogCaptureFixture) -> TracklineError:
+    """``from_exception(exc)``, checked to say nothing of the driver's text, to name an error
+    id, and to log that id."""
+    with caplog.at_level(logging.WARNING, logger="trackline.errors"):
+        err = from_exception(exc, "the probe")
+    match = re.search(r"error id ([0-9a-f]{12})", err.message)
+    assert match, err.message
+    assert match.group(1) in caplog.text
+    for word in ("SELECT", "INSERT", "[parameters", "[SQL", "sqlite", "asyncpg", "/"):
+        assert word not in err.message, err.message
+    return err
+
+
+def _sqlite_file(tmp_path: Path) -> str:
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+async def _insert(conn: AsyncConnection) -> None:
+    await conn.execute(text("INSERT INTO t VALUES (1)"))
+
+
+def test_sqlite_read_only_is_store_read_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite+aiosqlite:///file:{_sqlite_file(tmp_path)}?mode=ro&uri=true"
+    err = mapped(failure(url, _insert), caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "STORE_READ_ONLY")
+    assert "STORE_READ_ONLY" in caplog.text and caplog.records[-1].levelname == "WARNING"
+
+
+def test_sqlite_full_is_store_full(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def fill(conn: AsyncConnection) -> None:
+        await conn.execute(text("PRAGMA max_page_count = 3"))
+        for _ in range(100):
+            await conn.execute(text("INSERT INTO t VALUES (randomblob(4000))"))
+
+    err = mapped(failure(f"sqlite+aiosqlite:///{_sqlite_file(tmp_path)}", fill), caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "STORE_FULL")
+
+
+def test_sqlite_locked_is_store_busy(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _sqlite_file(tmp_path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        exc = failure(f"sqlite+aiosqlite:///{path}", _insert, connect_args={"timeout": 0.05})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = mapped(exc, caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "STORE_BUSY")
+
+
+def test_refused_postgresql_connection_is_store_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def anything(conn: AsyncConnection) -> None:
+        await conn.execute(text("SELECT 1"))
+
+    exc = failure("postgresql+asyncpg://u:p@127.0.0.1:1/db", anything)
+    err = mapped(exc, caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
+
+
+needs_pg = pytest.mark.skipif(not PG_URL, reason="TRACKLINE_TEST_PG_URL is not set")
+
+
+@needs_pg
+def test_postgresql_statement_timeout_is_query_too_expensive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def slow(conn: AsyncConnection) -> None:
+        await conn.execute(text("SET LOCAL statement_timeout = 10"))
+        await conn.execute(text("SELECT pg_sleep(2)"))
+
+    err = mapped(failure(PG_URL, slow), caplog)
+    assert (err.grpc_code, err.reason) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "QUERY_TOO_EXPENSIVE",
+    )
+
+
+@needs_pg
+def test_postgresql_dropped_connection_is_store_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def dropped(conn: AsyncConnection) -> None:
+        await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    err = mapped(failure(PG_URL, dropped), caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
+
+
+@needs_pg
+def test_postgresql_value_out_of_range_stays_internal(caplog: pytest.LogCaptureFixture) -> None:
+    """A value that slipped past validation is our mistake: INTERNAL with an error id, never
+    taken for a failure of the store (asyncpg's DataError is an InterfaceError)."""
+
+    async def overflow(conn: AsyncConnection) -> None:
+        await conn.execute(text("SELECT CAST(:x AS BIGINT)"), {"x": 2**63})
+
+    err = mapped(failure(PG_URL, overflow), caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.INTERNAL, "INTERNAL")
+    assert "9223372036854775808" not in err.message
+    assert caplog.records[-1].levelname == "ERROR" and caplog.records[-1].exc_info
+
+
+def test_unexpected_exception_is_internal_with_an_error_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    err = mapped(ValueError("secret detail /var/db"), caplog)
+    assert (err.grpc_code, err.reason) == (grpc.StatusCode.INTERNAL, "INTERNAL")
+    assert "secret" not in err.message
+    assert "secret detail" in caplog.text  # the log has the details
+
+
+def test_domain_errors_pass_through() -> None:
+    err = InvalidArgument("INVALID_KEY", "key must not be empty", "key")
+    assert from_exception(err) is err
+
+
+def test_every_tracking_method_goes_through_the_one_mapping() -> None:
+    service = tpb.DESCRIPTOR.services_by_name["TrackingService"]
+    for method in service.methods:
+        handler = getattr(TrackingServicer, method.name)
+        assert getattr(handler, "__wrapped__", None) is not None, method.name
+
+
+@pytest.mark.parametrize(
+    "raw", ["²", "٣", "1²", "-1", "+1", " 1", "1 ", "1\n", "", "0x1", str(2**31), "9" * 5000]
+)
+def test_ids_that_cannot_be_experiments_are_not_found(raw: str) -> None:
+    with pytest.raises(NotFound) as info:
+        validation.parse_experiment_id(raw)
+    assert info.value.reason == "EXPERIMENT_NOT_FOUND"
+    assert len(info.value.message) < 120
+
+
+def test_experiment_ids_in_range_parse() -> None:
+    assert validation.parse_experiment_id("0") == 0
+    assert validation.parse_experiment_id("007") == 7
+    assert validation.parse_experiment_id(str(2**31 - 1)) == 2**31 - 1
+
+
+@pytest.mark.parametrize("ms", [-1, 253_402_300_800_000, 2**63 - 1, -(2**63)])
+def test_times_outside_the_calendar_are_invalid(ms: int) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validation.check_time(ms, "start_time")
+    assert (info.value.reason, info.value.field) == ("INVALID_TIME", "start_time")
+
+
+def test_times_at_the_calendar_edges_pass() -> None:
+    validation.check_time(0, "start_time")
+    validation.check_time(253_402_300_799_999, "end_time")
+
+
+@pytest.mark.parametrize("status", [-5, 6, 99, 2**31 - 1])
+def test_statuses_outside_the_enum_are_invalid(status: int) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validation.check_run_status(status)
+    assert info.value.reason == "INVALID_STATUS"
+
+
+def test_tag_checks_name_the_field() -> None:
+    validation.check_tags([("k", "v" * 65_536)])
+    for pairs, reason, field in [
+        ([("k", "v"), ("k2", "v" * 65_537)], "VALUE_TOO_LONG", "tags[1].value"),
+        ([("", "v")], "INVALID_KEY", "tags[0].key"),
+        ([("k", "a\x00")], "INVALID_VALUE", "tags[0].value"),
+    ]:
+        with pytest.raises(InvalidArgument) as info:
+            validation.check_tags(pairs)
+        assert (info.value.reason, info.value.field) == (reason, field)
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"o":' * 100_000, b"[]", b"7", b'{"o": 1e400, "f": "x"}']
+)
+def test_malformed_page_tokens_are_invalid(body: bytes) -> None:
+    token = base64.urlsafe_b64encode(body).decode()
+    with pytest.raises(InvalidArgument) as info:
+        page_tokens.decode(token, "x", ("o",), "SearchRuns", "filter")
+    assert info.value.reason == "INVALID_PAGE_TOKEN"
+
+
+def test_shown_clips_long_values() -> None:
+    assert len(shown("r" * 10_000)) <= 80
+    assert shown("abc") == "'abc'"
