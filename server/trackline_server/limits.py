@@ -21,3 +21,5 @@ MAX_ORDER_BY_KEYS = 20
 INGEST_MAX_POINTS = 4_000_000
 INGEST_MAX_BYTES = 256 * 1024 * 1024
 INGEST_LINGER_MS = 4.0
+# Request bytes parsed and served at once (flag --max-inflight-bytes; budget.py).
+MAX_INFLIGHT_BYTES = 256 * 1024 * 1024

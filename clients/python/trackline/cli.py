@@ -184,12 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "server":
         if getattr(args, "server_missing", False):
             sys.exit("trackline: the server is not installed (pip install trackline-server)")
-        import asyncio
+        from trackline_server.app import run
 
-        from trackline_server.app import serve
-        from trackline_server.config import from_args
-
-        asyncio.run(serve(from_args(args)))
+        run(args)
         return
     client = TracklineClient(args.uri, token=args.token, retry_seconds=2.0)
     try:
