@@ -1,16 +1,15 @@
 """``python -m trackline_server``: serve with flags/env settings."""
 
 import argparse
-import asyncio
 
-from .app import serve
-from .config import add_arguments, from_args
+from .app import run
+from .config import add_arguments
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="trackline-server")
     add_arguments(parser)
-    asyncio.run(serve(from_args(parser.parse_args(argv))))
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import errno
 import gc
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -17,11 +20,20 @@ from trackline.v1 import ingest_pb2, ingest_pb2_grpc, tracking_pb2, tracking_pb2
 from . import limits, store
 from .api import TrackingServicer
 from .auth import BearerTokenInterceptor
-from .config import Settings
+from .budget import Budget, BudgetInterceptor
+from .config import Settings, StartupError, from_args
 from .database import Database
+from .errors import Unavailable
 from .ingest.compactor import Compactor
 from .ingest.service import IngestServicer
 from .ingest.writer import GroupCommitWriter
+from .store_watch import StoreWatch, open_store
+
+# Health answers for the server as a whole ("") and for each service by name.
+SERVICES = (
+    tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
+    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+)
 
 
 @dataclass
@@ -31,11 +43,16 @@ class Running:
     writer: GroupCommitWriter
     compactor: Compactor
     ingest: IngestServicer
+    health: health.aio.HealthServicer
+    watch: StoreWatch
     port: int
 
     async def stop(self) -> None:
-        """Graceful: streams stop reading, the writer commits and acks everything queued,
-        then calls get a few seconds to finish before the server closes."""
+        """Graceful: health turns NOT_SERVING, streams stop reading, the writer commits and
+        acks everything queued, then calls get a few seconds to finish before the server
+        closes."""
+        await self.health.enter_graceful_shutdown()
+        await self.watch.close()
         self.ingest.begin_shutdown()
         await self.writer.close()
         await self.server.stop(grace=5)
@@ -44,22 +61,42 @@ class Running:
 
 
 async def build(settings: Settings) -> Running:
-    """Starts the server on its port; the caller stops it with ``Running.stop``."""
-    os.makedirs(settings.artifact_root, exist_ok=True)
-    db = Database(settings.store_uri)
-    await db.create_schema()
-    db.start_checkpoints()
-    async with db.write() as conn:
-        await store.ensure_default_experiment(conn, settings.artifact_root)
+    """Starts the server on its port; the caller stops it with ``Running.stop``. A port or
+    store the server cannot use is a StartupError (nothing is left running)."""
+    try:
+        os.makedirs(settings.artifact_root, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the artifact root {settings.artifact_root}: {exc.strerror}"
+        ) from None
     opts = [
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
         # Streaming clients ping every 20 s to notice dead connections; admit that.
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # gRPC sets SO_REUSEPORT by default: a second server on the port would start and
+        # take half of the connections, to its own database.
+        ("grpc.so_reuseport", 0),
     ]
-    interceptors = [BearerTokenInterceptor(settings.auth_tokens)] if settings.auth_tokens else []
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if settings.auth_tokens:  # first: a call it refuses is never parsed
+        interceptors.append(BearerTokenInterceptor(settings.auth_tokens))
+    interceptors.append(BudgetInterceptor(Budget(settings.max_inflight_bytes)))
     server = grpc.aio.server(options=opts, interceptors=interceptors)
+    port = _bind(server, settings.host, settings.port)
+    db = Database(settings.store_uri)
+    try:
+        await open_store(db)
+        async with db.write() as conn:
+            await store.ensure_default_experiment(conn, settings.artifact_root)
+    except Unavailable as err:
+        await db.close()
+        raise StartupError(err.message.split(";")[0]) from None
+    except BaseException:
+        await db.close()
+        raise
+    db.start_checkpoints()
     compactor = Compactor(db)
     writer = GroupCommitWriter(
         db,
@@ -77,19 +114,50 @@ async def build(settings: Settings) -> Running:
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for service in ("", *SERVICES):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    watch = StoreWatch(db, health_servicer, ("", *SERVICES))
+    watch.start()
     reflection.enable_server_reflection(
-        [
-            tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
-            ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
-            reflection.SERVICE_NAME,
-            health.SERVICE_NAME,
-        ],
-        server,
+        [*SERVICES, reflection.SERVICE_NAME, health.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
-    return Running(server, db, writer, compactor, ingest, port)
+    return Running(server, db, writer, compactor, ingest, health_servicer, watch, port)
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+    """Binds ``host:port`` (exclusively) and returns the port bound. The port is tried with a
+    plain socket first: gRPC would log its own multi-line error before failing."""
+    why = _why_not_bound(host, port) if port else None
+    if why is None:
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound:
+            return int(bound)
+        why = _why_not_bound(host, port) or f"cannot bind port {port} on {host}"
+    raise StartupError(why)
+
+
+def _why_not_bound(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound, found by binding a plain socket the way gRPC does
+    (SO_REUSEADDR, so a port a previous server left in TIME_WAIT is not taken for used);
+    None when it can be."""
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return f"the address to bind, {host!r}, is not known (--host)"
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} on {host} is already in use"
+                return f"cannot bind port {port} on {host}: {exc.strerror}"
+    return None
 
 
 def _tune_garbage_collection() -> None:
@@ -105,12 +173,23 @@ def _tune_garbage_collection() -> None:
     gc.set_threshold(10_000, 20, 100)
 
 
+def run(args: argparse.Namespace) -> None:
+    """Serves the parsed command line (``config.add_arguments``) until SIGINT or SIGTERM. A
+    failure to start (a bad setting, a store or port the server cannot use) is one line on
+    stderr, ``trackline: <why>``, and exit status 2."""
+    try:
+        asyncio.run(serve(from_args(args)))
+    except StartupError as err:
+        print(f"trackline: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 async def serve(settings: Settings) -> None:
     running = await build(settings)
     _tune_garbage_collection()
     port = running.port
     print(
-        f"trackline: listening on {settings.host}:{port}; store {settings.store_uri};"
+        f"trackline: listening on {settings.host}:{port}; store {settings.shown_store_uri};"
         f" artifacts {settings.artifact_root}; auth"
         f" {'bearer token' if settings.auth_tokens else 'off'}",
         flush=True,

@@ -1,12 +1,24 @@
-"""Flags and environment variables -> one Settings object."""
+"""Flags and environment variables -> one Settings object.
+
+A setting the server cannot start with is a ``StartupError``: ``app.run`` prints its message
+as one line, ``trackline: <message>``, on stderr and exits with status 2 (the status argparse
+uses for a bad command line)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from . import limits
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is the one line the operator sees."""
 
 
 @dataclass(frozen=True)
@@ -19,14 +31,23 @@ class Settings:
     ingest_max_points: int = limits.INGEST_MAX_POINTS
     ingest_max_bytes: int = limits.INGEST_MAX_BYTES
     ingest_linger_ms: float = limits.INGEST_LINGER_MS
+    max_inflight_bytes: int = limits.MAX_INFLIGHT_BYTES
+
+    @property
+    def shown_store_uri(self) -> str:
+        """The store URI without its password, for the log."""
+        return make_url(self.store_uri).render_as_string(hide_password=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's flags. Numbers are parsed in ``from_args`` (one line on a bad value, and
+    a bad environment variable does not break the client commands sharing this parser)."""
     env = os.environ.get
     parser.add_argument(
         "--store-uri",
-        default=env("TRACKLINE_STORE_URI", "sqlite+aiosqlite:///trackline.db"),
-        help="SQLAlchemy URL (env TRACKLINE_STORE_URI); sqlite+aiosqlite or postgresql+asyncpg",
+        default=env("TRACKLINE_STORE_URI", "sqlite:///trackline.db"),
+        help="where the data goes (env TRACKLINE_STORE_URI): sqlite:///PATH (or a plain file"
+        " path) or postgresql://USER:PASSWORD@HOST:PORT/DATABASE, as MLflow spells them",
     )
     parser.add_argument(
         "--artifact-root",
@@ -40,11 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
-        default=int(env("TRACKLINE_PORT", "50051")),
-        help="port to bind, 0 for any free port (env TRACKLINE_PORT)",
+        default=env("TRACKLINE_PORT", "50051"),
+        help="port to bind, 0 to 65535; 0 for any free port (env TRACKLINE_PORT)",
     )
-
     parser.add_argument(
         "--auth-token",
         action="append",
@@ -54,40 +73,139 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ingest-max-points",
-        type=int,
-        default=int(env("TRACKLINE_INGEST_MAX_POINTS", str(limits.INGEST_MAX_POINTS))),
+        default=env("TRACKLINE_INGEST_MAX_POINTS", str(limits.INGEST_MAX_POINTS)),
         help="points the ingest queue holds before streams wait and LogBatch gets"
         " RESOURCE_EXHAUSTED (env TRACKLINE_INGEST_MAX_POINTS)",
     )
     parser.add_argument(
         "--ingest-max-bytes",
-        type=int,
-        default=int(env("TRACKLINE_INGEST_MAX_BYTES", str(limits.INGEST_MAX_BYTES))),
+        default=env("TRACKLINE_INGEST_MAX_BYTES", str(limits.INGEST_MAX_BYTES)),
         help="encoded bytes the ingest queue holds (env TRACKLINE_INGEST_MAX_BYTES)",
     )
     parser.add_argument(
         "--ingest-linger-ms",
-        type=float,
-        default=float(env("TRACKLINE_INGEST_LINGER_MS", str(limits.INGEST_LINGER_MS))),
+        default=env("TRACKLINE_INGEST_LINGER_MS", str(limits.INGEST_LINGER_MS)),
         help="how long a flush gathers writes before its transaction"
         " (env TRACKLINE_INGEST_LINGER_MS)",
+    )
+    parser.add_argument(
+        "--max-inflight-bytes",
+        default=env("TRACKLINE_MAX_INFLIGHT_BYTES", str(limits.MAX_INFLIGHT_BYTES)),
+        help="request bytes being parsed and served at once; a call beyond it gets"
+        " RESOURCE_EXHAUSTED (reason SERVER_BUSY) with a retry delay, a stream message"
+        " waits (env TRACKLINE_MAX_INFLIGHT_BYTES)",
     )
 
 
 def from_args(ns: argparse.Namespace) -> Settings:
-    tokens = ns.auth_token or [
-        t.strip() for t in os.environ.get("TRACKLINE_AUTH_TOKENS", "").split(",") if t.strip()
-    ]
-    if any(not t.strip() for t in ns.auth_token or []):
-        # Most likely `--auth-token "$UNSET_VARIABLE"`: refuse rather than serve unprotected.
-        raise SystemExit("trackline: --auth-token must not be empty")
+    """The settings of a parsed command line; a bad one is a StartupError."""
     return Settings(
-        store_uri=ns.store_uri,
+        store_uri=store_url(ns.store_uri),
         artifact_root=os.path.abspath(ns.artifact_root),
         host=ns.host,
-        port=ns.port,
-        auth_tokens=tuple(tokens),
-        ingest_max_points=ns.ingest_max_points,
-        ingest_max_bytes=ns.ingest_max_bytes,
-        ingest_linger_ms=ns.ingest_linger_ms,
+        port=_integer(ns.port, "--port", "TRACKLINE_PORT", 0, 65535),
+        auth_tokens=_tokens(ns.auth_token),
+        ingest_max_points=_integer(
+            ns.ingest_max_points, "--ingest-max-points", "TRACKLINE_INGEST_MAX_POINTS", 1
+        ),
+        ingest_max_bytes=_integer(
+            ns.ingest_max_bytes, "--ingest-max-bytes", "TRACKLINE_INGEST_MAX_BYTES", 1
+        ),
+        ingest_linger_ms=_number(ns.ingest_linger_ms, "--ingest-linger-ms"),
+        max_inflight_bytes=_integer(
+            ns.max_inflight_bytes, "--max-inflight-bytes", "TRACKLINE_MAX_INFLIGHT_BYTES", 1
+        ),
     )
+
+
+def _tokens(flags: list[str] | None) -> tuple[str, ...]:
+    """The accepted bearer tokens; () for none. A flag or the variable that is given but
+    holds no token (most likely an unset shell variable) refuses to start rather than serve
+    unprotected."""
+    if flags is not None:
+        if any(not t.strip() for t in flags):
+            raise StartupError("--auth-token must not be empty")
+        return tuple(t.strip() for t in flags)
+    raw = os.environ.get("TRACKLINE_AUTH_TOKENS")
+    if raw is None:
+        return ()
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tokens:
+        raise StartupError(
+            "TRACKLINE_AUTH_TOKENS is set but holds no token; unset it to serve without"
+            " authentication"
+        )
+    return tokens
+
+
+def _integer(value: str, flag: str, env: str, low: int, high: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        span = f"from {low} to {high}" if high is not None else f"of {low} or more"
+        raise StartupError(f"{flag} (env {env}) must be an integer {span}, not {value!r}")
+    return number
+
+
+def _number(value: str, flag: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number < float("inf"):
+        raise StartupError(f"{flag} must be a number of 0 or more, not {value!r}")
+    return number
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+_SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
+_POSTGRES_SCHEMES = {
+    "postgresql",
+    "postgres",
+    "postgresql+asyncpg",
+    "postgresql+psycopg2",
+    "postgresql+psycopg",
+    "postgresql+pg8000",
+}
+ACCEPTED_STORES = (
+    "sqlite:///PATH (or a plain file path) or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    " (postgres:// and the driver forms postgresql+asyncpg:// and postgresql+psycopg2://"
+    " are read the same)"
+)
+
+
+def store_url(value: str) -> str:
+    """``value`` (a store URI as MLflow writes them, or a SQLite file path) as the URL of the
+    async driver the server uses: sqlite+aiosqlite or postgresql+asyncpg."""
+    match = _SCHEME.match(value)
+    if match is None:  # no scheme: a SQLite file
+        if not value.strip():
+            raise StartupError(f"--store-uri is empty; it must be {ACCEPTED_STORES}")
+        return f"sqlite+aiosqlite:///{value}"
+    scheme = match.group(1).lower()
+    rest = value[match.end() :]
+    if scheme in _SQLITE_SCHEMES:
+        url = f"sqlite+aiosqlite:{rest}"
+    elif scheme in _POSTGRES_SCHEMES:
+        url = f"postgresql+asyncpg:{rest}"
+    else:
+        raise StartupError(f"--store-uri has the unknown scheme {scheme!r}: use {ACCEPTED_STORES}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StartupError(
+            f"--store-uri is not a URI the server can read: use {ACCEPTED_STORES}"
+        ) from None
+    if scheme in _SQLITE_SCHEMES and parsed.database in (None, "", ":memory:"):
+        raise StartupError(
+            "--store-uri names an in-memory SQLite database, which keeps nothing: give a file,"
+            " sqlite:///PATH"
+        )
+    if scheme in _POSTGRES_SCHEMES and not parsed.database:
+        raise StartupError(
+            "--store-uri names no PostgreSQL database:"
+            " postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    return url

@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import Executable, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from . import migrate
+from . import migrate, store_watch
+from .errors import TracklineError, Unavailable
 
 log = logging.getLogger("trackline.database")
 
@@ -27,12 +29,20 @@ WAL_RESTART_BYTES = 128 * 1024 * 1024  # the WAL is started over once it holds t
 class Database:
     """Owns the engine. On SQLite, writes are serialised in-process (one writer at a time is
     all SQLite allows) and run under BEGIN IMMEDIATE; WAL + synchronous=FULL make every
-    committed transaction survive a process kill."""
+    committed transaction survive a process kill.
+
+    The store is watched (store_watch.py): ``problem`` is why it cannot take writes now
+    (STORE_LOST, STORE_READ_ONLY, STORE_UNAVAILABLE), None while it can."""
 
     def __init__(self, url: str, *, wal_restart_bytes: int = WAL_RESTART_BYTES) -> None:
         self.url = url
         self.wal_restart_bytes = wal_restart_bytes
         self.is_sqlite = url.startswith("sqlite")
+        database = make_url(url).database if self.is_sqlite else None
+        self.files = (
+            store_watch.SqliteFiles(database) if database and database != ":memory:" else None
+        )
+        self.problem: Unavailable | None = None
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
@@ -49,27 +59,56 @@ class Database:
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     async def create_schema(self) -> None:
-        """Creates or upgrades the schema to the newest migration."""
+        """Creates or upgrades the schema to the newest migration; on SQLite the file it
+        leaves at the path is the one the server holds from then on."""
         await migrate.upgrade(self.engine)
+        if self.files is not None:
+            self.files.record()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A read-write transaction; commits when the block exits without raising."""
-        if self.is_sqlite:
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
+        """A read-write transaction; commits when the block exits without raising. Refused
+        while the store has a ``problem``. On SQLite the file is checked after the commit and
+        before the caller goes on: a commit that went to a deleted or replaced file raises
+        STORE_LOST, so it is never acknowledged. A driver's store failure (disk full,
+        read-only, unreachable) is raised as UNAVAILABLE with its reason."""
+        if self.problem is not None:
+            raise Unavailable(self.problem.reason, self.problem.message)
+        with _store_errors():
+            if self.is_sqlite:
+                async with self._write_lock:
+                    async with self.engine.begin() as conn:
+                        yield conn
+                    if self.files is not None and (lost := self.files.lost()) is not None:
+                        self.problem = lost
+                        raise lost
+            else:
+                async with self.engine.begin() as conn:
+                    yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction (rolled back at exit). On SQLite it begins DEFERRED: in WAL
-        mode it reads a snapshot and neither waits for the writer nor holds it up."""
-        async with self.engine.connect() as conn:
-            if self.is_sqlite:
-                await conn.execution_options(**{_READ_ONLY: True})
-            yield conn
+        mode it reads a snapshot and neither waits for the writer nor holds it up. Reads go on
+        while the store has a ``problem``, as far as the database answers them."""
+        with _store_errors():
+            async with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    await conn.execution_options(**{_READ_ONLY: True})
+                yield conn
+
+    async def check_store(self) -> Unavailable | None:
+        """Looks at the store now and sets ``problem``: a SQLite file deleted or replaced (for
+        good: only a restart opens the path again), read-only (clears once writable again), a
+        PostgreSQL server read-only or not answering (clears once it does)."""
+        if self.problem is not None and self.problem.reason == "STORE_LOST":
+            return self.problem
+        if self.files is not None:
+            problem = self.files.lost() or self.files.holds_deleted() or self.files.read_only()
+        else:
+            problem = await store_watch.probe_postgres(self)
+        self.problem = problem
+        return problem
 
     def start_checkpoints(self, interval: float = 1.0) -> None:
         """Checkpoints the SQLite WAL every ``interval`` seconds until ``close``."""
@@ -79,6 +118,8 @@ class Database:
     async def _checkpoint_loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            if self.problem is not None:  # it would fail, once a second, until fixed
+                continue
             try:
                 await self.checkpoint()
             except Exception:  # a busy database: the next round catches up
@@ -206,3 +247,18 @@ def _sqlite_begin(conn: Any) -> None:
     # Straight to the driver connection: one hop to its thread instead of three.
     dbapi = conn.connection.dbapi_connection
     dbapi.execute("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Raises a driver's failure that says the store cannot serve (``store_watch.translate``)
+    as that UNAVAILABLE error; everything else as it is."""
+    try:
+        yield
+    except TracklineError:
+        raise
+    except Exception as exc:
+        err = store_watch.translate(exc)
+        if err is None:
+            raise
+        raise err from exc

@@ -30,3 +30,5 @@ INGEST_LINGER_MS = 4.0
 APPLIED_REQUEST_RETENTION_S = 24 * 3600
 APPLIED_REQUEST_PRUNE_INTERVAL_S = 60.0
 APPLIED_REQUEST_PRUNE_BATCH = 1_000
+# Request bytes parsed and served at once (flag --max-inflight-bytes; budget.py).
+MAX_INFLIGHT_BYTES = 256 * 1024 * 1024

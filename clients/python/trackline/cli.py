@@ -260,12 +260,9 @@ def _main(argv: list[str] | None) -> None:
     if args.cmd == "server":
         if getattr(args, "server_missing", False):
             sys.exit("trackline: the server is not installed (pip install trackline-server)")
-        import asyncio
+        from trackline_server.app import run
 
-        from trackline_server.app import serve
-        from trackline_server.config import from_args
-
-        asyncio.run(serve(from_args(args)))
+        run(args)
         return
     # A failure is one line: the client's "waiting for the server" warning would be a second.
     logging.getLogger("trackline").setLevel(logging.ERROR)

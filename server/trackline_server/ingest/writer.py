@@ -306,7 +306,11 @@ class GroupCommitWriter:
                         job_results.append((False, err))
         except Exception as err:  # the transaction did not commit: nothing is acked
             log.exception("ingest flush of %d items failed", len(items))
-            failure = Unavailable("WRITE_FAILED", f"the write did not commit: {err}")
+            failure = (  # the store's own reason (STORE_LOST, ...) as it is
+                err
+                if isinstance(err, Unavailable)
+                else Unavailable("WRITE_FAILED", f"the write did not commit: {err}")
+            )
             for item in items:
                 if not item.done.done():
                     item.done.set_exception(failure)
