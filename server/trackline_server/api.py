@@ -35,9 +35,11 @@ def rpc(
         try:
             return await fn(self, request, context)
         except Exception as exc:
-            err = from_exception(exc, fn.__name__)
-            await context.abort_with_status(grpc_status(err))
-            raise AssertionError("unreachable") from err
+            status = grpc_status(from_exception(exc, fn.__name__))
+        # Aborted outside the handler: gRPC's AbortError would otherwise chain the exception,
+        # whose traceback holds the request, into a cycle only a full collection frees.
+        await context.abort_with_status(status)
+        raise AssertionError("unreachable")
 
     return wrapper
 

@@ -180,7 +180,9 @@ def series(draw: st.DrawFn, honest: str, other: str) -> ipb.RankedSeries:
 
 
 @st.composite
-def stream_attacks(draw: st.DrawFn, honest: str, other: str, honest_writer: str) -> list[ipb.StreamMetricsRequest]:
+def stream_attacks(
+    draw: st.DrawFn, honest: str, other: str, honest_writer: str
+) -> list[ipb.StreamMetricsRequest]:
     writer_id = draw(st.one_of(st.just(honest_writer), texts, st.uuids().map(str)))
     key = draw(st.one_of(st.binary(min_size=0, max_size=80), st.just(os.urandom(32))))
     first = ipb.StreamMetricsRequest(writer_id=writer_id, writer_key=key)
