@@ -135,7 +135,10 @@ async def fetch_all(conn: AsyncConnection, stmt: Executable) -> list[Any]:
     if conn.dialect.name != "sqlite":
         return list((await conn.execute(stmt)).tuples())
     compiled = _compile(conn, stmt, compile_kwargs={"render_postcompile": True})
-    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    # ``compiled.params`` builds a new dict on every access: read it once, or an IN list of
+    # n values costs n dicts of n entries.
+    values = compiled.params
+    params = [values[name] for name in compiled.positiontup or ()]
     driver = await driver_connection(conn)
     return list(await driver.execute_fetchall(compiled.string, params))
 

@@ -8,6 +8,7 @@ batch instead of Python work per point, and only a little per segment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,14 +18,15 @@ import numpy.typing as npt
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import resources_pb2 as pb
 
-from .. import store
-from ..errors import InvalidArgument
+from .. import limits, store
+from ..errors import InvalidArgument, shown
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
 _KNOWN_KEYS: set[str] = set()  # keys that passed check_key: most writes repeat the same keys
 _MAX_KNOWN_KEYS = 100_000
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
 Series = tuple[str, str, int]  # (run_id, key, rank)
@@ -148,6 +150,21 @@ def check_key(key: str, field: str) -> None:
     _KNOWN_KEYS.add(key)
 
 
+def check_run_id(run_id: str, field: str) -> None:
+    """Refuses what names no run and could fail a statement that looked it up: an empty id,
+    one longer than MAX_RUN_ID_LENGTH, or one with a control character (PostgreSQL cannot
+    take NUL in text). The rest is the flush's lookup."""
+    if not run_id:
+        raise InvalidArgument("RUN_NOT_FOUND", f"{field} is empty", field)
+    if len(run_id) > limits.MAX_RUN_ID_LENGTH or _CONTROL_CHARS.search(run_id):
+        raise InvalidArgument(
+            "RUN_NOT_FOUND",
+            f"{field} {shown(run_id)} is no run id (run ids are at most"
+            f" {limits.MAX_RUN_ID_LENGTH} characters, without control characters)",
+            field,
+        )
+
+
 def _column(values: Iterable[int], n: int, fill: int, field: str) -> Ints:
     """A repeated integer field as an array of ``n`` entries; an empty field becomes
     ``fill``."""
@@ -183,9 +200,8 @@ def from_series(
         st = _column(s.steps, n, 0, f"{path}.steps")
         ts = _column(s.timestamps, n, now_ms, f"{path}.timestamps")
         if isinstance(s, ipb.RankedSeries):
-            if not s.run_id:
-                raise InvalidArgument("RUN_NOT_FOUND", f"{path}.run_id is empty", f"{path}.run_id")
             rid, rank = s.run_id, s.rank
+            check_run_id(rid, f"{path}.run_id")
         else:
             rid, rank = run_id, 0
         if n == 0:
@@ -255,11 +271,16 @@ def from_block(block: ipb.SeriesBlock, now_ms: int) -> Segments:
     keys = list(block.keys)
     distinct_keys = set(keys)
     for key in distinct_keys - _KNOWN_KEYS:
-        check_key(key, f"block.keys[{keys.index(key)}]")
+        try:
+            check_key(key, "block.keys")
+        except InvalidArgument:  # the position only for a bad key: index() is a scan
+            check_key(key, f"block.keys[{keys.index(key)}]")
     runs = list(block.run_ids)
-    if "" in runs:
-        field = f"block.run_ids[{runs.index('')}]"
-        raise InvalidArgument("RUN_NOT_FOUND", f"{field} is empty", field)
+    for run_id in set(runs):
+        try:
+            check_run_id(run_id, "block.run_ids")
+        except InvalidArgument:
+            check_run_id(run_id, f"block.run_ids[{runs.index(run_id)}]")
     if len(block.run_index):
         if len(block.run_index) != n:
             raise InvalidArgument(
