@@ -17,7 +17,6 @@ from trackline import ResourceExhausted, TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
-
 KEY = b"k" * 32  # every writer of these tests: each test has a database of its own
 
 

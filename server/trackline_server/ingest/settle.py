@@ -13,13 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,15 +48,21 @@ DIRECT_CHUNK_POINTS = 1024
 # Rejections a handshake returns, and how long they are kept.
 REMEMBERED_REJECTIONS = 1000
 REJECTIONS_KEPT_MS = 7 * 24 * 3600 * 1000
-# Ids per lookup statement: any number of writers and runs fits in a flush, while a statement
-# stays far below the bind-parameter limits (32,767 for asyncpg, 32,766 for SQLite).
-LOOKUP_CHUNK = 10_000
-# A flush plans its writes in a worker thread from this many points plus series on: the
-# event loop keeps answering (health checks, other calls) meanwhile.
-PLAN_IN_THREAD = 50_000
+# A flush does its Python work in a worker thread from this many points plus series on (it
+# takes about 1 us each): the event loop keeps answering (health checks, other calls).
+PLAN_IN_THREAD = 20_000
 # SQLSTATE classes of PostgreSQL failures that are the server's, never a batch's: connection,
 # insufficient resources (disk full), operator intervention, system errors.
 _SERVER_SQLSTATES = ("08", "53", "57", "58")
+
+R = TypeVar("R")
+
+
+async def _off_loop(size: int, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)``, in a worker thread when ``size`` is at least PLAN_IN_THREAD."""
+    if size < PLAN_IN_THREAD:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _retrieved(fut: asyncio.Future[Any]) -> None:
@@ -105,7 +124,7 @@ class Writes:
     chunk_rows: list[chunks.Row]  # series with DIRECT_CHUNK_POINTS or more points
     log_points: int  # the points of the other series, in one metric log row
     log_body: bytes
-    latest: chunks.Latest
+    latest: list[dict[str, Any]]  # chunks.latest_rows
 
     @classmethod
     def of(cls, parts: list[Segments]) -> Writes:
@@ -118,22 +137,20 @@ class Writes:
             chunks.chunk_rows(direct),
             short.points,
             flush_log.encode(short) if short.points else b"",
-            chunks.latest_of(points),
+            chunks.latest_rows(chunks.latest_of(points)),
         )
 
     @classmethod
     async def planned(cls, parts: list[Segments]) -> Writes:
         """``of``, in a worker thread when the parts are large."""
-        if sum(p.points + len(p.series) for p in parts) < PLAN_IN_THREAD:
-            return cls.of(parts)
-        return await asyncio.to_thread(cls.of, parts)
+        return await _off_loop(sum(p.points + len(p.series) for p in parts), cls.of, parts)
 
     async def store(self, conn: AsyncConnection) -> None:
         """Writes the rows, in the caller's transaction."""
         await chunks.insert_rows(conn, self.chunk_rows)
         if self.log_points:
             await flush_log.append(conn, self.log_points, self.log_body)
-        await chunks.upsert_latest(conn, self.latest)
+        await chunks.upsert_latest_rows(conn, self.latest)
 
 
 @dataclass
@@ -226,73 +243,99 @@ async def write_batches(
     metric log."""
     if not batches:
         return [], False
+    size = sum(len(b.segs.series) for b in batches)
     writer_ids = list(dict.fromkeys(b.writer_id for b in batches))
-    marks: dict[str, int] = {}
-    epochs: dict[str, int] = {}
-    for part in _parts(writer_ids):
-        query = select(ingest_writers.c.writer_id, ingest_writers.c.seq, ingest_writers.c.epoch)
-        # On PostgreSQL replicas serialise on a writer's row with its handshakes.
-        for w, seq, epoch in await fetch_all(
-            conn, _locked(conn, query.where(ingest_writers.c.writer_id.in_(part)))
-        ):
-            marks[w], epochs[w] = int(seq), int(epoch)
-    known = dict(marks)
-    stages = await _run_stages(conn, {s[0] for b in batches for s in b.segs.series})
-    outcomes: list[Rejection | TracklineError | None] = []
-    accepted: list[Segments] = []
-    refused: list[tuple[str, int, Rejection]] = []
-    for b in batches:
-        if b.epoch < epochs.get(b.writer_id, 0):
-            outcomes.append(fenced())  # a newer stream of the writer resends it if need be
-            stats.fenced += 1
-            continue
-        if b.seq <= marks.get(b.writer_id, 0):
-            outcomes.append(None)  # a resend of a committed batch
-            stats.skipped += 1
-            continue
-        marks[b.writer_id] = b.seq
-        rejection = b.refused or _check_runs(b, stages)
-        outcomes.append(rejection)
-        if rejection is None:
-            accepted.append(b.segs)
-            stats.batches += 1
-            stats.points += b.points
-        else:
-            refused.append((b.writer_id, b.seq, rejection))
-            stats.rejected += 1
+    query = select(ingest_writers.c.writer_id, ingest_writers.c.seq, ingest_writers.c.epoch)
+    query = query.where(await _among(conn, ingest_writers.c.writer_id, writer_ids))
+    # On PostgreSQL replicas serialise on a writer's row with its handshakes.
+    found = await fetch_all(conn, _locked(conn, query))
+    run_ids = await _off_loop(size, _distinct_runs, batches)
+    stages: list[Any] = []
+    if run_ids:
+        join = runs.join(experiments, runs.c.experiment_id == experiments.c.experiment_id)
+        stages = await fetch_all(
+            conn,
+            select(runs.c.run_id, runs.c.lifecycle_stage, experiments.c.lifecycle_stage)
+            .select_from(join)
+            .where(await _among(conn, runs.c.run_id, run_ids)),
+        )
+    settled = await _off_loop(size, _Settled.of, batches, found, stages, stats)
+    accepted = settled.accepted
     writes = planned if len(accepted) == planned.batches else await Writes.planned(accepted)
     await writes.store(conn)
-    moved = {w: s for w, s in marks.items() if known.get(w) != s}
-    if moved:
-        await _upsert_marks(conn, moved)
-    if refused:
-        await _remember(conn, refused)
-    return outcomes, writes.log_points > 0
+    if settled.moved:
+        await _upsert_marks(conn, settled.moved)
+    if settled.refused:
+        await _remember(conn, settled.refused)
+    return settled.outcomes, writes.log_points > 0
 
 
-def _parts(ids: list[str]) -> list[list[str]]:
-    """``ids`` in pieces of LOOKUP_CHUNK."""
-    return [ids[i : i + LOOKUP_CHUNK] for i in range(0, len(ids), LOOKUP_CHUNK)]
+def _distinct_runs(batches: Sequence[StreamBatch]) -> list[str]:
+    return list({s[0]: None for b in batches for s in b.segs.series})
+
+
+@dataclass
+class _Settled:
+    """What a flush decided for its stream batches (``of``)."""
+
+    outcomes: list[Rejection | TracklineError | None]
+    accepted: list[Segments]
+    refused: list[tuple[str, int, Rejection]]
+    moved: dict[str, int]  # writer id -> its new high-water mark
+
+    @classmethod
+    def of(
+        cls,
+        batches: Sequence[StreamBatch],
+        writers: list[Any],
+        found_runs: list[Any],
+        stats: WriterStats,
+    ) -> _Settled:
+        """From the stored (writer id, seq, epoch) rows of the batches' writers and the
+        stored (run id, stage, experiment's stage) rows of their runs."""
+        marks = {w: int(seq) for w, seq, _ in writers}
+        epochs = {w: int(epoch) for w, _, epoch in writers}
+        stages = {r: (int(stage), int(exp)) for r, stage, exp in found_runs}
+        known = dict(marks)
+        settled = cls([], [], [], {})
+        for b in batches:
+            if b.epoch < epochs.get(b.writer_id, 0):
+                settled.outcomes.append(fenced())  # the writer's newer stream resends it
+                stats.fenced += 1
+                continue
+            if b.seq <= marks.get(b.writer_id, 0):
+                settled.outcomes.append(None)  # a resend of a committed batch
+                stats.skipped += 1
+                continue
+            marks[b.writer_id] = b.seq
+            rejection = b.refused or _check_runs(b, stages)
+            settled.outcomes.append(rejection)
+            if rejection is None:
+                settled.accepted.append(b.segs)
+                stats.batches += 1
+                stats.points += b.points
+            else:
+                settled.refused.append((b.writer_id, b.seq, rejection))
+                stats.rejected += 1
+        settled.moved = {w: s for w, s in marks.items() if known.get(w) != s}
+        return settled
+
+
+async def _among(
+    conn: AsyncConnection, column: ColumnElement[str], ids: list[str]
+) -> ColumnElement[bool]:
+    """``column IN ids`` as one bound parameter (an array on PostgreSQL, a JSON list on
+    SQLite): any number of ids, where an IN list takes a parameter each (at most 32,767 on
+    asyncpg, 32,766 on SQLite) and costs SQLAlchemy Python work per id to compile."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
+    listed = await _off_loop(len(ids), json.dumps, ids)
+    return column.in_(select(func.json_each(listed).table_valued("value").c.value))
 
 
 def _locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
     """``query`` FOR UPDATE on PostgreSQL (SQLite writers are serialised anyway)."""
     return query.with_for_update() if conn.dialect.name == "postgresql" else query
-
-
-async def _run_stages(conn: AsyncConnection, run_ids: set[str]) -> dict[str, tuple[int, int]]:
-    """Each stored run's lifecycle stage and its experiment's."""
-    stages: dict[str, tuple[int, int]] = {}
-    join = runs.join(experiments, runs.c.experiment_id == experiments.c.experiment_id)
-    for part in _parts(list(run_ids)):
-        query = (
-            select(runs.c.run_id, runs.c.lifecycle_stage, experiments.c.lifecycle_stage)
-            .select_from(join)
-            .where(runs.c.run_id.in_(part))
-        )
-        for run_id, stage, exp_stage in await fetch_all(conn, query):
-            stages[run_id] = (int(stage), int(exp_stage))
-    return stages
 
 
 async def _rejections(conn: AsyncConnection, writer_id: str) -> list[tuple[int, Rejection]]:
