@@ -81,7 +81,9 @@ async def _stream(channel: grpc.aio.Channel, run_id: str, rank: int, series: int
     )()
     body = _body(run_id, rank, series, points)
     await call.write(
-        ipb.StreamMetricsRequest(writer_id=f"bench-{uuid.uuid4().hex}").SerializeToString()
+        ipb.StreamMetricsRequest(
+            writer_id=f"bench-{uuid.uuid4().hex}", writer_key=os.urandom(32)
+        ).SerializeToString()
     )
     window = asyncio.Semaphore(WINDOW)
     await call.read()  # the handshake: the stream is open

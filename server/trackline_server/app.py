@@ -107,7 +107,7 @@ async def build(settings: Settings) -> Running:
     )
     writer.start()
     compactor.start()
-    ingest = IngestServicer(writer)
+    ingest = IngestServicer(writer, owners=bool(settings.auth_tokens))
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingServicer(db, writer, compactor, settings.artifact_root), server
     )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import operator
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -163,22 +164,28 @@ class Database:
         await self.engine.dispose()
 
 
-# Hot statements on SQLite go to the driver in one call each. Through SQLAlchemy's aiosqlite
-# adapter a statement costs three or four hops to the driver's thread and back (cursor,
-# execute, fetch, close), and each hop waits for a turn of the event loop, which under
-# streaming load is busy with gRPC reads: the group-commit writer, whose flushes run one
-# after another, spent more time waiting for those turns than the database spent working.
+# Hot statements go to the driver in one call each. Through SQLAlchemy's aiosqlite adapter a
+# statement costs three or four hops to the driver's thread and back (cursor, execute, fetch,
+# close), and each hop waits for a turn of the event loop, which under streaming load is busy
+# with gRPC reads: the group-commit writer, whose flushes run one after another, spent more
+# time waiting for those turns than the database spent working. On PostgreSQL, SQLAlchemy's
+# Python work per row and parameter (100,000 rows: seconds on the event loop) is skipped;
+# asyncpg converts them in C.
 
 
 async def fetch_all(conn: AsyncConnection, stmt: Executable) -> list[Any]:
-    """The rows of a SELECT, as tuples, in the caller's transaction. Column values come back
-    as the driver returns them (no SQLAlchemy result types): for integer and text columns."""
-    if conn.dialect.name != "sqlite":
-        return list((await conn.execute(stmt)).tuples())
+    """The rows of a SELECT, in the caller's transaction: tuples (asyncpg's records on
+    PostgreSQL, which unpack and compare as tuples do). Column values come back as the driver
+    returns them (no SQLAlchemy result types): for integer and text columns."""
     compiled = _compile(conn, stmt, compile_kwargs={"render_postcompile": True})
-    params = [compiled.params[name] for name in compiled.positiontup or ()]
-    driver = await driver_connection(conn)
-    return list(await driver.execute_fetchall(compiled.string, params))
+    # ``compiled.params`` builds a new dict on every access: read it once, or an IN list of
+    # n values costs n dicts of n entries.
+    values = compiled.params
+    params = [values[name] for name in compiled.positiontup or ()]
+    driver = await _driver_in_transaction(conn)
+    if conn.dialect.name == "sqlite":
+        return list(await driver.execute_fetchall(compiled.string, params))
+    return list(await driver.fetch(compiled.string, *params))
 
 
 async def execute_many(
@@ -189,23 +196,33 @@ async def execute_many(
     integer, float, text and bytes columns."""
     if not rows:
         return
-    if conn.dialect.name != "sqlite":
-        await conn.execute(stmt, list(rows))
-        return
     compiled = _compile(conn, stmt, column_keys=list(rows[0]))
     names = list(compiled.positiontup or ())
-    params = [[row[name] for name in names] for row in rows]
-    driver = await driver_connection(conn)
-    if len(params) == 1:
+    pick = operator.itemgetter(*names)  # a row's values in one C call
+    params = [pick(row) for row in rows] if len(names) > 1 else [(pick(row),) for row in rows]
+    driver = await _driver_in_transaction(conn)
+    if conn.dialect.name != "sqlite":
+        await driver.executemany(compiled.string, params)
+    elif len(params) == 1:
         await driver.execute(compiled.string, params[0])
     else:
         await driver.executemany(compiled.string, params)
 
 
 def _compile(conn: AsyncConnection, stmt: Executable, **kwargs: Any) -> SQLCompiler:
-    """``stmt`` as SQLite's SQL with positional parameters."""
+    """``stmt`` as the dialect's SQL with positional parameters (``?`` on SQLite, ``$n`` on
+    PostgreSQL)."""
     compiled = cast(ClauseElement, stmt).compile(dialect=conn.dialect, **kwargs)
     return cast(SQLCompiler, compiled)
+
+
+async def _driver_in_transaction(conn: AsyncConnection) -> Any:
+    """``driver_connection``, with the transaction begun: SQLAlchemy's asyncpg adapter opens
+    it on the first statement that passes through it."""
+    driver = await driver_connection(conn)
+    if conn.dialect.name == "postgresql" and not driver.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    return driver
 
 
 async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:

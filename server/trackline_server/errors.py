@@ -66,6 +66,19 @@ class Unauthenticated(TracklineError):
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDenied(TracklineError):
+    code = code_pb2.PERMISSION_DENIED
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Aborted(TracklineError):
+    """The call lost a race with another (e.g. a newer stream of the same writer); retrying
+    the whole sequence, from the start, is safe."""
+
+    code = code_pb2.ABORTED
+    grpc_code = grpc.StatusCode.ABORTED
+
+
 class Unavailable(TracklineError):
     code = code_pb2.UNAVAILABLE
     grpc_code = grpc.StatusCode.UNAVAILABLE

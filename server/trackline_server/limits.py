@@ -1,6 +1,9 @@
 """Every size limit the server enforces, in one place (the README's table mirrors it)."""
 
 MAX_KEY_LENGTH = 500
+# Run ids are 32 hex digits; a stream batch naming a longer one (or one with a control
+# character) is refused before it reaches the database.
+MAX_RUN_ID_LENGTH = 64
 MAX_NAME_LENGTH = 500
 MAX_PARAM_VALUE_LENGTH = 65536
 MAX_TAG_VALUE_LENGTH = 65536
@@ -9,6 +12,8 @@ MAX_BATCH_POINTS = 1_000_000
 MAX_REQUEST_ID_LENGTH = 128  # LogBatch request_id
 # Run start and end times: milliseconds from the epoch to the last one of year 9999.
 MAX_TIME_MS = 253_402_300_799_999
+# A stream batch's seq is at most this (it is stored as a signed 64-bit integer).
+MAX_STREAM_SEQ = 2**63 - 1
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (ingest/chunks.py MAX_CHUNK_POINTS)
 MAX_HISTORY_PAGE = 1_000_000

@@ -128,13 +128,21 @@ metric_chunks = Table(
 
 # The highest batch sequence number committed per stream writer, written in the same
 # transaction as the batch's points: a batch resent after a reconnect or a restart finds its
-# seq at or below this mark and is skipped.
+# seq at or below this mark and is skipped. A writer id belongs to the writer that first used
+# it: ``key_hash`` is the hex SHA-256 of its writer_key, ``owner`` that of its bearer token
+# when the server requires tokens (else NULL). ``epoch`` counts its handshakes: a stream
+# holds the epoch of its own, and a flush refuses a batch whose epoch is older than the
+# stored one (a newer stream took the writer over). Rows from before 0006 have no key hash;
+# the first handshake with a key claims them.
 ingest_writers = Table(
     "ingest_writers",
     metadata,
     Column("writer_id", String(128), primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("updated_time", BigInteger, nullable=False),
+    Column("key_hash", String(64), nullable=True),
+    Column("owner", String(64), nullable=True),
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
 )
 
 # Points committed by a group-commit flush and not yet compacted into chunks: one row per

@@ -54,7 +54,9 @@ def stream(server: ServerProcess, series: Sequence[ipb.RankedSeries]) -> None:
     try:
         requests = iter(
             [
-                ipb.StreamMetricsRequest(writer_id=f"w-{uuid.uuid4().hex}", seq=0),
+                ipb.StreamMetricsRequest(
+                    writer_id=f"w-{uuid.uuid4().hex}", writer_key=uuid.uuid4().bytes, seq=0
+                ),
                 ipb.StreamMetricsRequest(seq=1, series=series),
             ]
         )

@@ -17,6 +17,8 @@ from trackline import ResourceExhausted, TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
+KEY = b"k" * 32  # every writer of these tests: each test has a database of its own
+
 
 class Stream:
     """One StreamMetrics call driven step by step from the test."""
@@ -27,7 +29,7 @@ class Stream:
         self.responses = ingest_pb2_grpc.IngestServiceStub(self.channel).StreamMetrics(
             self._iter(), timeout=60
         )
-        self.send(ipb.StreamMetricsRequest(writer_id=writer_id))
+        self.send(ipb.StreamMetricsRequest(writer_id=writer_id, writer_key=KEY))
         self.handshake = next(self.responses)
 
     def _iter(self) -> Iterator[ipb.StreamMetricsRequest]:
@@ -134,13 +136,16 @@ def test_bad_batches_are_rejected_alone(server: ServerProcess, client: Trackline
         ([ipb.StreamMetricsRequest(writer_id="w" * 129)], "INVALID_WRITER_ID"),
         (
             [
-                ipb.StreamMetricsRequest(writer_id="w", seq=2),
+                ipb.StreamMetricsRequest(writer_id="w", writer_key=KEY, seq=2),
                 ipb.StreamMetricsRequest(seq=2),
             ],
             "INVALID_SEQ",
         ),
         (
-            [ipb.StreamMetricsRequest(writer_id="w"), ipb.StreamMetricsRequest(writer_id="v")],
+            [
+                ipb.StreamMetricsRequest(writer_id="w", writer_key=KEY),
+                ipb.StreamMetricsRequest(writer_id="v"),
+            ],
             "WRITER_ID_CHANGED",
         ),
     ],

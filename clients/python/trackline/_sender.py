@@ -11,12 +11,17 @@ two daemon threads do the rest:
   each batch in an ordered "unacked" list and, when a stream is open, queues it for
   sending. ``flush`` queues a marker beside the points, which the batcher settles with the
   last seq it assigned;
-* the *connection* thread opens the stream, sends the handshake (writer id, seq 0), and on
-  the server's answer (the writer's stored high-water seq) drops the batches the server
-  already has and queues the rest, in order, before any new batch. It then reads acks,
+* the *connection* thread opens the stream, sends the handshake (writer id and key, seq 0),
+  and on the server's answer (the writer's stored high-water seq) drops the batches the
+  server already has and queues the rest, in order, before any new batch. It then reads acks,
   dropping every batch at or below ``acked_seq`` and recording rejections. When the stream
   fails it reconnects with jittered exponential backoff (0.05 s doubling to 5 s). The server
   skips batches at or below its high-water mark, so resending is exactly-once.
+
+A writer is its id plus a random key, both chosen once (and anew in a forked child); the
+server keeps the writer's batches to the first key it saw with the id. Should the id be
+taken by another writer (WRITER_ID_TAKEN), the sender goes on under a fresh id and key
+(``_new_identity``).
 
 gRPC's own request thread pulls the queued batches; when the server is busy it stops reading
 and that thread waits, never the caller of ``log``.
@@ -151,6 +156,7 @@ class MetricSender:
         """Fresh per-process state (constructor, and the child after ``fork``)."""
         self._pid = os.getpid()
         self.writer_id = _new_writer_id()
+        self._writer_key = os.urandom(32)  # proves to the server that writer_id is ours
         self._rank = _env_rank()
         self._buf: deque[tuple[Any, ...]] = deque()
         # Flush markers: apart from the points, so that a drain never has to look for them.
@@ -163,6 +169,9 @@ class MetricSender:
         self._closing = threading.Event()
         self._seq = 0  # last seq assigned
         self._acked = 0  # every batch <= this is settled
+        # Seqs on the wire are ``seq - _base``: 0 until the sender changes its identity, then
+        # the last seq settled under the old one, so the new writer id's batches start at 1.
+        self._base = 0
         # (seq, encoded StreamMetricsRequest, run_id, points), in seq order without gaps
         self._unacked: deque[tuple[int, bytes, str, int]] = deque()
         self._unacked_points = 0
@@ -372,7 +381,7 @@ class MetricSender:
             live = self._live
             for body, run_id, points in batches:
                 self._seq += 1
-                msg = encode_request(self._seq, body)
+                msg = encode_request(self._seq - self._base, body)
                 self._unacked.append((self._seq, msg, run_id, points))
                 self._unacked_points += points
                 if live is not None:
@@ -421,9 +430,13 @@ class MetricSender:
                     return
                 self._streaming = True
             requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            hello = ipb.StreamMetricsRequest(writer_id=self.writer_id, seq=0)
+            with self._cond:
+                hello = ipb.StreamMetricsRequest(
+                    writer_id=self.writer_id, writer_key=self._writer_key, seq=0
+                )
             requests.put(hello.SerializeToString())
             error: BaseException | None = None
+            renamed = False  # the sender took a new identity: reconnect at once
             try:
                 before = set(threading.enumerate())
                 call = self._get_stub()(_drain_queue(requests), metadata=metadata)
@@ -436,7 +449,10 @@ class MetricSender:
                 for resp in call:
                     if first:
                         first = False
-                        self._on_handshake(resp, requests)
+                        if not self._on_handshake(resp, requests):
+                            renamed = True
+                            call.cancel()
+                            break
                         delay = BACKOFF_START
                         if down_since is not None:
                             logger.warning(
@@ -449,6 +465,20 @@ class MetricSender:
                         self._on_ack(resp)
             except grpc.RpcError as err:
                 error = err
+                if first and from_rpc_error(err).reason == "WRITER_ID_TAKEN":
+                    # Another writer holds the id (it chose the same one). None of our
+                    # batches was ever stored under it: the server ties a writer id to the
+                    # first key it saw, ours is fixed for the sender's life, and a handshake
+                    # with our key would have been refused in the same way before any of our
+                    # batches could commit. So all our unacked batches go to a new id.
+                    with self._cond:
+                        logger.warning(
+                            "trackline: writer id %s is taken by another writer; going on as a"
+                            " new writer",
+                            self.writer_id,
+                        )
+                        self._new_identity()
+                    renamed = True
             except Exception as err:  # a bug here must not stop the sender
                 logger.exception("trackline: metric stream failed")
                 error = err
@@ -463,7 +493,7 @@ class MetricSender:
                 requests.put(None)
             if self._closing.is_set():
                 return
-            if forking:  # ended for a fork, not by a failure: reopen as soon as it is done
+            if forking or renamed:  # not ended by a failure: reopen at once
                 continue
             if isinstance(error, grpc.RpcError):
                 code = error.code()  # type: ignore[attr-defined]
@@ -509,15 +539,51 @@ class MetricSender:
         if self._call is not None:
             self._call.cancel()
 
-    def _on_handshake(self, resp: Any, requests: queue.SimpleQueue[Any]) -> None:
+    def _on_handshake(self, resp: Any, requests: queue.SimpleQueue[Any]) -> bool:
+        """Settles what the server has stored and queues the rest for sending; False when the
+        server's mark cannot be ours, and the sender took a new identity instead."""
         with self._cond:
+            stored = resp.acked_seq + self._base
+            if not self._acked <= stored <= self._seq:
+                # Above our last seq: batches we never sent (ours would then be skipped as
+                # resends). Below what it acknowledged: the server's store lost them (replaced
+                # or restored). Either way our unacked batches are not stored under this id.
+                if stored < self._acked:
+                    logger.error(
+                        "trackline: the server no longer has batches %d to %d of writer %s,"
+                        " which it acknowledged (was its store replaced or restored?); the"
+                        " unacknowledged points go on under a new writer id",
+                        stored - self._base + 1,
+                        self._acked - self._base,
+                        self.writer_id,
+                    )
+                else:
+                    logger.error(
+                        "trackline: the server has batches of writer %s beyond the %d sent;"
+                        " the unacknowledged points go on under a new writer id",
+                        self.writer_id,
+                        self._seq - self._base,
+                    )
+                self._new_identity()
+                return False
             self._conn_error = None
             self._settle(resp)
-            # A stored high-water above our last seq would mean new batches get skipped.
-            self._seq = max(self._seq, resp.acked_seq)
             for _seq, msg, _run, _n in self._unacked:
                 requests.put(msg)
             self._live = requests
+            return True
+
+    def _new_identity(self) -> None:  # under self._cond, with no stream open
+        """Goes on as a new writer (id and key): the unacked batches are renumbered from 1 on
+        the wire; seqs in the sender (flush targets, acks) are unchanged."""
+        self.writer_id = _new_writer_id()
+        self._writer_key = os.urandom(32)
+        self._base = self._unacked[0][0] - 1 if self._unacked else self._seq
+        self._acked = max(self._acked, self._base)
+        self._unacked = deque(
+            (seq, encode_request(seq - self._base, _body(msg)), run_id, points)
+            for seq, msg, run_id, points in self._unacked
+        )
 
     def _on_ack(self, resp: Any) -> None:
         with self._cond:
@@ -526,13 +592,12 @@ class MetricSender:
     def _settle(self, resp: Any) -> None:  # under self._cond
         unacked = self._unacked
         for rej in resp.rejections:
-            if not unacked or not unacked[0][0] <= rej.seq <= unacked[-1][0]:
+            seq = rej.seq + self._base
+            if not unacked or not unacked[0][0] <= seq <= unacked[-1][0]:
                 continue  # not ours to report (already settled)
-            _seq, _msg, run_id, points = unacked[rej.seq - unacked[0][0]]
-            self._reject(
-                BatchRejected(rej.seq, rej.reason, rej.message, run_id=run_id, points=points)
-            )
-        acked = resp.acked_seq
+            _seq, _msg, run_id, points = unacked[seq - unacked[0][0]]
+            self._reject(BatchRejected(seq, rej.reason, rej.message, run_id=run_id, points=points))
+        acked = resp.acked_seq + self._base
         while unacked and unacked[0][0] <= acked:
             self._unacked_points -= unacked.popleft()[3]
         self._acked = max(self._acked, acked)
@@ -617,6 +682,14 @@ def _rank_problem(rank: Any) -> _Problem | None:
 def encode_request(seq: int, body: bytes) -> bytes:
     """A StreamMetricsRequest from its seq and its encoded ``block`` field."""
     return b"\x10" + _varint(seq) + body
+
+
+def _body(msg: bytes) -> bytes:
+    """The ``block`` field of an ``encode_request`` message (what follows its seq)."""
+    pos = 1
+    while msg[pos] & 0x80:
+        pos += 1
+    return msg[pos + 1 :]
 
 
 def _varint(n: int) -> bytes:

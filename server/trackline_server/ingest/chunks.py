@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +96,28 @@ Latest = dict[tuple[str, str], tuple[int, int, float]]  # (run, key) -> (step, s
 async def upsert_latest(conn: AsyncConnection, latest: Latest) -> None:
     """Moves each (run, key)'s stored latest value forward to ``latest``'s where that one is
     later (by step, then timestamp; a tie goes to the new one)."""
-    if not latest:
+    await upsert_latest_rows(conn, latest_rows(latest))
+
+
+def latest_rows(latest: Latest) -> list[dict[str, Any]]:
+    """``latest`` as the rows ``upsert_latest_rows`` takes (Python work per series: a caller
+    with many series may build them off the event loop)."""
+    # NaN is stored as NULL: SQLite has no NaN, and NULL keeps search comparisons IEEE-like.
+    return [
+        {
+            "run_id": run_id,
+            "key": key,
+            "value": None if math.isnan(value) else value,
+            "step": step,
+            "timestamp": ts,
+        }
+        for (run_id, key), (step, ts, value) in latest.items()
+    ]
+
+
+async def upsert_latest_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """``upsert_latest`` of rows from ``latest_rows``."""
+    if not rows:
         return
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = dialect.insert(latest_metrics)
@@ -109,21 +130,7 @@ async def upsert_latest(conn: AsyncConnection, latest: Latest) -> None:
             and_(new.step == latest_metrics.c.step, new.timestamp >= latest_metrics.c.timestamp),
         ),
     )
-    # NaN is stored as NULL: SQLite has no NaN, and NULL keeps search comparisons IEEE-like.
-    await execute_many(
-        conn,
-        stmt,
-        [
-            {
-                "run_id": run_id,
-                "key": key,
-                "value": None if math.isnan(value) else value,
-                "step": step,
-                "timestamp": ts,
-            }
-            for (run_id, key), (step, ts, value) in latest.items()
-        ],
-    )
+    await execute_many(conn, stmt, rows)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -8,23 +8,25 @@ batch instead of Python work per point, and only a little per segment.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import re
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import resources_pb2 as pb
 
-from .. import store
-from ..errors import InvalidArgument
+from .. import limits, store
+from ..errors import InvalidArgument, shown
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
 _KNOWN_KEYS: set[str] = set()  # keys that passed check_key: most writes repeat the same keys
 _MAX_KNOWN_KEYS = 100_000
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
 Series = tuple[str, str, int]  # (run_id, key, rank)
@@ -148,6 +150,21 @@ def check_key(key: str, field: str) -> None:
     _KNOWN_KEYS.add(key)
 
 
+def check_run_id(run_id: str, field: str) -> None:
+    """Refuses what names no run and could fail a statement that looked it up: an empty id,
+    one longer than MAX_RUN_ID_LENGTH, or one with a control character (PostgreSQL cannot
+    take NUL in text). The rest is the flush's lookup."""
+    if not run_id:
+        raise InvalidArgument("RUN_NOT_FOUND", f"{field} is empty", field)
+    if len(run_id) > limits.MAX_RUN_ID_LENGTH or _CONTROL_CHARS.search(run_id):
+        raise InvalidArgument(
+            "RUN_NOT_FOUND",
+            f"{field} {shown(run_id)} is no run id (run ids are at most"
+            f" {limits.MAX_RUN_ID_LENGTH} characters, without control characters)",
+            field,
+        )
+
+
 def _column(values: Iterable[int], n: int, fill: int, field: str) -> Ints:
     """A repeated integer field as an array of ``n`` entries; an empty field becomes
     ``fill``."""
@@ -161,6 +178,46 @@ def _column(values: Iterable[int], n: int, fill: int, field: str) -> Ints:
     )
 
 
+# Points per series below which a series' columns go through Python lists (one C-level extend
+# each); a longer series is converted by numpy at once. A numpy array per one-point series
+# cost 4 us a column, several times the rest of the series' work.
+_SHORT_SERIES = 64
+
+
+class _Column:
+    """A column of many series' points, in order: short series gathered in a list, long ones
+    as arrays."""
+
+    def __init__(self, dtype: type[np.generic]) -> None:
+        self.dtype = dtype
+        self.parts: list[npt.NDArray[Any]] = []
+        self.short: list[Any] = []
+
+    def add(self, values: Sequence[Any]) -> None:
+        self.short.extend(values)
+
+    def add_array(self, values: npt.NDArray[Any]) -> None:
+        self._cut()
+        self.parts.append(values)
+
+    def _cut(self) -> None:
+        if self.short:
+            self.parts.append(np.array(self.short, dtype=self.dtype))
+            self.short = []
+
+    def array(self) -> npt.NDArray[Any]:
+        self._cut()
+        return self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+
+
+def _mismatch(path: str, name: str, got: int, n: int) -> InvalidArgument:
+    return InvalidArgument(
+        "COLUMN_LENGTH_MISMATCH",
+        f"{path}.{name} has {got} entries but values has {n}",
+        f"{path}.{name}",
+    )
+
+
 def from_series(
     series: Iterable[ipb.RankedSeries | pb.MetricSeries],
     now_ms: int,
@@ -168,35 +225,46 @@ def from_series(
     run_id: str = "",
 ) -> Segments:
     """Checks and converts series messages (RankedSeries of a stream; MetricSeries of a
-    LogBatch, all of ``run_id``). Series without values are skipped."""
+    LogBatch, all of ``run_id``). Series without values are skipped. The work per series
+    is a few attribute reads and list appends: a batch of many one-point series is common."""
     run_ids: list[str] = []
     keys: list[str] = []
     ranks: list[int] = []
     lengths: list[int] = []
-    steps: list[Ints] = []
-    stamps: list[Ints] = []
-    values: list[Floats] = []
+    steps, stamps, values = _Column(np.int64), _Column(np.int64), _Column(np.float64)
+    checked_runs: set[str] = set()
     for i, s in enumerate(series):
-        path = f"{field}[{i}]"
-        n = len(s.values)
-        check_key(s.key, f"{path}.key")
-        st = _column(s.steps, n, 0, f"{path}.steps")
-        ts = _column(s.timestamps, n, now_ms, f"{path}.timestamps")
+        vals = s.values
+        n = len(vals)
+        key = s.key
+        if key not in _KNOWN_KEYS:
+            check_key(key, f"{field}[{i}].key")
+        st, ts = s.steps, s.timestamps
+        if len(st) != n and len(st):
+            raise _mismatch(f"{field}[{i}]", "steps", len(st), n)
+        if len(ts) != n and len(ts):
+            raise _mismatch(f"{field}[{i}]", "timestamps", len(ts), n)
         if isinstance(s, ipb.RankedSeries):
-            if not s.run_id:
-                raise InvalidArgument("RUN_NOT_FOUND", f"{path}.run_id is empty", f"{path}.run_id")
             rid, rank = s.run_id, s.rank
+            if rid not in checked_runs:
+                check_run_id(rid, f"{field}[{i}].run_id")
+                checked_runs.add(rid)
         else:
             rid, rank = run_id, 0
         if n == 0:
             continue
         run_ids.append(rid)
-        keys.append(s.key)
+        keys.append(key)
         ranks.append(rank)
         lengths.append(n)
-        steps.append(st)
-        stamps.append(ts)
-        values.append(np.array(s.values, dtype=np.float64))
+        if n < _SHORT_SERIES:
+            steps.add(st if len(st) else [0] * n)
+            stamps.add(ts if len(ts) else [now_ms] * n)
+            values.add(vals)
+        else:
+            steps.add_array(_column(st, n, 0, ""))
+            stamps.add_array(_column(ts, n, now_ms, ""))
+            values.add_array(np.array(vals, dtype=np.float64))
     if not lengths:
         return empty()
     segs = numbered(
@@ -204,9 +272,9 @@ def from_series(
         keys,
         ranks,
         np.array(lengths, dtype=np.int64),
-        np.concatenate(steps),
-        np.concatenate(stamps),
-        np.concatenate(values),
+        steps.array(),
+        stamps.array(),
+        values.array(),
     )
     store.check_batch_points(segs.points, field)
     return segs
@@ -255,11 +323,16 @@ def from_block(block: ipb.SeriesBlock, now_ms: int) -> Segments:
     keys = list(block.keys)
     distinct_keys = set(keys)
     for key in distinct_keys - _KNOWN_KEYS:
-        check_key(key, f"block.keys[{keys.index(key)}]")
+        try:
+            check_key(key, "block.keys")
+        except InvalidArgument:  # the position only for a bad key: index() is a scan
+            check_key(key, f"block.keys[{keys.index(key)}]")
     runs = list(block.run_ids)
-    if "" in runs:
-        field = f"block.run_ids[{runs.index('')}]"
-        raise InvalidArgument("RUN_NOT_FOUND", f"{field} is empty", field)
+    for run_id in set(runs):
+        try:
+            check_run_id(run_id, "block.run_ids")
+        except InvalidArgument:
+            check_run_id(run_id, f"block.run_ids[{runs.index(run_id)}]")
     if len(block.run_index):
         if len(block.run_index) != n:
             raise InvalidArgument(

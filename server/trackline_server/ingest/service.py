@@ -1,39 +1,93 @@
 """IngestService.StreamMetrics: validates numbered batches, queues them on the group-commit
-writer and answers with acks in sequence order, each sent only after its batch committed."""
+writer and answers with acks in sequence order, each sent only after its batch committed.
+
+A stream opens with a handshake that takes its writer over (``GroupCommitWriter.handshake``:
+the writer's key, and owner when tokens are on, must match). One stream holds a writer at a
+time: a newer handshake for the same writer ends the older stream here at once (and, on other
+replicas, its flushes refuse the older stream's batches by their epoch). Seqs are checked
+before a batch is queued, so none that cannot be stored reaches a flush.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
-from .. import store
-from ..errors import InvalidArgument, TracklineError, Unavailable, grpc_status
+from .. import limits, store
+from ..errors import (
+    InvalidArgument,
+    TracklineError,
+    Unavailable,
+    from_exception,
+    grpc_status,
+)
 from . import segments
-from .writer import GroupCommitWriter, Rejection, StreamBatch
+from .segments import Segments
+from .settle import fenced
+from .writer import GroupCommitWriter, Handshake, Rejection, StreamBatch
 
 _MAX_WRITER_ID = 128
+_WRITER_KEY_BYTES = (16, 64)
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+# A batch with more series (or block entries) than this is checked and converted in a worker
+# thread: a 100,000-series message takes the best part of a second of Python work, which on
+# the event loop would hold up every other call (health checks included).
+_CONVERT_IN_THREAD_SERIES = 2_000
+_CONVERT_IN_THREAD_POINTS = 500_000
 
 
-def encode_batch(writer_id: str, request: ipb.StreamMetricsRequest) -> StreamBatch:
+def _convert(request: ipb.StreamMetricsRequest) -> tuple[Segments, Rejection | None]:
+    """A batch's points as columns, or its refusal."""
+    try:
+        return segments.from_request(request, store.now_ms()), None
+    except TracklineError as err:
+        return segments.empty(), Rejection(err.reason, err.message)
+
+
+async def encode_batch(
+    writer_id: str, request: ipb.StreamMetricsRequest, epoch: int = 0
+) -> StreamBatch:
     """Checks a batch and converts its points to columns; a bad batch comes back refused
     (its refusal is stored with the writer's mark like any other)."""
-    try:
-        segs = segments.from_request(request, store.now_ms())
-    except TracklineError as err:
-        return StreamBatch(writer_id, request.seq, segments.empty(),
-                           refused=Rejection(err.reason, err.message))  # fmt: skip
-    return StreamBatch(writer_id, request.seq, segs)
+    block = request.block
+    if (
+        len(request.series) + len(block.lengths) > _CONVERT_IN_THREAD_SERIES
+        or len(block.values) > _CONVERT_IN_THREAD_POINTS
+    ):
+        segs, refused = await asyncio.to_thread(_convert, request)
+    else:
+        segs, refused = _convert(request)
+    return StreamBatch(writer_id, request.seq, segs, refused=refused, epoch=epoch)
+
+
+@dataclass(eq=False)
+class _Holder:
+    """The stream that holds a writer in this process."""
+
+    epoch: int
+    # Done once a newer stream of the writer took over: the stream then ends at once.
+    fence: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
-    def __init__(self, writer: GroupCommitWriter) -> None:
+    def __init__(self, writer: GroupCommitWriter, *, owners: bool = False) -> None:
+        """``owners``: the server requires tokens, and a writer id belongs to the token that
+        created it."""
         self.writer = writer
+        self.owners = owners
         self._closing = asyncio.Event()
+        self._holders: dict[str, _Holder] = {}
 
     def begin_shutdown(self) -> None:
         """Streams stop reading; what they queued is still committed and acked."""
@@ -45,22 +99,66 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ipb.StreamMetricsResponse]:
         try:
+            async for response in self._stream(request_iterator, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # domain errors as they are; the rest INTERNAL with an id
+            await context.abort_with_status(grpc_status(from_exception(exc, "the metric stream")))
+
+    async def _stream(
+        self,
+        request_iterator: AsyncIterator[ipb.StreamMetricsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ipb.StreamMetricsResponse]:
+        try:
             first = await anext(aiter(request_iterator))
         except StopAsyncIteration:
             return
-        writer_id = first.writer_id
-        if not 1 <= len(writer_id) <= _MAX_WRITER_ID:
-            await _abort(
-                context,
-                InvalidArgument(
-                    "INVALID_WRITER_ID",
-                    f"the first message must carry a writer_id of 1 to {_MAX_WRITER_ID} characters",
-                    "writer_id",
-                ),
+        writer_id, key = first.writer_id, first.writer_key
+        if not 1 <= len(writer_id) <= _MAX_WRITER_ID or _CONTROL_CHARS.search(writer_id):
+            raise InvalidArgument(
+                "INVALID_WRITER_ID",
+                f"the first message must carry a writer_id of 1 to {_MAX_WRITER_ID} characters,"
+                " without control characters",
+                "writer_id",
             )
-        high_water, refused = await self.writer.high_water(writer_id)
-        hello = ipb.StreamMetricsResponse(acked_seq=high_water)
-        for old_seq, old in refused:
+        low, high = _WRITER_KEY_BYTES
+        if not low <= len(key) <= high:
+            raise InvalidArgument(
+                "INVALID_WRITER_KEY",
+                f"the first message must carry a writer_key of {low} to {high} random bytes,"
+                " the same for the writer's whole life",
+                "writer_key",
+            )
+        owner = _owner(context) if self.owners else None
+        shake = await self.writer.handshake(writer_id, hashlib.sha256(key).hexdigest(), owner)
+        holder = _Holder(shake.epoch)
+        older = self._holders.get(writer_id)
+        if older is not None and older.epoch > holder.epoch:
+            raise fenced()  # a newer handshake of this writer finished first
+        self._holders[writer_id] = holder
+        if older is not None and not older.fence.done():
+            older.fence.set_result(None)
+        try:
+            async for response in self._serve(writer_id, key, first, request_iterator, shake,
+                                              holder):  # fmt: skip
+                yield response
+        finally:
+            if self._holders.get(writer_id) is holder:
+                del self._holders[writer_id]
+
+    async def _serve(
+        self,
+        writer_id: str,
+        key: bytes,
+        first: ipb.StreamMetricsRequest,
+        request_iterator: AsyncIterator[ipb.StreamMetricsRequest],
+        shake: Handshake,
+        holder: _Holder,
+    ) -> AsyncIterator[ipb.StreamMetricsResponse]:
+        hello = ipb.StreamMetricsResponse(acked_seq=shake.high_water)
+        for old_seq, old in shake.rejections:
             hello.rejections.add(seq=old_seq, reason=old.reason, message=old.message)
         yield hello
 
@@ -69,25 +167,30 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         )
         wake = asyncio.Event()
         reader = asyncio.create_task(
-            self._read(writer_id, first, request_iterator, pending, wake, high_water)
-        )
-        acked = high_water
+            self._read(writer_id, key, first, request_iterator, pending, wake, shake.high_water,
+                       holder.epoch)
+        )  # fmt: skip
+        acked = shake.high_water
         try:
             while True:
+                if holder.fence.done():
+                    raise fenced()  # what it queued and did not commit is refused by epoch
                 if not pending:
                     if reader.done():
                         break
                     wake.clear()
-                    await _either(wake, self._closing)
+                    await _any(holder.fence, wake, self._closing)
                     if self._closing.is_set() and not reader.done():
                         reader.cancel()  # a batch it had not queued yet is resent later
                         await asyncio.wait([reader])
                     continue
                 seq, fut = pending[0]
-                try:
-                    await fut
-                except TracklineError as err:  # the flush failed: nothing of it is acked
-                    await _abort(context, err)
+                if not fut.done():
+                    either: list[asyncio.Future[Any]] = [fut, holder.fence]
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if not fut.done():
+                        continue  # fenced meanwhile
+                fut.result()  # the flush failed or fenced it: nothing of it is acked
                 response = ipb.StreamMetricsResponse()
                 while pending and pending[0][1].done():
                     seq, fut = pending.popleft()
@@ -100,26 +203,23 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 response.acked_seq = acked
                 yield response
             error = None if reader.cancelled() else reader.exception()
-            if isinstance(error, TracklineError):
-                await _abort(context, error)
-            elif error is not None:
+            if error is not None:
                 raise error
             if self._closing.is_set():
-                await _abort(
-                    context,
-                    Unavailable("SHUTTING_DOWN", "the server is shutting down; reconnect"),
-                )
+                raise Unavailable("SHUTTING_DOWN", "the server is shutting down; reconnect")
         finally:
             reader.cancel()
 
     async def _read(
         self,
         writer_id: str,
+        key: bytes,
         first: ipb.StreamMetricsRequest,
         requests: AsyncIterator[ipb.StreamMetricsRequest],
         pending: collections.deque[tuple[int, asyncio.Future[Rejection | None]]],
         wake: asyncio.Event,
         high_water: int,
+        epoch: int,
     ) -> None:
         last_seq = 0
 
@@ -129,18 +229,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 raise InvalidArgument(
                     "WRITER_ID_CHANGED", "a stream cannot change its writer_id", "writer_id"
                 )
-            if request.seq == 0:
-                if request.series:
-                    raise InvalidArgument(
-                        "INVALID_SEQ", "a batch with points needs a seq of 1 or more", "seq"
-                    )
-                return
-            if request.seq <= last_seq:
+            if request.writer_key and request.writer_key != key:
                 raise InvalidArgument(
-                    "INVALID_SEQ",
-                    f"seq {request.seq} is not above the stream's previous seq {last_seq}",
-                    "seq",
+                    "WRITER_KEY_CHANGED", "a stream cannot change its writer_key", "writer_key"
                 )
+            _check_seq(request, last_seq, high_water)
+            if request.seq == 0:
+                return
             last_seq = request.seq
             loop = asyncio.get_running_loop()
             if request.seq <= high_water:
@@ -148,7 +243,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 done.set_result(None)  # committed before this stream began
                 pending.append((request.seq, done))
             else:
-                batch = encode_batch(writer_id, request)
+                batch = await encode_batch(writer_id, request, epoch)
                 await self.writer.put_batch(batch)  # waits while the queue is full
                 pending.append((request.seq, batch.done))
             wake.set()
@@ -163,14 +258,49 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             wake.set()
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: TracklineError) -> None:
-    await context.abort_with_status(grpc_status(err))
+def _check_seq(request: ipb.StreamMetricsRequest, last_seq: int, high_water: int) -> None:
+    """Refuses a seq the writer cannot have sent: one that does not fit int64, repeats or
+    goes back on the stream, or skips ahead (a writer numbers its batches by one, and resends
+    from the handshake's mark); and points without a seq."""
+    seq = request.seq
+    if seq == 0:
+        if len(request.series) or request.HasField("block"):
+            raise InvalidArgument(
+                "INVALID_SEQ", "a batch with points needs a seq of 1 or more", "seq"
+            )
+        return
+    if seq > limits.MAX_STREAM_SEQ:
+        raise InvalidArgument(
+            "INVALID_SEQ", f"seq {seq} is above the largest allowed, 2^63 - 1", "seq"
+        )
+    if seq <= last_seq:
+        raise InvalidArgument(
+            "INVALID_SEQ", f"seq {seq} is not above the stream's previous seq {last_seq}", "seq"
+        )
+    if seq > max(high_water, last_seq) + 1:
+        raise InvalidArgument(
+            "INVALID_SEQ",
+            f"seq {seq} skips ahead: the next batch of this writer is"
+            f" {max(high_water, last_seq) + 1} (seqs go up by one from the handshake's"
+            " acked_seq)",
+            "seq",
+        )
 
 
-async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+def _owner(context: grpc.aio.ServicerContext) -> str | None:
+    """The SHA-256 (hex) of the call's bearer token, which the auth interceptor admitted."""
+    for name, value in context.invocation_metadata() or ():
+        if name == "authorization":
+            raw = value.encode() if isinstance(value, str) else value
+            return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
+    return None
+
+
+async def _any(fence: asyncio.Future[Any], *events: asyncio.Event) -> None:
+    """Waits until ``fence`` is done or one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([fence, *waits], return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waits:
             w.cancel()

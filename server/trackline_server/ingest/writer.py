@@ -3,13 +3,19 @@ batches and unary LogBatch calls alike) into one transaction per flush.
 
 A flush starts when the first item arrives and gathers for ``linger`` seconds, or less when
 ``flush_points`` points wait, and takes at most that many points. Its transaction reads the
-high-water sequence of every writer involved, skips batches at or below it (resends),
-rejects batches for unknown or deleted runs, writes the rest, moves the high-water marks,
-and runs each unary job in a savepoint so one bad call cannot undo the others. Stream points
-go to chunks or, for short series, to the metric log as one row per flush (``flush_log.py``;
+high-water sequence and epoch of every writer involved, refuses batches of fenced streams
+(an older epoch), skips batches at or below the mark (resends), rejects batches for unknown
+or deleted runs and experiments, writes the rest, moves the high-water marks, and runs each
+unary job in a savepoint so one bad call cannot undo the others (``settle.py``). Stream
+points go to chunks or, for short series, to the metric log as one row per flush (``flush_log.py``;
 the compactor moves them into chunks later), and each series' latest value moves forward in
 the same transaction, so search sees a point as soon as it is acked. Only after
 COMMIT are the waiters resolved.
+
+Whatever could fail a transaction is checked per batch before it joins one (``segments``
+and the stream's checks); a flush that fails all the same is retried in halves, so that only
+the items that break it fail (``_isolate``), unless the failure is plainly the database's
+(unreachable, full, locked), when all of them fail at once.
 
 The queue is bounded in points and bytes. Streams wait for room (``put_batch``), which stops
 them reading and pushes back through HTTP/2 flow control; unary calls are refused at once
@@ -21,59 +27,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits
-from ..database import Database, execute_many, fetch_all
-from ..errors import ResourceExhausted, Unavailable
-from ..models import ingest_rejections, ingest_writers, runs
-from . import chunks, flush_log, segments
-from .segments import Segments
+from ..database import Database
+from ..errors import ResourceExhausted, TracklineError, Unavailable, internal
+from . import settle
+from .settle import Handshake, Rejection, StreamBatch, WriterStats, future
+
+__all__ = ["GroupCommitWriter", "Handshake", "Job", "Rejection", "StreamBatch"]
 
 log = logging.getLogger("trackline.ingest")
 
 T = TypeVar("T")
-ACTIVE = 1
-# Series with at least this many points in one flush are written as chunks at once.
-DIRECT_CHUNK_POINTS = 1024
-# Rejections a handshake returns, and how long they are kept.
-REMEMBERED_REJECTIONS = 1000
-REJECTIONS_KEPT_MS = 7 * 24 * 3600 * 1000
-
-
-@dataclass
-class Rejection:
-    reason: str
-    message: str
-
-
-@dataclass
-class StreamBatch:
-    """A numbered batch of one writer, its points already checked; or, with ``refused``, a
-    batch refused on arrival, queued only so that its refusal is stored with the writer's
-    high-water mark."""
-
-    writer_id: str
-    seq: int
-    segs: Segments
-    refused: Rejection | None = None
-    done: asyncio.Future[Rejection | None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-    @property
-    def points(self) -> int:
-        return self.segs.points
-
-    @property
-    def nbytes(self) -> int:
-        return self.segs.nbytes
 
 
 @dataclass
@@ -83,55 +53,10 @@ class Job(Generic[T]):
     fn: Callable[[AsyncConnection], Awaitable[T]]
     points: int
     nbytes: int
-    done: asyncio.Future[T] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    done: asyncio.Future[T] = field(default_factory=future)
 
 
 Item = StreamBatch | Job[Any]
-
-
-@dataclass
-class _Writes:
-    """What a flush stores for its accepted stream batches, worked out before its
-    transaction: on SQLite the write lock is then held only for the statements, and a flush
-    that waits for a compaction to release it has its work done meanwhile."""
-
-    batches: int  # how many batches' points these are
-    chunk_rows: list[chunks.Row]  # series with DIRECT_CHUNK_POINTS or more points
-    log_points: int  # the points of the other series, in one metric log row
-    log_body: bytes
-    latest: chunks.Latest
-
-    @classmethod
-    def of(cls, parts: list[Segments]) -> _Writes:
-        points = segments.concat(parts)
-        # A series with many points in this flush makes a chunk of good size now; the points
-        # of short series go to the log, to be compacted with later flushes' points.
-        direct, short = segments.split_long(points, DIRECT_CHUNK_POINTS)
-        return cls(
-            len(parts),
-            chunks.chunk_rows(direct),
-            short.points,
-            flush_log.encode(short) if short.points else b"",
-            chunks.latest_of(points),
-        )
-
-    async def store(self, conn: AsyncConnection) -> None:
-        """Writes the rows, in the caller's transaction."""
-        await chunks.insert_rows(conn, self.chunk_rows)
-        if self.log_points:
-            await flush_log.append(conn, self.log_points, self.log_body)
-        await chunks.upsert_latest(conn, self.latest)
-
-
-@dataclass
-class WriterStats:
-    flushes: int = 0
-    points: int = 0
-    batches: int = 0
-    skipped: int = 0
-    rejected: int = 0
 
 
 class GroupCommitWriter:
@@ -162,7 +87,6 @@ class GroupCommitWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_flush_items = 0
-        self._logged = False  # a committed flush appended to the metric log
         # writer id -> seq of its oldest batch in a flush that failed. Its later batches,
         # already sent on the same stream, must not commit: the stored mark would pass the
         # failed one, and a reconnecting client would take it for stored. A handshake
@@ -181,24 +105,22 @@ class GroupCommitWriter:
         if self._task is not None:
             await self._task
 
+    async def handshake(self, writer_id: str, key_hash: str, owner: str | None) -> Handshake:
+        """Hands the writer to a new stream (``settle.take_over``, in a write transaction
+        of its own); the writer's batches after a failed one may commit again, as the
+        client resends from the stored mark."""
+        async with self.db.write() as conn:
+            shake = await settle.take_over(conn, writer_id, key_hash, owner)
+        self._failed.pop(writer_id, None)
+        return shake
+
     async def high_water(self, writer_id: str) -> tuple[int, list[tuple[int, Rejection]]]:
-        """The writer's stored high-water sequence, and its stored rejections (the newest
-        REMEMBERED_REJECTIONS, oldest first): a client that reconnects learns about batches
-        refused while it was away instead of taking them for stored."""
+        """The writer's stored high-water sequence and rejections (as ``handshake``), for an
+        in-process writer without a key; like a handshake, it lets the writer's batches after
+        a failed one commit again (the caller resends from the mark)."""
         self._failed.pop(writer_id, None)
         async with self.db.read() as conn:
-            seq = await conn.scalar(
-                select(ingest_writers.c.seq).where(ingest_writers.c.writer_id == writer_id)
-            )
-            found = await conn.execute(
-                select(ingest_rejections.c.seq, ingest_rejections.c.reason,
-                       ingest_rejections.c.message)
-                .where(ingest_rejections.c.writer_id == writer_id)
-                .order_by(ingest_rejections.c.seq.desc())
-                .limit(REMEMBERED_REJECTIONS)
-            )  # fmt: skip
-            rejections = [(int(q), Rejection(r, m)) for q, r, m in found]
-        return int(seq or 0), rejections[::-1]
+            return await settle.mark(conn, writer_id)
 
     async def put_batch(self, batch: StreamBatch) -> None:
         """Queues a stream batch, waiting while the queue is full."""
@@ -289,40 +211,38 @@ class GroupCommitWriter:
     async def _flush(self, items: list[Item]) -> None:
         if self._failed:
             items = self._drop_after_failures(items)
+        if not items:
+            return
         batches = [i for i in items if isinstance(i, StreamBatch)]
         jobs = [i for i in items if isinstance(i, Job)]
         job_results: list[tuple[bool, Any]] = []
+        stats = WriterStats()
         try:
             # Assumes every batch not refused on arrival is accepted: the transaction redoes
             # the work in the rare flush where one is a resend or its run is gone.
-            planned = _Writes.of([b.segs for b in batches if b.refused is None])
+            planned = await settle.Writes.planned([b.segs for b in batches if b.refused is None])
             async with self.db.write() as conn:
-                outcomes = await self._write_batches(conn, batches, planned)
+                outcomes, logged = await settle.write_batches(conn, batches, planned, stats)
                 for job in jobs:
                     try:
                         async with conn.begin_nested():
                             job_results.append((True, await job.fn(conn)))
                     except Exception as err:  # rolled back to the savepoint; others go on
                         job_results.append((False, err))
-        except Exception as err:  # the transaction did not commit: nothing is acked
-            log.exception("ingest flush of %d items failed", len(items))
-            failure = (  # the store's own reason (STORE_LOST, ...) as it is
-                err
-                if isinstance(err, Unavailable)
-                else Unavailable("WRITE_FAILED", f"the write did not commit: {err}")
-            )
-            for item in items:
-                if not item.done.done():
-                    item.done.set_exception(failure)
-            for b in batches:
-                self._failed[b.writer_id] = min(b.seq, self._failed.get(b.writer_id, b.seq))
+        except Exception as err:  # the transaction did not commit: nothing of it is acked
+            await self._isolate(items, err)
             return
         self.stats.flushes += 1
-        if self._logged and self.on_logged is not None:
-            self._logged = False
+        for name in ("points", "batches", "skipped", "rejected", "fenced"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
+        if logged and self.on_logged is not None:
             self.on_logged()
         for batch, outcome in zip(batches, outcomes, strict=True):
-            if not batch.done.done():
+            if batch.done.done():
+                continue
+            if isinstance(outcome, TracklineError):
+                batch.done.set_exception(outcome)
+            else:
                 batch.done.set_result(outcome)
         for job, (ok, value) in zip(jobs, job_results, strict=True):
             if job.done.done():
@@ -331,6 +251,34 @@ class GroupCommitWriter:
                 job.done.set_result(value)
             else:
                 job.done.set_exception(value)
+
+    async def _isolate(self, items: list[Item], err: Exception) -> None:
+        """After a flush of ``items`` failed with ``err``: retries them in halves (each its
+        own transaction, in order), so that only the items that break a transaction fail;
+        when the failure is plainly the database's, or one item is left, fails them."""
+        if len(items) > 1 and not settle.not_an_items_fault(err):
+            log.warning("an ingest flush of %d items failed; retrying them in halves", len(items))
+            half = len(items) // 2
+            await self._flush(items[:half])
+            await self._flush(items[half:])
+            return
+        # The log gets the exception; the callers an error id, never its text (it can hold
+        # SQL and bound parameters: other clients' writer ids and runs).
+        # The store's own refusal (STORE_LOST, STORE_FULL, ...) reaches the callers as it is.
+        failure = (
+            err
+            if isinstance(err, Unavailable)
+            else Unavailable(
+                "WRITE_FAILED",
+                f"the write did not commit: {internal(err, 'the ingest flush').message}",
+            )
+        )
+        for item in items:
+            if not item.done.done():
+                item.done.set_exception(failure)
+            if isinstance(item, StreamBatch):
+                failed = self._failed.get(item.writer_id, item.seq)
+                self._failed[item.writer_id] = min(item.seq, failed)
 
     def _drop_after_failures(self, items: list[Item]) -> list[Item]:
         """Fails the batches that follow a failed one of their writer (see ``_failed``)."""
@@ -347,91 +295,3 @@ class GroupCommitWriter:
             else:
                 kept.append(item)
         return kept
-
-    async def _write_batches(
-        self, conn: AsyncConnection, batches: Sequence[StreamBatch], planned: _Writes
-    ) -> list[Rejection | None]:
-        if not batches:
-            return []
-        writer_ids = {b.writer_id for b in batches}
-        query = select(ingest_writers.c.writer_id, ingest_writers.c.seq).where(
-            ingest_writers.c.writer_id.in_(writer_ids)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # replicas serialise on a writer's mark
-        marks: dict[str, int] = {w: int(s) for w, s in await fetch_all(conn, query)}
-        known = dict(marks)
-        run_ids = {s[0] for b in batches for s in b.segs.series}
-        stages = dict(
-            await fetch_all(
-                conn,
-                select(runs.c.run_id, runs.c.lifecycle_stage).where(runs.c.run_id.in_(run_ids)),
-            )
-        )
-        outcomes: list[Rejection | None] = []
-        accepted: list[Segments] = []
-        refused: list[tuple[str, int, Rejection]] = []
-        for b in batches:
-            if b.seq <= marks.get(b.writer_id, 0):
-                outcomes.append(None)  # a resend of a committed batch
-                self.stats.skipped += 1
-                continue
-            marks[b.writer_id] = b.seq
-            rejection = b.refused or _check_runs(b, stages)
-            outcomes.append(rejection)
-            if rejection is None:
-                accepted.append(b.segs)
-                self.stats.batches += 1
-                self.stats.points += b.points
-            else:
-                refused.append((b.writer_id, b.seq, rejection))
-                self.stats.rejected += 1
-        writes = planned if len(accepted) == planned.batches else _Writes.of(accepted)
-        await writes.store(conn)
-        self._logged = self._logged or writes.log_points > 0
-        moved = {w: s for w, s in marks.items() if known.get(w) != s}
-        if moved:
-            await _upsert_marks(conn, moved)
-        if refused:
-            await _remember(conn, refused)
-        return outcomes
-
-
-async def _remember(conn: AsyncConnection, refused: list[tuple[str, int, Rejection]]) -> None:
-    """Stores rejections with the flush, and forgets those older than REJECTIONS_KEPT_MS."""
-    now = int(time.time() * 1000)
-    await conn.execute(
-        insert(ingest_rejections),
-        [
-            {"writer_id": w, "seq": q, "reason": r.reason, "message": r.message[:4096],
-             "created_time": now}
-            for w, q, r in refused
-        ],
-    )  # fmt: skip
-    await conn.execute(
-        delete(ingest_rejections).where(ingest_rejections.c.created_time < now - REJECTIONS_KEPT_MS)
-    )
-
-
-def _check_runs(batch: StreamBatch, stages: dict[str, int]) -> Rejection | None:
-    for run_id in batch.segs.run_ids:
-        stage = stages.get(run_id)
-        if stage is None:
-            return Rejection("RUN_NOT_FOUND", f"no run with id {run_id!r}")
-        if stage != ACTIVE:
-            return Rejection("RUN_DELETED", f"run {run_id!r} is deleted; restore it first")
-    return None
-
-
-async def _upsert_marks(conn: AsyncConnection, marks: dict[str, int]) -> None:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(ingest_writers)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[ingest_writers.c.writer_id],
-        set_={"seq": stmt.excluded.seq, "updated_time": stmt.excluded.updated_time},
-        where=stmt.excluded.seq > ingest_writers.c.seq,
-    )
-    now = int(time.time() * 1000)
-    await execute_many(
-        conn, stmt, [{"writer_id": w, "seq": s, "updated_time": now} for w, s in marks.items()]
-    )
