@@ -68,7 +68,7 @@ class TracklineClient:
     ) -> None:
         self.target: Target = resolve_uri(uri)
         self.uri = str(self.target)
-        self.token = _token(token if token is not None else os.environ.get("TRACKLINE_TOKEN"))
+        self.token = clean_token(token if token is not None else os.environ.get("TRACKLINE_TOKEN"))
         self.retry_seconds = retry_seconds
         self.connect_timeout = (
             connect_timeout if connect_timeout is not None else _env_connect_timeout()
@@ -445,7 +445,7 @@ class TracklineClient:
         return out
 
 
-def _token(token: str | None) -> str | None:
+def clean_token(token: str | None) -> str | None:
     """The token without surrounding whitespace (as read from a file); None when empty."""
     token = (token or "").strip()
     if token and not _HEADER_VALUE.fullmatch(token):

@@ -52,8 +52,9 @@ import grpc
 
 from trackline.v1 import ingest_pb2 as ipb
 
-from ._client import CHANNEL_OPTIONS, DEFAULT_URI
+from ._client import CHANNEL_OPTIONS, clean_token
 from ._exceptions import BatchRejected, TracklineError, from_rpc_error
+from ._uri import open_channel, resolve_uri
 
 logger = logging.getLogger("trackline")
 
@@ -141,8 +142,9 @@ class MetricSender:
         token: str | None = None,
         max_buffered_points: int | None = None,
     ) -> None:
-        self.uri = uri or os.environ.get("TRACKLINE_URI", DEFAULT_URI)
-        self.token = token if token is not None else os.environ.get("TRACKLINE_TOKEN")
+        self.target = resolve_uri(uri)
+        self.uri = str(self.target)
+        self.token = clean_token(token if token is not None else os.environ.get("TRACKLINE_TOKEN"))
         self.max_buffered_points = (
             max_buffered_points if max_buffered_points is not None else _env_max_buffered()
         )
@@ -396,9 +398,9 @@ class MetricSender:
     # The connection thread.
     def _get_stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(
-                self.uri,
-                options=[
+            self._channel = open_channel(
+                self.target,
+                [
                     *CHANNEL_OPTIONS,
                     # Reconnect about as eagerly as our own backoff (gRPC's default max is 120 s).
                     ("grpc.initial_reconnect_backoff_ms", 100),
