@@ -78,6 +78,7 @@ def _stream_one_batch(address: str, run_id: str, writer_id: str) -> list[int]:
     """Streams one batch of one point; the acked seqs the server answered."""
     request = ipb.StreamMetricsRequest(
         writer_id=writer_id,
+        writer_key=os.urandom(32),
         seq=1,
         series=[ipb.RankedSeries(run_id=run_id, key="m", steps=[0], timestamps=[1], values=[1.0])],
     )
@@ -373,7 +374,9 @@ def test_invalid_utf8_is_a_malformed_request(sqlite_server: ServerProcess) -> No
         assert "UTF-8" in message and "DecodeError" not in message
 
         stream = channel.stream_stream("/trackline.v1.IngestService/StreamMetrics")
-        first = ipb.StreamMetricsRequest(writer_id="abc", seq=0).SerializeToString()
+        first = ipb.StreamMetricsRequest(
+            writer_id="abc", writer_key=b"k" * 32, seq=0
+        ).SerializeToString()
         with pytest.raises(grpc.RpcError) as err:
             list(stream(iter([first.replace(b"abc", b"\xff\xfe\xfd")]), timeout=10))
         assert _status(err.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")

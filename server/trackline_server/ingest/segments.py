@@ -219,14 +219,16 @@ def _mismatch(path: str, name: str, got: int, n: int) -> InvalidArgument:
 
 
 def from_series(
-    series: Iterable[ipb.RankedSeries | pb.MetricSeries],
+    series: Sequence[ipb.RankedSeries | pb.MetricSeries],
     now_ms: int,
     field: str,
     run_id: str = "",
 ) -> Segments:
     """Checks and converts series messages (RankedSeries of a stream; MetricSeries of a
     LogBatch, all of ``run_id``). Series without values are skipped. The work per series
-    is a few attribute reads and list appends: a batch of many one-point series is common."""
+    is a few attribute reads and list appends: a batch of many one-point series is common.
+    The point count is checked first, so an oversized batch is refused before any copy."""
+    store.check_batch_points(sum(len(s.values) for s in series), field)
     run_ids: list[str] = []
     keys: list[str] = []
     ranks: list[int] = []
@@ -276,7 +278,6 @@ def from_series(
         stamps.array(),
         values.array(),
     )
-    store.check_batch_points(segs.points, field)
     return segs
 
 
