@@ -19,6 +19,7 @@ from .ingest import downsample, history_wire, reads, segments
 from .ingest.compactor import Compactor
 from .ingest.writer import GroupCommitWriter, Job
 from .search import queries
+from .shield import shielded
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -28,12 +29,17 @@ def rpc(
     fn: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
 ) -> Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
     """Ends the call with the status of any exception it raises (``errors.from_exception``:
-    a domain error with its ErrorInfo/BadRequest details, anything else as INTERNAL)."""
+    a domain error with its ErrorInfo/BadRequest details, anything else as INTERNAL).
+
+    The handler runs to its end even when the client goes away: grpc.aio cancels the call's
+    task then, and a cancellation that lands inside a SQLite statement left the connection
+    holding the write lock, so that every later write waited out the busy timeout and
+    failed (``shielded``)."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
-            return await fn(self, request, context)
+            return await shielded(fn(self, request, context))
         except Exception as exc:
             status = grpc_status(from_exception(exc, fn.__name__))
         # Aborted outside the handler: gRPC's AbortError would otherwise chain the exception,

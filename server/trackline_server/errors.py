@@ -241,13 +241,16 @@ def _store_reason(exc: BaseException) -> str | None:
 
 def _is_closed_connection(exc: BaseException) -> bool:
     """asyncpg's InterfaceError for a closed connection (its subclasses, such as DataError
-    for a value out of range, are the caller's or our own mistakes, not the store's)."""
+    for a value out of range, are the caller's or our own mistakes, not the store's), and its
+    InternalClientError for a connection whose server process was terminated mid-protocol
+    ("another operation is in progress")."""
     cls = type(exc)
-    return (
-        cls.__name__ == "InterfaceError"
-        and cls.__module__.startswith("asyncpg")
-        and "connection" in str(exc).lower()
-    )
+    if not cls.__module__.startswith("asyncpg"):
+        return False
+    text = str(exc).lower()
+    if cls.__name__ == "InternalClientError":
+        return "in progress" in text
+    return cls.__name__ == "InterfaceError" and "connection" in text
 
 
 def store_failure(exc: BaseException, what: str = "the call") -> TracklineError | None:

@@ -241,6 +241,32 @@ def test_run_ids_no_run_can_have_are_refused_alone(
     bad.close()
 
 
+def test_streams_cancelled_in_their_handshake_leave_the_store_writable(
+    server: ServerProcess, client: TracklineClient
+) -> None:
+    """A client that goes away during the handshake's write transaction (a deadline, a fork
+    ending its stream) cancels the handler's task. Cut short inside a SQLite statement, that
+    transaction left its connection holding the write lock, and every later write failed
+    with STORE_BUSY after the 30 s busy timeout; cancelled at every point of the handshake
+    here, it commits or rolls back whole and the next writes go through."""
+    run = client.create_run()
+    with grpc.insecure_channel(server.address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        for i in range(200):
+            hello = ipb.StreamMetricsRequest(writer_id=f"c{i % 5}", writer_key=b"k" * 32)
+            call = stub.StreamMetrics(iter([hello]), timeout=5)
+            time.sleep(0.0005 * (i % 7))
+            call.cancel()
+    quick = TracklineClient(server.address, retry_seconds=0)
+    try:
+        for step in range(20):
+            quick.log_metric(run.run_id, "after", 1.0, step=step)
+        quick.update_run(run.run_id, status=3)  # RUN_STATUS_FINISHED
+    finally:
+        quick.close()
+    assert len(steps_of(client, run.run_id, "after")) == 20
+
+
 def test_a_stream_batch_into_a_deleted_experiment_is_rejected(
     server: ServerProcess, client: TracklineClient
 ) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .. import limits
 from ..database import Database
 from ..errors import ResourceExhausted, TracklineError, Unavailable, internal
+from ..shield import shielded
 from . import settle
 from .settle import Handshake, Rejection, StreamBatch, WriterStats, future
 
@@ -109,8 +110,13 @@ class GroupCommitWriter:
         """Hands the writer to a new stream (``settle.take_over``, in a write transaction
         of its own); the writer's batches after a failed one may commit again, as the
         client resends from the stored mark."""
-        async with self.db.write() as conn:
-            shake = await settle.take_over(conn, writer_id, key_hash, owner)
+
+        async def take_over() -> Handshake:
+            async with self.db.write() as conn:
+                return await settle.take_over(conn, writer_id, key_hash, owner)
+
+        # A stream cancelled during its handshake must not cut the transaction short.
+        shake = await shielded(take_over())
         self._failed.pop(writer_id, None)
         return shake
 
