@@ -122,9 +122,8 @@ def _is_semi_join(expr: Expr) -> bool:
 
 
 def _plain(entity: Entity, expr: Expr) -> ColumnElement[bool]:
-    """``expr`` for PostgreSQL, whose text holds no NUL character."""
     if isinstance(expr, Comparison):
-        return _comparison(entity, expr, nul_free=True)
+        return _comparison(entity, expr)
     parts = [_plain(entity, e) for e in expr.operands]
     return and_(*parts) if isinstance(expr, And) else or_(*parts)
 
@@ -158,11 +157,10 @@ class _SqliteShape:
         return self.entity.id_column.in_(select(cte.c[0]))
 
 
-def _comparison(entity: Entity, c: Comparison, nul_free: bool = False) -> ColumnElement[bool]:
-    """``nul_free``: no stored string holds NUL, and none may be sent as a parameter."""
+def _comparison(entity: Entity, c: Comparison) -> ColumnElement[bool]:
     ident = c.ident
     if ident.kind == "attribute":
-        return _attribute(entity.attributes[ident.key], ident.key, c, nul_free)
+        return _attribute(entity.attributes[ident.key], ident.key, c)
     table = entity.key_tables[ident.kind]
     owner = table.c[entity.fk]
     has_key = select(owner).where(table.c.key == ident.key)
@@ -171,16 +169,12 @@ def _comparison(entity: Entity, c: Comparison, nul_free: bool = False) -> Column
     if c.op == "IS NOT NULL":
         return entity.id_column.in_(has_key)
     value_test = (
-        _metric_value(table.c.value, c)
-        if ident.kind == "metric"
-        else _value(table.c.value, c, nul_free)
+        _metric_value(table.c.value, c) if ident.kind == "metric" else _value(table.c.value, c)
     )
     return entity.id_column.in_(has_key.where(value_test))
 
 
-def _attribute(
-    column: KeyedColumnElement[Any], name: str, c: Comparison, nul_free: bool
-) -> ColumnElement[bool]:
+def _attribute(column: KeyedColumnElement[Any], name: str, c: Comparison) -> ColumnElement[bool]:
     value: Any = c.value
     if name == "status":
         value = _map(value, lambda v: STATUS_CODES[str(v)])
@@ -190,7 +184,7 @@ def _attribute(
         return column.is_(None)
     if c.op == "IS NOT NULL":
         return column.is_not(None)
-    return _value(column, Comparison(c.ident, c.op, value, c.position), nul_free)
+    return _value(column, Comparison(c.ident, c.op, value, c.position))
 
 
 def _experiment_id(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
@@ -224,12 +218,10 @@ def _map(value: Any, fn: Any) -> Any:
     return fn(value)
 
 
-def _value(
-    column: KeyedColumnElement[Any], c: Comparison, nul_free: bool = False
-) -> ColumnElement[bool]:
+def _value(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
     """A comparison of a non-NULL column; strings compare by code point on both backends."""
     v: Any = c.value
-    if nul_free and any("\0" in x for x in _strings(v)):
+    if any("\0" in x for x in _strings(v)):
         return _with_nul(column, c)
     result: ColumnElement[bool]
     match c.op:
@@ -267,8 +259,9 @@ def _strings(value: Any) -> list[str]:
 
 
 def _with_nul(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
-    """``c``, whose strings hold NUL, over a column whose strings cannot: such a string equals
-    and matches none of them and sorts right after its part before the NUL."""
+    """``c``, whose strings hold NUL, taken as over strings that cannot (PostgreSQL cannot store
+    NUL, nor bind it; SQLite's LIKE ends a pattern at it): such a string equals and matches
+    none of them and sorts right after its part before the NUL. Both backends answer alike."""
     if isinstance(c.value, tuple):
         kept = tuple(x for x in c.value if "\0" not in str(x))
         if kept:
