@@ -19,6 +19,12 @@ DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (ingest/chunks.py MAX_CHUNK_POI
 MAX_HISTORY_PAGE = 1_000_000
 DEFAULT_SEARCH_PAGE = 1_000
 MAX_SEARCH_PAGE = 50_000
+# A search page also ends before its runs (experiments) pass this many bytes, estimated from
+# the stored sizes; a single larger one is a page of its own up to MAX_MESSAGE_BYTES.
+MAX_SEARCH_REPLY_BYTES = 32 * 1024 * 1024
+MAX_SEARCH_EXPERIMENT_IDS = 10_000
+# Each statement of a search runs at most this long on PostgreSQL (QUERY_TOO_EXPENSIVE).
+SEARCH_STATEMENT_TIMEOUT_S = 30
 # Enforced by the filter parser (search/parser.py), listed here for the README.
 MAX_FILTER_LENGTH = 65_536
 MAX_FILTER_NESTING = 64

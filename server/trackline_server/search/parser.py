@@ -49,6 +49,8 @@ from .ast import (
 Entity = Literal["run", "experiment"]
 
 _NEAR_LENGTH = 20
+# The range of the integer attributes' columns (BIGINT on both backends).
+_INT64 = range(-(2**63), 2**63)
 
 
 class FilterError(Exception):
@@ -681,6 +683,11 @@ class Parser:
             raise self.error(
                 f"{rule.noun} values are integers (milliseconds since the epoch) "
                 f"but found {_found(token)}"
+            )
+        if token.value not in _INT64:
+            raise self.error(
+                f"number out of range; {rule.noun} values are 64-bit integers, "
+                f"from {_INT64.start} to {_INT64.stop - 1}"
             )
         return token.value
 

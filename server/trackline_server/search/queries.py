@@ -1,15 +1,34 @@
-"""SearchRuns and SearchExperiments: filter, order, page, then load the page's rows in bulk."""
+"""SearchRuns and SearchExperiments: filter, order, page, then load the page's rows in bulk.
+
+A page holds at most ``page_size`` rows and, as estimated from the stored sizes before loading,
+at most limits.MAX_SEARCH_REPLY_BYTES; its token continues right after its last row. On
+PostgreSQL each statement of a search is cut off after limits.SEARCH_STATEMENT_TIMEOUT_S.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    LargeBinary,
+    Select,
+    and_,
+    cast,
+    false,
+    func,
+    select,
+    union_all,
+)
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits, page_tokens
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, ResourceExhausted, shown
+from ..models import experiment_tags, experiments, latest_metrics, params, runs, tags
 from ..store import ACTIVE, DELETED, ExperimentRow, RunRow, load_experiments, load_runs
 from . import sql
 from .ast import Expr, Identifier, OrderKey
@@ -23,6 +42,22 @@ ALL = 3
 _RUN_DEFAULT_ORDER = [OrderKey(Identifier("attribute", "start_time", 0), descending=True)]
 _EXPERIMENT_DEFAULT_ORDER = [OrderKey(Identifier("attribute", "creation_time", 0), descending=True)]
 
+# Ids per IN list when sizing and loading a page: the sizing statement binds four lists,
+# 20,000 parameters, below both backends' limits (SQLite 32,766, asyncpg 32,767).
+_SLICE = 5_000
+# Upper bounds of the protobuf framing around the stored strings: a run's or experiment's
+# own fields, one param or tag, one latest metric (its value, step and timestamp included).
+_RUN_OVERHEAD = 256
+_EXPERIMENT_OVERHEAD = 128
+_ENTRY_OVERHEAD = 16
+_METRIC_OVERHEAD = 48
+# What a page of a single row may hold: the send limit less room for the token and framing.
+_MAX_SINGLE_BYTES = limits.MAX_MESSAGE_BYTES - 1024 * 1024
+_QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut off by its timeout
+
+Row = TypeVar("Row", RunRow, ExperimentRow)
+Id = TypeVar("Id", str, int)
+
 
 async def search_runs(
     conn: AsyncConnection,
@@ -34,30 +69,24 @@ async def search_runs(
     view_type: int,
 ) -> tuple[list[RunRow], str]:
     """One page of matching runs and the token of the next page ("" at the end)."""
-    exp_ids = []
-    for i, raw in enumerate(experiment_ids):
-        if not raw.isdigit():
-            raise InvalidArgument(
-                "INVALID_EXPERIMENT_ID",
-                f"experiment id {raw!r} is not an experiment id",
-                f"experiment_ids[{i}]",
-            )
-        exp_ids.append(int(raw))
+    exp_ids = _experiment_ids(experiment_ids)
     expr, keys = _parse(filter_text, order_by, "run")
     size = _page_size(page_size)
-    fingerprint = page_tokens.fingerprint("runs", sorted(exp_ids), filter_text, order_by, view_type)
+    fingerprint = page_tokens.fingerprint("runs", exp_ids, filter_text, order_by, view_type)
     offset = _decode_offset(page_token, fingerprint) if page_token else 0
 
     where: list[ColumnElement[bool]] = [_stage(sql.RUN.table.c.lifecycle_stage, view_type)]
-    if exp_ids:
-        where.append(sql.RUN.table.c.experiment_id.in_(exp_ids))
+    if experiment_ids:
+        where.append(sql.RUN.table.c.experiment_id.in_(exp_ids) if exp_ids else false())
     if expr is not None:
-        where.append(sql.condition(sql.RUN, expr))
+        where.append(sql.condition(sql.RUN, expr, conn.dialect.name))
     query = select(sql.RUN.id_column).where(and_(*where))
     query = sql.order(sql.RUN, query, keys, _RUN_DEFAULT_ORDER).offset(offset).limit(size + 1)
-    ids = list(await conn.scalars(query))
-    token = page_tokens.encode({"o": offset + size}, fingerprint) if len(ids) > size else ""
-    return await load_runs(conn, ids[:size]), token
+    async with _time_limit(conn):
+        ids: list[str] = list(await conn.scalars(query))
+        found = await _fill(conn, ids[:size], _run_sizes, load_runs, "run")
+    more = len(found) < len(ids)
+    return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
 
 
 async def search_experiments(
@@ -76,12 +105,131 @@ async def search_experiments(
 
     where = [_stage(sql.EXPERIMENT.table.c.lifecycle_stage, view_type)]
     if expr is not None:
-        where.append(sql.condition(sql.EXPERIMENT, expr))
+        where.append(sql.condition(sql.EXPERIMENT, expr, conn.dialect.name))
     query = select(sql.EXPERIMENT.id_column).where(and_(*where))
     query = sql.order(sql.EXPERIMENT, query, keys, _EXPERIMENT_DEFAULT_ORDER)
-    ids = list(await conn.scalars(query.offset(offset).limit(size + 1)))
-    token = page_tokens.encode({"o": offset + size}, fingerprint) if len(ids) > size else ""
-    return await load_experiments(conn, ids[:size]), token
+    async with _time_limit(conn):
+        ids: list[int] = list(await conn.scalars(query.offset(offset).limit(size + 1)))
+        found = await _fill(conn, ids[:size], _experiment_sizes, load_experiments, "experiment")
+    more = len(found) < len(ids)
+    return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
+
+
+@asynccontextmanager
+async def _time_limit(conn: AsyncConnection) -> AsyncIterator[None]:
+    """On PostgreSQL: the statement timeout for the rest of the transaction, and no JIT (with
+    hundreds of comparisons JIT compilation took 16 of a query's 17 s); a statement cut off
+    by the timeout becomes QUERY_TOO_EXPENSIVE."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    timeout_ms = str(limits.SEARCH_STATEMENT_TIMEOUT_S * 1000)
+    await conn.execute(
+        select(
+            func.set_config("statement_timeout", timeout_ms, True),
+            func.set_config("jit", "off", True),
+        )
+    )
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _QUERY_CANCELED:
+            raise
+        raise ResourceExhausted(
+            "QUERY_TOO_EXPENSIVE",
+            f"the search took longer than {limits.SEARCH_STATEMENT_TIMEOUT_S} s; narrow the filter",
+        ) from None
+
+
+async def _fill(
+    conn: AsyncConnection,
+    ids: list[Id],
+    sizes: Callable[[AsyncConnection, list[Id]], CompoundSelect[Any]],
+    load: Callable[[AsyncConnection, list[Id]], Awaitable[list[Row]]],
+    noun: str,
+) -> list[Row]:
+    """The rows of the longest prefix of ``ids`` within the reply budget (at least one row),
+    loaded in slices. ``sizes`` selects (id, bytes) pairs whose sums per id are the estimates."""
+    found: list[Row] = []
+    used = 0
+    for start in range(0, len(ids), _SLICE):
+        part = ids[start : start + _SLICE]
+        estimates: dict[Id, int] = dict.fromkeys(part, 0)
+        for row_id, size in await conn.execute(sizes(conn, part)):
+            estimates[row_id] += int(size or 0)
+        take: list[Id] = []
+        for row_id in part:
+            size = estimates[row_id]
+            if (found or take) and used + size > limits.MAX_SEARCH_REPLY_BYTES:
+                return found + await load(conn, take)
+            if size > _MAX_SINGLE_BYTES:
+                raise ResourceExhausted(
+                    "REPLY_TOO_LARGE",
+                    f"{noun} {shown(str(row_id))} holds about {size >> 20} MiB of data, more "
+                    f"than one reply can carry ({limits.MAX_MESSAGE_BYTES >> 20} MiB); "
+                    "delete some of its tags or params",
+                )
+            take.append(row_id)
+            used += size
+        found += await load(conn, take)
+    return found
+
+
+def _octets(conn: AsyncConnection, column: Any) -> ColumnElement[int]:
+    """The UTF-8 length of a text column; PostgreSQL reads it without detoasting the value."""
+    if conn.dialect.name == "postgresql":
+        return func.octet_length(column)
+    return func.length(cast(column, LargeBinary))
+
+
+def _run_sizes(conn: AsyncConnection, ids: list[str]) -> CompoundSelect[Any]:
+    r, p, t, m = runs.c, params.c, tags.c, latest_metrics.c
+
+    def entries(c: Any) -> Select[Any]:
+        total = func.sum(_octets(conn, c.key) + _octets(conn, c.value) + _ENTRY_OVERHEAD)
+        return select(c.run_id, total).where(c.run_id.in_(ids)).group_by(c.run_id)
+
+    own = _RUN_OVERHEAD + _octets(conn, r.run_name) + _octets(conn, r.artifact_uri)
+    metrics = func.sum(_octets(conn, m.key) + _METRIC_OVERHEAD)
+    return union_all(
+        select(r.run_id, own).where(r.run_id.in_(ids)),
+        entries(p),
+        entries(t),
+        select(m.run_id, metrics).where(m.run_id.in_(ids)).group_by(m.run_id),
+    )
+
+
+def _experiment_sizes(conn: AsyncConnection, ids: list[int]) -> CompoundSelect[Any]:
+    e, t = experiments.c, experiment_tags.c
+    own = _EXPERIMENT_OVERHEAD + _octets(conn, e.name) + _octets(conn, e.artifact_location)
+    total = func.sum(_octets(conn, t.key) + _octets(conn, t.value) + _ENTRY_OVERHEAD)
+    return union_all(
+        select(e.experiment_id, own).where(e.experiment_id.in_(ids)),
+        select(t.experiment_id, total).where(t.experiment_id.in_(ids)).group_by(t.experiment_id),
+    )
+
+
+def _experiment_ids(raw_ids: Sequence[str]) -> list[int]:
+    """The distinct ids named, sorted; ids too large for any experiment to have are left out
+    (they match nothing, as an unknown id does)."""
+    if len(raw_ids) > limits.MAX_SEARCH_EXPERIMENT_IDS:
+        raise InvalidArgument(
+            "TOO_MANY_EXPERIMENTS",
+            f"{len(raw_ids)} experiment ids; at most {limits.MAX_SEARCH_EXPERIMENT_IDS}",
+            "experiment_ids",
+        )
+    ids: set[int] = set()
+    for i, raw in enumerate(raw_ids):
+        if not (raw.isascii() and raw.isdigit()):
+            raise InvalidArgument(
+                "INVALID_EXPERIMENT_ID",
+                f"experiment id {shown(raw)} is not an experiment id",
+                f"experiment_ids[{i}]",
+            )
+        digits = raw.lstrip("0") or "0"
+        if len(digits) <= 10 and int(digits) <= sql.MAX_EXPERIMENT_ID:
+            ids.add(int(digits))
+    return sorted(ids)
 
 
 def _parse(
