@@ -186,8 +186,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     continue
                 seq, fut = pending[0]
                 if not fut.done():
-                    either: list[asyncio.Future[Any]] = [fut, holder.fence]
-                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    await _first_of(fut, holder.fence)
                     if not fut.done():
                         continue  # fenced meanwhile
                 fut.result()  # the flush failed or fenced it: nothing of it is acked
@@ -294,6 +293,24 @@ def _owner(context: grpc.aio.ServicerContext) -> str | None:
             raw = value.encode() if isinstance(value, str) else value
             return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
     return None
+
+
+async def _first_of(a: asyncio.Future[Any], b: asyncio.Future[Any]) -> None:
+    """Waits until ``a`` or ``b`` is done. Runs once per acknowledgement: one waiter and two
+    callbacks, where ``asyncio.wait`` builds a set, a waiter and callbacks per call."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    a.add_done_callback(wake)
+    b.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        a.remove_done_callback(wake)
+        b.remove_done_callback(wake)
 
 
 async def _any(fence: asyncio.Future[Any], *events: asyncio.Event) -> None:
