@@ -18,7 +18,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from . import migrate, store_watch
-from .errors import TracklineError, Unavailable
+from .errors import TracklineError, Unavailable, store_failure
 
 log = logging.getLogger("trackline.database")
 
@@ -268,14 +268,14 @@ def _sqlite_begin(conn: Any) -> None:
 
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """Raises a driver's failure that says the store cannot serve (``store_watch.translate``)
-    as that UNAVAILABLE error; everything else as it is."""
+    """Raises a driver's failure that says the store cannot serve (``errors.store_failure``)
+    as that error, logged once with its id; everything else as it is."""
     try:
         yield
     except TracklineError:
         raise
     except Exception as exc:
-        err = store_watch.translate(exc)
+        err = store_failure(exc, "a store transaction")
         if err is None:
             raise
         raise err from exc

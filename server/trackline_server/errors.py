@@ -163,6 +163,8 @@ _SQLITE_NAMES = (
     ("SQLITE_LOCKED", "STORE_BUSY"),
     ("SQLITE_CANTOPEN", "STORE_UNAVAILABLE"),
     ("SQLITE_IOERR", "STORE_UNAVAILABLE"),
+    ("SQLITE_CORRUPT", "STORE_UNAVAILABLE"),
+    ("SQLITE_NOTADB", "STORE_UNAVAILABLE"),
 )
 # The same failures by message, for drivers that lose the code on the way.
 _SQLITE_TEXTS = (
@@ -206,7 +208,9 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _store_reason(exc: BaseException) -> str | None:
+def store_reason(exc: BaseException) -> str | None:
+    """The reason (a key of ``_STORE_FAILURES``) for a known failure of the store behind
+    ``exc``, or None."""
     causes = _causes(exc)
     for e in causes:
         state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
@@ -256,7 +260,7 @@ def _is_closed_connection(exc: BaseException) -> bool:
 def store_failure(exc: BaseException, what: str = "the call") -> TracklineError | None:
     """The error for a known failure of the store behind ``exc`` (see ``_STORE_FAILURES``), or
     None. Logged at warning level under a fresh error id with the driver's first line."""
-    reason = _store_reason(exc)
+    reason = store_reason(exc)
     if reason is None:
         return None
     error_id = uuid.uuid4().hex[:12]

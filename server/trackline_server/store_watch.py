@@ -1,8 +1,8 @@
 """Watching the store under a running server: a SQLite file deleted, replaced or made
 read-only, a PostgreSQL server gone or read-only. The checks ``Database`` runs after every
-commit and once a second (``StoreWatch``), the translation of the drivers' store failures
-into UNAVAILABLE with a reason, and the start-up checks that refuse a store the server could
-not write to in one line (``open_store``)."""
+commit and once a second (``StoreWatch``), and the start-up checks that refuse a store the
+server could not write to in one line (``open_store``). What a driver's failure means is
+decided once, in ``errors.store_reason``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import socket
-import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -20,20 +19,12 @@ from grpc_health.v1 import health, health_pb2
 from sqlalchemy import text
 
 from .config import StartupError
-from .errors import TracklineError, Unavailable
+from .errors import Unavailable, store_failure, store_reason
 
 if TYPE_CHECKING:
     from .database import Database
 
 log = logging.getLogger("trackline.store")
-
-# SQLite's primary result codes (the low byte of an extended code).
-_SQLITE_READONLY = 8
-_SQLITE_IOERR = 10
-_SQLITE_CORRUPT = 11
-_SQLITE_FULL = 13
-_SQLITE_CANTOPEN = 14
-_SQLITE_NOTADB = 26
 
 
 def store_lost(what: str) -> Unavailable:
@@ -110,67 +101,6 @@ class SqliteFiles:
         return None
 
 
-def translate(exc: BaseException) -> TracklineError | None:
-    """The UNAVAILABLE error for a driver failure that says the store cannot take the call
-    (disk full, read-only, unreachable, damaged); None for any other exception."""
-    for cause in _causes(exc):
-        if isinstance(cause, sqlite3.Error):
-            code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
-            if code == _SQLITE_FULL:
-                return _disk_full()
-            if code == _SQLITE_READONLY:
-                return store_read_only("the database file is read-only")
-            if code in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
-                return Unavailable(
-                    "STORE_UNAVAILABLE",
-                    "the database file cannot be read or written (an I/O error); an operator"
-                    " must check its disk",
-                )
-            if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-                return Unavailable(
-                    "STORE_UNAVAILABLE",
-                    "the database file is damaged; an operator must restore it from a backup",
-                )
-            return None
-        if isinstance(cause, asyncpg.ReadOnlySQLTransactionError):
-            return store_read_only("the PostgreSQL server accepts reads only")
-        if isinstance(cause, asyncpg.DiskFullError):
-            return _disk_full()
-        if isinstance(
-            cause,
-            asyncpg.PostgresConnectionError
-            | asyncpg.CannotConnectNowError
-            | asyncpg.AdminShutdownError
-            | asyncpg.ConnectionDoesNotExistError
-            | OSError
-            | TimeoutError,
-        ):
-            return Unavailable(
-                "STORE_UNAVAILABLE",
-                "the database server cannot be reached; retry once it is back",
-            )
-    return None
-
-
-def _disk_full() -> Unavailable:
-    return Unavailable(
-        "STORE_FULL", "the database's disk is full; retry once an operator has freed space"
-    )
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc``, the driver's exception under SQLAlchemy's, and their causes."""
-    found: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo and len(found) < 8:
-        cur = todo.pop()
-        if cur is None or cur in found:
-            continue
-        found.append(cur)
-        todo += [cur.__cause__, getattr(cur, "orig", None)]
-    return found
-
-
 _READ_ONLY_QUERY = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
 _PG_READ_ONLY = (
     "the PostgreSQL server accepts reads only (a standby, or default_transaction_read_only is on)"
@@ -183,10 +113,14 @@ async def probe_postgres(db: Database) -> Unavailable | None:
     try:
         read_only = await _postgres_read_only(db)
     except Exception as exc:
-        err = translate(exc)
-        if isinstance(err, Unavailable):
-            return err
-        raise
+        reason = store_reason(exc)
+        if reason is None and not isinstance(exc, TimeoutError | OSError):
+            raise
+        if reason == "STORE_READ_ONLY":
+            return store_read_only(_PG_READ_ONLY)
+        return Unavailable(
+            "STORE_UNAVAILABLE", "the database server cannot be reached; retry once it is back"
+        )
     return store_read_only(_PG_READ_ONLY) if read_only else None
 
 
@@ -271,7 +205,7 @@ async def open_store(db: Database) -> None:
     try:
         await db.create_schema()
     except Exception as exc:
-        err = translate(exc)
+        err = store_failure(exc, "opening the store")
         if err is None:
             raise
         where = files.path if files is not None else _where(db)
