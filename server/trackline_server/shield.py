@@ -32,5 +32,11 @@ async def shielded(work: Awaitable[T]) -> T:
 
 def _done(task: asyncio.Task[Any]) -> None:
     _left_running.discard(task)
-    if not task.cancelled():
-        task.exception()  # nobody awaits it: keep "exception was never retrieved" out of the log
+    retrieve(task)
+
+
+def retrieve(fut: asyncio.Future[Any]) -> None:
+    """Marks a failure of ``fut`` as seen (a done-callback for futures that may end up with
+    nobody awaiting them): asyncio would log "exception was never retrieved" for each."""
+    if not fut.cancelled():
+        fut.exception()

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..database import execute_many, fetch_all
 from ..errors import Aborted, FailedPrecondition, PermissionDenied, TracklineError, shown
 from ..models import experiments, ingest_rejections, ingest_writers, runs
+from ..shield import retrieve
 from . import chunks, flush_log, segments
 from .segments import Segments
 
@@ -65,17 +66,12 @@ async def _off_loop(size: int, fn: Callable[..., R], *args: Any) -> R:
     return await asyncio.to_thread(fn, *args)
 
 
-def _retrieved(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
-
 def future() -> asyncio.Future[Any]:
     """A future whose failure counts as seen: when its caller went away (an aborted stream,
     a cancelled LogBatch) nobody awaits it, and asyncio would log "Future exception was never
     retrieved" for each."""
     fut = asyncio.get_running_loop().create_future()
-    fut.add_done_callback(_retrieved)
+    fut.add_done_callback(retrieve)
     return fut
 
 
