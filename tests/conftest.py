@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from trackline import TracklineClient
-from trackline_server import store
 from trackline_server.database import Database
-from trackline_server.ingest.writer import GroupCommitWriter
+from trackline_server.metrics.writer import GroupCommitWriter
+from trackline_server.tracking import store
 
 PG_URL = os.environ.get("TRACKLINE_TEST_PG_URL", "")
 

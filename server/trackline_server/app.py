@@ -17,17 +17,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from trackline.v1 import ingest_pb2, ingest_pb2_grpc, tracking_pb2, tracking_pb2_grpc
 
-from . import limits, store
-from .api import TrackingServicer
+from . import limits
 from .auth import BearerTokenInterceptor
 from .budget import Budget, BudgetInterceptor
 from .config import Settings, StartupError, from_args
 from .database import Database
 from .errors import Unavailable
-from .ingest.compactor import Compactor
-from .ingest.service import IngestServicer
-from .ingest.writer import GroupCommitWriter
+from .metrics.compactor import Compactor
+from .metrics.service import IngestServicer
+from .metrics.writer import GroupCommitWriter
 from .store_watch import StoreWatch, open_store
+from .tracking import store
+from .tracking.servicer import TrackingServicer
 
 # Health answers for the server as a whole ("") and for each service by name.
 SERVICES = (

@@ -15,7 +15,7 @@ MAX_TIME_MS = 253_402_300_799_999
 # A stream batch's seq is at most this (it is stored as a signed 64-bit integer).
 MAX_STREAM_SEQ = 2**63 - 1
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (ingest/chunks.py MAX_CHUNK_POINTS)
+DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (metrics/chunks.py MAX_CHUNK_POINTS)
 MAX_HISTORY_PAGE = 1_000_000
 DEFAULT_SEARCH_PAGE = 1_000
 MAX_SEARCH_PAGE = 50_000

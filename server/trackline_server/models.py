@@ -95,7 +95,7 @@ latest_metrics = Table(
 
 # Ids of applied LogBatch requests, written in the batch's own transaction: a retry finds its
 # id here and is not applied again. Rows older than limits.APPLIED_REQUEST_RETENTION_S are
-# pruned (store.py), oldest first through the applied_time index.
+# pruned (tracking/store.py), oldest first through the applied_time index.
 applied_requests = Table(
     "applied_requests",
     metadata,
@@ -106,7 +106,7 @@ applied_requests = Table(
 )
 
 # One row holds many points of one series from one rank; ``points`` is the wire form of a
-# RankedSeries carrying only steps, timestamps and values (see ingest/chunks.py).
+# RankedSeries carrying only steps, timestamps and values (see metrics/chunks.py).
 metric_chunks = Table(
     "metric_chunks",
     metadata,
@@ -117,7 +117,7 @@ metric_chunks = Table(
     Column("n", Integer, nullable=False),
     Column("min_step", BigInteger, nullable=False),
     Column("max_step", BigInteger, nullable=False),
-    # Block extremes of the points sorted by step (ingest/summary.py), so a chart view reads
+    # Block extremes of the points sorted by step (metrics/summary.py), so a chart view reads
     # this instead of the points; NULL for small chunks and for chunks written before 0003.
     # It comes before ``points``: SQLite reaches a column stored after a big blob only by
     # walking the blob's overflow pages, as slow as reading the blob.
@@ -146,7 +146,7 @@ ingest_writers = Table(
 )
 
 # Points committed by a group-commit flush and not yet compacted into chunks: one row per
-# flush, however many series it holds (see ingest/flush_log.py). The compactor moves rows into
+# flush, however many series it holds (see metrics/flush_log.py). The compactor moves rows into
 # metric_chunks in the background, and before any history read.
 metric_log = Table(
     "metric_log",

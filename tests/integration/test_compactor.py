@@ -9,9 +9,9 @@ import numpy as np
 from conftest import writer_with_a_run
 from sqlalchemy import Table, func, select, text
 from trackline_server.database import Database
-from trackline_server.ingest import segments
-from trackline_server.ingest.compactor import COMPACTION_LOCK, Compactor
-from trackline_server.ingest.writer import StreamBatch
+from trackline_server.metrics import segments
+from trackline_server.metrics.compactor import COMPACTION_LOCK, Compactor
+from trackline_server.metrics.writer import StreamBatch
 from trackline_server.models import metric_chunks, metric_log
 
 

@@ -28,8 +28,8 @@ from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 from trackline_server.database import Database
 from trackline_server.errors import Unavailable
-from trackline_server.ingest import segments
-from trackline_server.ingest.writer import Job, StreamBatch
+from trackline_server.metrics import segments
+from trackline_server.metrics.writer import Job, StreamBatch
 from trackline_server.models import experiments, runs
 
 

@@ -17,11 +17,12 @@ from sqlalchemy import insert
 from trackline import InvalidArgument, TracklineClient
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
-from trackline_server import limits, store
+from trackline_server import limits
 from trackline_server.database import Database
 from trackline_server.errors import ResourceExhausted
 from trackline_server.models import params, runs, tags
-from trackline_server.search import queries
+from trackline_server.tracking import search as queries
+from trackline_server.tracking import store
 
 
 def _ids(found: object) -> set[str]:

@@ -24,10 +24,11 @@ from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
-from trackline_server import migrate, store
+from trackline_server import migrate
 from trackline_server.database import Database
-from trackline_server.ingest import summary
+from trackline_server.metrics import summary
 from trackline_server.models import metric_chunks
+from trackline_server.tracking import store
 
 Point = tuple[int, int, float, int]  # step, timestamp, value, rank
 T = TypeVar("T")

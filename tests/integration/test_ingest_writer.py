@@ -12,8 +12,8 @@ from conftest import writer_with_a_run
 from sqlalchemy import text
 from trackline_server.database import Database
 from trackline_server.errors import Unavailable
-from trackline_server.ingest import segments
-from trackline_server.ingest.writer import GroupCommitWriter, StreamBatch
+from trackline_server.metrics import segments
+from trackline_server.metrics.writer import GroupCommitWriter, StreamBatch
 
 
 def one_point(run_id: str, step: int) -> segments.Segments:

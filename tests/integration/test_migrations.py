@@ -20,9 +20,10 @@ from sqlalchemy import Connection, ForeignKeyConstraint, UniqueConstraint, inspe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline import TracklineClient
-from trackline_server import migrate, store
+from trackline_server import migrate
 from trackline_server.database import Database
 from trackline_server.models import metadata
+from trackline_server.tracking import store
 
 T = TypeVar("T")
 

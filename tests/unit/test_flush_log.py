@@ -1,11 +1,11 @@
-"""The metric log's row format (ingest/flush_log.py): every Segments round-trips exactly,
+"""The metric log's row format (metrics/flush_log.py): every Segments round-trips exactly,
 whatever its steps and timestamps, and rows of the older version 1 still decode."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from trackline_server.ingest import flush_log, segments
+from trackline_server.metrics import flush_log, segments
 
 I64 = np.iinfo(np.int64)
 

@@ -19,7 +19,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from trackline.v1 import tracking_pb2 as tpb
 from trackline_server import page_tokens, validation
-from trackline_server.api import TrackingServicer
 from trackline_server.errors import (
     InvalidArgument,
     NotFound,
@@ -27,6 +26,7 @@ from trackline_server.errors import (
     from_exception,
     shown,
 )
+from trackline_server.tracking.servicer import TrackingServicer
 
 
 def failure(url: str, work: Callable[[AsyncConnection], Awaitable[Any]], **kw: Any) -> Exception:

@@ -1,4 +1,4 @@
-"""Chunk summaries (ingest/summary.py) against a brute-force reading of the same points."""
+"""Chunk summaries (metrics/summary.py) against a brute-force reading of the same points."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from trackline_server.ingest import summary
+from trackline_server.metrics import summary
 
 BLOCK = summary.BLOCK
 

@@ -1,4 +1,4 @@
-"""Chunk summaries: a nullable ``summary`` blob per metric chunk (see ingest/summary.py).
+"""Chunk summaries: a nullable ``summary`` blob per metric chunk (see metrics/summary.py).
 
 Revision ID: 0003
 Revises: 0002

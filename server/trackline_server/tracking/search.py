@@ -29,10 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted, shown
 from ..models import experiment_tags, experiments, latest_metrics, params, runs, tags
-from ..store import ACTIVE, DELETED, ExperimentRow, RunRow, load_experiments, load_runs
-from . import sql
-from .ast import Expr, Identifier, OrderKey
-from .parser import FilterError, parse_filter, parse_order_by
+from ..search import sql
+from ..search.ast import Expr, Identifier, OrderKey
+from ..search.parser import FilterError, parse_filter, parse_order_by
+from .store import ACTIVE, DELETED, ExperimentRow, RunRow, load_experiments, load_runs
 
 # ViewType values of the API.
 ACTIVE_ONLY = 1

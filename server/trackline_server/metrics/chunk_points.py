@@ -62,7 +62,7 @@ class ChunkMeta:
     n: int
     min_step: int
     max_step: int
-    summarised: bool = False  # the row has a summary (ingest/summary.py)
+    summarised: bool = False  # the row has a summary (metrics/summary.py)
 
 
 @dataclass(frozen=True)

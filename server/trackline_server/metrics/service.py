@@ -22,7 +22,7 @@ import grpc
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
-from .. import limits, store
+from .. import limits
 from ..errors import (
     InvalidArgument,
     TracklineError,
@@ -30,6 +30,7 @@ from ..errors import (
     from_exception,
     grpc_status,
 )
+from ..tracking import store
 from . import segments
 from .segments import Segments
 from .settle import fenced

@@ -16,9 +16,10 @@ import numpy as np
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import limits, page_tokens, store
+from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted
 from ..models import metric_chunks, runs
+from ..tracking import store
 from ..validation import findable
 from .chunk_points import (
     META,

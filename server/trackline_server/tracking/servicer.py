@@ -12,14 +12,15 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 
-from . import limits, store, validation
-from .database import Database
-from .errors import InvalidArgument, from_exception, grpc_status
-from .ingest import downsample, history_wire, reads, segments
-from .ingest.compactor import Compactor
-from .ingest.writer import GroupCommitWriter, Job
-from .search import queries
-from .shield import shielded
+from .. import limits, validation
+from ..database import Database
+from ..errors import InvalidArgument, from_exception, grpc_status
+from ..metrics import downsample, history_wire, reads, segments
+from ..metrics.compactor import Compactor
+from ..metrics.writer import GroupCommitWriter, Job
+from ..shield import shielded
+from . import search as queries
+from . import store
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")

@@ -13,10 +13,10 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import limits
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, shown
-from .ingest import chunks
-from .models import (
+from .. import limits
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, shown
+from ..metrics import chunks
+from ..models import (
     applied_requests,
     experiment_tags,
     experiments,
@@ -25,7 +25,7 @@ from .models import (
     runs,
     tags,
 )
-from .validation import (
+from ..validation import (
     check_artifact_location,
     check_run_name,
     check_run_status,
@@ -35,14 +35,14 @@ from .validation import (
     findable,
 )
 
-# Re-exported: other modules check through store (ingest/segments.py: check_key, ...).
-from .validation import check_batch_points as check_batch_points
-from .validation import check_experiment_name as check_experiment_name
-from .validation import check_key as check_key
-from .validation import parse_experiment_id as parse_experiment_id
+# Re-exported: other modules check through store (metrics/segments.py: check_key, ...).
+from ..validation import check_batch_points as check_batch_points
+from ..validation import check_experiment_name as check_experiment_name
+from ..validation import check_key as check_key
+from ..validation import parse_experiment_id as parse_experiment_id
 
 if TYPE_CHECKING:
-    from .ingest.segments import Segments
+    from ..metrics.segments import Segments
 
 ACTIVE = 1
 DELETED = 2

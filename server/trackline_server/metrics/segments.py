@@ -18,8 +18,9 @@ import numpy.typing as npt
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import resources_pb2 as pb
 
-from .. import limits, store
+from .. import limits
 from ..errors import InvalidArgument, shown
+from ..tracking import store
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import store
 from ..models import metric_chunks
+from ..tracking import store
 from . import summary
 from .chunk_points import (
     MAX_IDS,
@@ -412,7 +412,7 @@ async def downsample(
     comes back whole. Sorted by step; 0 means the cap.
 
     A chunk that has a summary, lies wholly in the range and whose summary blocks are at most
-    a quarter of a bucket wide on average is read from its summary alone (ingest/summary.py):
+    a quarter of a bucket wide on average is read from its summary alone (metrics/summary.py):
     each of its blocks of 512 points goes whole to the bucket of the block's first step, so
     for its points a bucket edge moves to a block edge. Other chunks are read point by
     point."""

@@ -1,1 +1,0 @@
-"""Streamed, group-committed metric ingestion: the chunk format, the writer and the service."""

@@ -1,0 +1,1 @@
+"""Tracking: experiments and runs, their params and tags, and run search (TrackingService)."""

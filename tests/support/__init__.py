@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benchmarks: free ports, server processes, databases, points."""
