@@ -185,8 +185,8 @@ def test_nul_in_lookup_id_is_not_found(server: ServerProcess, client: TracklineC
         (stub.RestoreRun, tpb.RestoreRunRequest(run_id=bad), "RUN_NOT_FOUND"),
         (stub.UpdateRun, tpb.UpdateRunRequest(run_id=bad, status=3), "RUN_NOT_FOUND"),
         (stub.LogBatch, tpb.LogBatchRequest(run_id=bad, tags=[pb.Tag(key="k")]), "RUN_NOT_FOUND"),
-        (stub.DeleteTag, tpb.DeleteTagRequest(run_id=bad, key="k"), "RUN_NOT_FOUND"),
-        (stub.DeleteTag, tpb.DeleteTagRequest(run_id=run_id, key="k\x00"), "TAG_NOT_FOUND"),
+        (stub.DeleteRunTag, tpb.DeleteRunTagRequest(run_id=bad, key="k"), "RUN_NOT_FOUND"),
+        (stub.DeleteRunTag, tpb.DeleteRunTagRequest(run_id=run_id, key="k\x00"), "TAG_NOT_FOUND"),
         (
             stub.DeleteExperimentTag,
             tpb.DeleteExperimentTagRequest(experiment_id=exp_id, key="\x00"),
@@ -328,7 +328,7 @@ def test_writes_to_a_run_of_a_deleted_experiment_are_refused(
             stub.LogBatch,
             tpb.LogBatchRequest(run_id=run_id, metrics=[pb.MetricSeries(key="m", values=[1])]),
         ),
-        (stub.DeleteTag, tpb.DeleteTagRequest(run_id=run_id, key="keep")),
+        (stub.DeleteRunTag, tpb.DeleteRunTagRequest(run_id=run_id, key="keep")),
         (stub.UpdateRun, tpb.UpdateRunRequest(run_id=run_id, status=pb.RUN_STATUS_FINISHED)),
     ]:
         assert refused(server, call, request) == (PRECONDITION, "EXPERIMENT_DELETED")

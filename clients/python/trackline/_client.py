@@ -340,7 +340,7 @@ class TracklineClient:
             filter=filter,
             order_by=order_by or [],
             page_size=page_size,
-            run_view_type=_view_type(view_type),
+            view_type=_view_type(view_type),
         )
         return islice(self._pages(self.stub.SearchRuns, req, "runs"), _max_results(max_results))
 
@@ -361,7 +361,7 @@ class TracklineClient:
         self._call(self.stub.RestoreRun, tpb.RestoreRunRequest(run_id=run_id))
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        self._call(self.stub.DeleteTag, tpb.DeleteTagRequest(run_id=run_id, key=key))
+        self._call(self.stub.DeleteRunTag, tpb.DeleteRunTagRequest(run_id=run_id, key=key))
 
     def get_metric_history(
         self,

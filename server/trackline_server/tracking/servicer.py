@@ -280,12 +280,12 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
         return tpb.RestoreRunResponse()
 
     @rpc
-    async def DeleteTag(
-        self, request: tpb.DeleteTagRequest, context: grpc.aio.ServicerContext
-    ) -> tpb.DeleteTagResponse:
+    async def DeleteRunTag(
+        self, request: tpb.DeleteRunTagRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.DeleteRunTagResponse:
         async with self.db.write() as conn:
             await store.delete_tag(conn, request.run_id, request.key)
-        return tpb.DeleteTagResponse()
+        return tpb.DeleteRunTagResponse()
 
     @rpc
     async def SearchExperiments(
@@ -343,7 +343,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):  # type: igno
                 list(request.order_by),
                 request.page_size,
                 request.page_token,
-                request.run_view_type,
+                request.view_type,
             )
         return tpb.SearchRunsResponse(runs=[run_pb(r) for r in found], next_page_token=token)
 

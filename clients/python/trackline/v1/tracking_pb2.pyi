@@ -20,14 +20,16 @@ VIEW_TYPE_DELETED_ONLY: ViewType
 VIEW_TYPE_ALL: ViewType
 
 class CreateExperimentRequest(_message.Message):
-    __slots__ = ("name", "artifact_location", "tags")
+    __slots__ = ("name", "artifact_location", "tags", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_LOCATION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     artifact_location: str
     tags: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Tag]
-    def __init__(self, name: _Optional[str] = ..., artifact_location: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., artifact_location: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateExperimentResponse(_message.Message):
     __slots__ = ("experiment",)
@@ -60,18 +62,20 @@ class GetExperimentByNameResponse(_message.Message):
     def __init__(self, experiment: _Optional[_Union[_resources_pb2.Experiment, _Mapping]] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("experiment_id", "run_name", "start_time", "tags", "parent_run_id")
+    __slots__ = ("experiment_id", "run_name", "start_time", "tags", "parent_run_id", "request_id")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_NAME_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     run_name: str
     start_time: int
     tags: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Tag]
     parent_run_id: str
-    def __init__(self, experiment_id: _Optional[str] = ..., run_name: _Optional[str] = ..., start_time: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, experiment_id: _Optional[str] = ..., run_name: _Optional[str] = ..., start_time: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ..., parent_run_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -225,7 +229,7 @@ class RestoreRunResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class DeleteTagRequest(_message.Message):
+class DeleteRunTagRequest(_message.Message):
     __slots__ = ("run_id", "key")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -233,7 +237,7 @@ class DeleteTagRequest(_message.Message):
     key: str
     def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
-class DeleteTagResponse(_message.Message):
+class DeleteRunTagResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
@@ -300,20 +304,20 @@ class DeleteExperimentTagResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SearchRunsRequest(_message.Message):
-    __slots__ = ("experiment_ids", "filter", "order_by", "page_size", "page_token", "run_view_type")
+    __slots__ = ("experiment_ids", "filter", "order_by", "page_size", "page_token", "view_type")
     EXPERIMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    RUN_VIEW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_TYPE_FIELD_NUMBER: _ClassVar[int]
     experiment_ids: _containers.RepeatedScalarFieldContainer[str]
     filter: str
     order_by: _containers.RepeatedScalarFieldContainer[str]
     page_size: int
     page_token: str
-    run_view_type: ViewType
-    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., run_view_type: _Optional[_Union[ViewType, str]] = ...) -> None: ...
+    view_type: ViewType
+    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., view_type: _Optional[_Union[ViewType, str]] = ...) -> None: ...
 
 class SearchRunsResponse(_message.Message):
     __slots__ = ("runs", "next_page_token")

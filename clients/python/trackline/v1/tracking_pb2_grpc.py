@@ -100,10 +100,10 @@ class TrackingServiceStub:
                 request_serializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunRequest.SerializeToString,
                 response_deserializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunResponse.FromString,
                 _registered_method=True)
-        self.DeleteTag = channel.unary_unary(
-                '/trackline.v1.TrackingService/DeleteTag',
-                request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.SerializeToString,
-                response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.FromString,
+        self.DeleteRunTag = channel.unary_unary(
+                '/trackline.v1.TrackingService/DeleteRunTag',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunTagRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunTagResponse.FromString,
                 _registered_method=True)
         self.SearchExperiments = channel.unary_unary(
                 '/trackline.v1.TrackingService/SearchExperiments',
@@ -200,7 +200,8 @@ class TrackingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteExperiment(self, request, context):
-        """Soft-deletes an experiment; its runs stay but cannot be written.
+        """Soft-deletes an experiment; its runs stay but cannot be written. FAILED_PRECONDITION
+        WRONG_LIFECYCLE_STAGE when it is deleted already.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,7 +228,7 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DeleteTag(self, request, context):
+    def DeleteRunTag(self, request, context):
         """Deletes one tag of a run; NOT_FOUND when the run has no such tag.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -337,10 +338,10 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     request_deserializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunRequest.FromString,
                     response_serializer=trackline_dot_v1_dot_tracking__pb2.RestoreRunResponse.SerializeToString,
             ),
-            'DeleteTag': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteTag,
-                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.FromString,
-                    response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.SerializeToString,
+            'DeleteRunTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRunTag,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunTagRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.DeleteRunTagResponse.SerializeToString,
             ),
             'SearchExperiments': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchExperiments,
@@ -731,7 +732,7 @@ class TrackingService:
             _registered_method=True)
 
     @staticmethod
-    def DeleteTag(request,
+    def DeleteRunTag(request,
             target,
             options=(),
             channel_credentials=None,
@@ -744,9 +745,9 @@ class TrackingService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/trackline.v1.TrackingService/DeleteTag',
-            trackline_dot_v1_dot_tracking__pb2.DeleteTagRequest.SerializeToString,
-            trackline_dot_v1_dot_tracking__pb2.DeleteTagResponse.FromString,
+            '/trackline.v1.TrackingService/DeleteRunTag',
+            trackline_dot_v1_dot_tracking__pb2.DeleteRunTagRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.DeleteRunTagResponse.FromString,
             options,
             channel_credentials,
             insecure,
