@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install gen check-gen lint test serve bench
+.PHONY: install gen check-gen fmt lint unit test serve bench
 
 $(STAMP): requirements-dev.txt clients/python/pyproject.toml server/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,10 +23,17 @@ check-gen: gen
 	git diff --exit-code -- clients/python/trackline/v1
 	@test -z "$$(git status --porcelain -- clients/python/trackline/v1)" || (echo "untracked generated files"; exit 1)
 
+# Rewrites the sources in the house style (ruff's fixes and formatter, buf's proto format).
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix -q .
+	$(BIN)/ruff format server clients/python/trackline tests bench --exclude clients/python/trackline/v1
+	$(BIN)/buf format -w --path protos/trackline
+
 # buf breaking compares the protos with the main branch (a no-op on main itself); a clone
 # without a main branch compares with HEAD.
 lint: $(STAMP)
 	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code --path protos/trackline
 	$(BIN)/buf breaking --against ".git#branch=$$(git rev-parse --verify -q main >/dev/null && echo main || git rev-parse --abbrev-ref HEAD)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check server clients/python/trackline tests --exclude clients/python/trackline/v1
@@ -41,10 +48,18 @@ test: $(STAMP) check-gen lint
 	echo "PostgreSQL for tests: $${url:-none (skipping those tests)}"; \
 	TRACKLINE_TEST_PG_URL="$$url" $(BIN)/pytest -q
 
+# The fast loop: unit tests only (no server process, no PostgreSQL), a few seconds.
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
 serve: $(STAMP)
 	$(BIN)/trackline server
 
+# Every benchmark the README quotes; each starts its own servers. BENCH_PG_URL (a
+# postgresql+asyncpg:// URL) adds the PostgreSQL figures where a bench has them.
 bench: $(STAMP)
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/logbatch.py
-	$(BIN)/python bench/search.py
+	$(BIN)/python -m bench.ingest $${BENCH_PG_URL:+--pg-url $$BENCH_PG_URL}
+	$(BIN)/python -m bench.log_metric_cost
+	$(BIN)/python -m bench.history $${BENCH_PG_URL:-}
+	$(BIN)/python -m bench.logbatch
+	$(BIN)/python -m bench.search

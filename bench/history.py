@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from trackline import TracklineClient
+from trackline.v1 import resources_pb2 as pb
 
-import conftest  # noqa: E402
-from conftest import start_server  # noqa: E402
-from trackline import TracklineClient  # noqa: E402
-from trackline.v1 import resources_pb2 as pb  # noqa: E402
+from tests.support import databases
+from tests.support.servers import start_server
 
 BATCH = 1_000_000  # points per LogBatch call
 
@@ -39,8 +38,8 @@ def store_uri() -> str | None:
     """None (SQLite in the temporary directory) or a fresh PostgreSQL database."""
     if len(sys.argv) < 2:
         return None
-    conftest.PG_URL = sys.argv[1]
-    return conftest.fresh_postgres_database()
+    databases.PG_URL = sys.argv[1]
+    return databases.fresh_postgres_database()
 
 
 def median_ms(call: Callable[[], object], times: int = 7) -> tuple[float, float]:
@@ -89,7 +88,7 @@ def main() -> None:
         finally:
             srv.proc.terminate()
             srv.proc.wait(15)
-            conftest.drop_created_databases()
+            databases.drop_created_databases()
 
 
 if __name__ == "__main__":

@@ -39,13 +39,11 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import grpc
+from trackline import TracklineClient
+from trackline.v1 import ingest_pb2 as ipb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import conftest  # noqa: E402
-from conftest import ServerProcess, start_server  # noqa: E402
-from trackline import TracklineClient  # noqa: E402
-from trackline.v1 import ingest_pb2 as ipb  # noqa: E402
+from tests.support import databases
+from tests.support.servers import ServerProcess, start_server
 
 WINDOW = 16
 SHAPES = {
@@ -186,8 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     stores: list[tuple[str, Callable[[], str | None]]] = [("SQLite", lambda: None)]
     if args.pg_url:
-        conftest.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
-        stores.append(("PostgreSQL", conftest.fresh_postgres_database))
+        databases.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
+        stores.append(("PostgreSQL", databases.fresh_postgres_database))
     here = Path(__file__).resolve().parent
     try:
         for label, make_uri in stores:
@@ -199,7 +197,7 @@ def main() -> None:
                 subprocess.run([sys.executable, str(here / script), *([uri] if uri else [])],
                                check=True)  # fmt: skip
     finally:
-        conftest.drop_created_databases()
+        databases.drop_created_databases()
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import trackline
 
-import trackline  # noqa: E402
-from conftest import start_server  # noqa: E402
+from tests.support.servers import start_server
 
 BATCH = 1000  # calls per timed batch (the timer's own cost spreads over them)
 BATCHES = 300

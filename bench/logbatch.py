@@ -4,17 +4,15 @@ SQLite started by this script. Figures only: nothing here passes or fails on tim
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from trackline import TracklineClient
+from trackline.v1 import resources_pb2 as pb
 
-from conftest import start_server  # noqa: E402
-from trackline import TracklineClient  # noqa: E402
-from trackline.v1 import resources_pb2 as pb  # noqa: E402
+from tests.support.servers import start_server
 
 SERIES, POINTS = 10, 2000  # one LogBatch: 10 series x 2,000 points
 

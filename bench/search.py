@@ -11,16 +11,14 @@ from __future__ import annotations
 import random
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from trackline import TracklineClient
+from trackline.v1 import tracking_pb2 as tpb
 
-from conftest import start_server  # noqa: E402
-from trackline import TracklineClient  # noqa: E402
-from trackline.v1 import tracking_pb2 as tpb  # noqa: E402
+from tests.support.servers import start_server
 
 RUNS = 100_000
 EXPERIMENTS = 10

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ServerProcess, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trackline import TracklineClient, Unauthenticated
 from trackline._exceptions import from_rpc_error
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 
+from tests.support.servers import ServerProcess, start_server
+
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[ServerProcess]:
+def secured(tmp_path: Path) -> ServerProcess:
     srv = start_server(tmp_path, extra_args=["--auth-token", "old-token", "--auth-token", "s3cr3t"])
-    yield srv
-    srv.proc.terminate()
-    srv.proc.wait(15)
-    if srv.proc.stdout:
-        srv.proc.stdout.close()
+    return srv
 
 
 def test_valid_tokens_are_admitted(secured: ServerProcess) -> None:

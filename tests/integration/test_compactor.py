@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from conftest import writer_with_a_run
 from sqlalchemy import Table, func, select, text
 from trackline_server.database import Database
 from trackline_server.metrics import segments
 from trackline_server.metrics.compactor import COMPACTION_LOCK, Compactor
 from trackline_server.metrics.writer import StreamBatch
 from trackline_server.models import metric_chunks, metric_log
+
+from tests.support.writers import writer_with_a_run
 
 
 async def log_rows(db: Database, count: int) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import ServerProcess, start_server
 from trackline import TracklineClient
 from trackline.v1 import resources_pb2 as pb
+
+from tests.support.servers import ServerProcess, start_server
 
 
 def test_acked_writes_survive_kill_9(server: ServerProcess, tmp_path: Path) -> None:
@@ -29,14 +30,8 @@ def test_acked_writes_survive_kill_9(server: ServerProcess, tmp_path: Path) -> N
     server.kill()
 
     restarted = start_server(tmp_path, server.store_uri)
-    try:
-        client = TracklineClient(restarted.address, retry_seconds=5)
-        got = client.get_run(run.run_id)
-        assert len(got.params) == 50
-        assert len(list(client.get_metric_history(run.run_id, "loss"))) == 5000
-        client.close()
-    finally:
-        restarted.proc.terminate()
-        restarted.proc.wait(15)
-        assert restarted.proc.stdout is not None
-        restarted.proc.stdout.close()
+    client = TracklineClient(restarted.address, retry_seconds=5)
+    got = client.get_run(run.run_id)
+    assert len(got.params) == 50
+    assert len(list(client.get_metric_history(run.run_id, "loss"))) == 5000
+    client.close()

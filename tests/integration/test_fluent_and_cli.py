@@ -8,8 +8,9 @@ import sys
 
 import pytest
 import trackline
-from conftest import ServerProcess
 from trackline.v1 import resources_pb2 as pb
+
+from tests.support.servers import ServerProcess
 
 
 @pytest.fixture

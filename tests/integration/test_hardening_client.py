@@ -18,11 +18,13 @@ from typing import Any
 import grpc
 import pytest
 import trackline
-from conftest import ServerProcess, start_server
 from trackline import FailedPrecondition, TracklineClient, Unavailable
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
+
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess, start_server
 
 INT64_MAX = 2**63 - 1
 
@@ -39,13 +41,6 @@ def sqlite_server(tmp_path: Path) -> Iterator[ServerProcess]:
 def fluent_reset() -> Iterator[None]:
     yield
     trackline.set_tracking_uri("localhost")  # drops the module-level client and sender
-
-
-def _free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -109,7 +104,7 @@ def test_cli_bad_uri_is_one_line() -> None:
 def test_start_run_with_the_server_down_fails_in_one_named_wait(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fluent_reset: None
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("TRACKLINE_CONNECT_TIMEOUT", "1.5")
     trackline.set_tracking_uri(f"127.0.0.1:{port}")
     began = time.monotonic()
@@ -127,7 +122,7 @@ def test_start_run_with_the_server_down_fails_in_one_named_wait(
 
 
 def test_cli_with_the_server_down_is_one_line() -> None:
-    port = _free_port()
+    port = free_port()
     out = _cli("--uri", f"127.0.0.1:{port}", "runs", "list", env={"TRACKLINE_CONNECT_TIMEOUT": "1"})
     line = _one_line_failure(out)
     assert f"cannot reach the Trackline server at 127.0.0.1:{port} after 1 s" in line

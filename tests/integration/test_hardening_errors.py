@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import PG_URL, ServerProcess, start_server
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from trackline import TracklineClient
@@ -21,6 +20,9 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 from trackline_server.models import applied_requests, params
+
+from tests.support.databases import PG_URL
+from tests.support.servers import ServerProcess, start_server
 
 _SQL_WORDS = ("SELECT", "INSERT", "UPDATE ", "DELETE FROM", "[parameters", "[SQL")
 

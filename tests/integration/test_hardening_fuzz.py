@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ServerProcess, fresh_postgres_database, start_server
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -27,6 +26,9 @@ from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
+
+from tests.support.databases import fresh_postgres_database
+from tests.support.servers import ServerProcess, start_server
 
 # What a hostile request may get back; anything else (UNKNOWN, INTERNAL, UNAVAILABLE from a
 # healthy server) is a finding.

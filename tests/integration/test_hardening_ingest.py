@@ -18,7 +18,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import ServerProcess, fresh_postgres_database, start_server, writer_with_a_run
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import insert, text
 from trackline import TracklineClient
@@ -31,6 +30,10 @@ from trackline_server.errors import Unavailable
 from trackline_server.metrics import segments
 from trackline_server.metrics.writer import Job, StreamBatch
 from trackline_server.models import experiments, runs
+
+from tests.support.databases import fresh_postgres_database
+from tests.support.servers import ServerProcess, start_server
+from tests.support.writers import writer_with_a_run
 
 
 class Stream:

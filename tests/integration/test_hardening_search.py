@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import ServerProcess
 from sqlalchemy import insert
 from trackline import InvalidArgument, TracklineClient
 from trackline.v1 import resources_pb2 as pb
@@ -23,6 +22,8 @@ from trackline_server.errors import ResourceExhausted
 from trackline_server.models import params, runs, tags
 from trackline_server.tracking import search as queries
 from trackline_server.tracking import store
+
+from tests.support.servers import ServerProcess
 
 
 def _ids(found: object) -> set[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import PG_URL, ServerProcess, _on_test_postgres, fresh_postgres_database, start_server
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -26,6 +25,9 @@ from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
+
+from tests.support.databases import PG_URL, fresh_postgres_database, on_test_postgres
+from tests.support.servers import ServerProcess, start_server
 
 SERVICES = ("", "trackline.v1.TrackingService", "trackline.v1.IngestService")
 
@@ -184,7 +186,7 @@ def test_sqlite_file_made_read_only_while_running_refuses_writes_until_fixed(
 def test_read_only_postgres_at_start_is_refused(tmp_path: Path) -> None:
     url = fresh_postgres_database()
     name = url.rsplit("/", 1)[1]
-    _on_test_postgres(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    on_test_postgres(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     line = _refused(tmp_path, ["--store-uri", url])
     assert "reads only" in line
 

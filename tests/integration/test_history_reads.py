@@ -16,7 +16,6 @@ from typing import TypeVar
 import grpc
 import pytest
 from alembic import command
-from conftest import ServerProcess, fresh_postgres_database, start_server
 from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline import InvalidArgument, NotFound, ResourceExhausted, TracklineClient
@@ -29,6 +28,9 @@ from trackline_server.database import Database
 from trackline_server.metrics import summary
 from trackline_server.models import metric_chunks
 from trackline_server.tracking import store
+
+from tests.support.databases import fresh_postgres_database
+from tests.support.servers import ServerProcess, start_server
 
 Point = tuple[int, int, float, int]  # step, timestamp, value, rank
 T = TypeVar("T")

@@ -10,14 +10,16 @@ import signal
 import time
 from pathlib import Path
 
-import conftest
 import pytest
-from conftest import ServerProcess, start_server
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from test_ingest_stream import Stream, _free_port
+from test_ingest_stream import Stream
 from trackline import TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
+
+from tests.support.databases import fresh_postgres_database
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess, start_server
 
 
 def block(run_id: str, keys: list[str], steps: list[list[int]], ranks: list[int] | None = None,
@@ -170,7 +172,7 @@ def test_latest_values_and_order_survive_compaction(
 
 
 def test_logged_points_survive_kill_before_compaction(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     srv = start_server(tmp_path, extra_args=["--port", str(port)])
     client = TracklineClient(srv.address, retry_seconds=20)
     run = client.create_run()
@@ -233,7 +235,7 @@ def test_block_run_ids_per_series_single_or_indexed(
 
 def test_replicas_share_the_log_and_compact_exactly_once(tmp_path: Path) -> None:
     """Two servers on one PostgreSQL database: both log and compact; every point once."""
-    uri = conftest.fresh_postgres_database()
+    uri = fresh_postgres_database()
     one = start_server(tmp_path / "one", uri)
     two = start_server(tmp_path / "two", uri)
     try:

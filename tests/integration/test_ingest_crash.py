@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import fresh_postgres_database, start_server
 from trackline import TracklineClient
+
+from tests.support.databases import fresh_postgres_database
+from tests.support.ports import free_port
+from tests.support.servers import start_server
 
 WRITERS = 8
 POINTS = 60_000
@@ -35,17 +37,11 @@ print("flushed", flush=True)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_stream_loses_and_doubles_nothing(backend: str, tmp_path: Path) -> None:
     store_uri = fresh_postgres_database() if backend == "postgresql" else None
-    port = _free_port()
+    port = free_port()
     srv = start_server(tmp_path, store_uri, extra_args=["--port", str(port)])
     client = TracklineClient(srv.address, retry_seconds=60)
     run_id = client.create_run(run_name="crash").run_id
@@ -63,8 +59,6 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(backend: str, tmp_path: Pa
     print(f"killing the server {kill_at:.2f} s after the writers started")
     time.sleep(kill_at)
     srv.kill()
-    if srv.proc.stdout:
-        srv.proc.stdout.close()
     time.sleep(0.5)
     srv = start_server(tmp_path, srv.store_uri, extra_args=["--port", str(port)])
     try:
@@ -82,7 +76,3 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(backend: str, tmp_path: Pa
         for w in writers:
             if w.poll() is None:
                 w.kill()
-        srv.proc.terminate()
-        srv.proc.wait(30)
-        if srv.proc.stdout:
-            srv.proc.stdout.close()

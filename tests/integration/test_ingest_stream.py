@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import queue
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ServerProcess, start_server
 from trackline import ResourceExhausted, TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
+
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess, start_server
 
 KEY = b"k" * 32  # every writer of these tests: each test has a database of its own
 
@@ -164,25 +165,14 @@ def test_malformed_streams_end_with_invalid_argument(
     assert typed.code == grpc.StatusCode.INVALID_ARGUMENT and typed.reason == reason
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def slow_flush(tmp_path: Path) -> Iterator[ServerProcess]:
+def slow_flush(tmp_path: Path) -> ServerProcess:
     """A server whose flushes linger 1.5 s and whose queue holds 100 points."""
     srv = start_server(
         tmp_path,
         extra_args=["--ingest-linger-ms", "1500", "--ingest-max-points", "100"],
     )
-    yield srv
-    if srv.proc.poll() is None:
-        srv.proc.kill()
-        srv.proc.wait(10)
-    if srv.proc.stdout:
-        srv.proc.stdout.close()
+    return srv
 
 
 def test_full_queue_refuses_unary_and_holds_streams(slow_flush: ServerProcess) -> None:
@@ -202,7 +192,7 @@ def test_full_queue_refuses_unary_and_holds_streams(slow_flush: ServerProcess) -
 
 
 def test_sigterm_commits_and_acks_what_was_queued(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     args = ["--port", str(port), "--ingest-linger-ms", "1000"]
     srv = start_server(tmp_path, extra_args=args)
     client = TracklineClient(srv.address, retry_seconds=10)
@@ -220,12 +210,9 @@ def test_sigterm_commits_and_acks_what_was_queued(tmp_path: Path) -> None:
     assert srv.proc.wait(30) == 0
     s.close()
     again = start_server(tmp_path, extra_args=["--port", str(port)])
-    try:
-        assert history(client, run.run_id, "x") == [1, 2, 3]
-    finally:
-        client.close()
-        for server in (srv, again):
-            server.stop()
+    assert again.address == srv.address
+    assert history(client, run.run_id, "x") == [1, 2, 3]
+    client.close()
 
 
 def test_unary_log_batch_joins_the_group_commit(
@@ -296,15 +283,9 @@ def test_metric_values_round_trip_through_stream(
 
 def test_stream_needs_token_when_auth_is_on(tmp_path: Path) -> None:
     srv = start_server(tmp_path, extra_args=["--auth-token", "t0k"])
-    try:
-        with pytest.raises(grpc.RpcError) as err:
-            Stream(srv.address, "w-auth")
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
-    finally:
-        srv.proc.terminate()
-        srv.proc.wait(15)
-        if srv.proc.stdout:
-            srv.proc.stdout.close()
+    with pytest.raises(grpc.RpcError) as err:
+        Stream(srv.address, "w-auth")
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
 
 
 def test_long_series_are_split_into_chunks(server: ServerProcess, client: TracklineClient) -> None:

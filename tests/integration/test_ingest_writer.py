@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import writer_with_a_run
 from sqlalchemy import text
 from trackline_server.database import Database
 from trackline_server.errors import Unavailable
 from trackline_server.metrics import segments
 from trackline_server.metrics.writer import GroupCommitWriter, StreamBatch
+
+from tests.support.writers import writer_with_a_run
 
 
 def one_point(run_id: str, step: int) -> segments.Segments:

@@ -15,7 +15,6 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import start_server
 from sqlalchemy import Connection, ForeignKeyConstraint, UniqueConstraint, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +23,8 @@ from trackline_server import migrate
 from trackline_server.database import Database
 from trackline_server.models import metadata
 from trackline_server.tracking import store
+
+from tests.support.servers import start_server
 
 T = TypeVar("T")
 

@@ -8,7 +8,6 @@ import logging
 import math
 import multiprocessing
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -23,12 +22,14 @@ from typing import Any
 
 import pytest
 import trackline
-from conftest import ServerProcess, start_server
 from trackline import BatchRejected, TracklineClient, Unauthenticated, _sender
 from trackline._sender import MetricSender, _build_batches, encode_request
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
+
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess, start_server
 
 
 @pytest.fixture
@@ -42,29 +43,14 @@ def history(client: TracklineClient, run_id: str, key: str) -> list[tuple[int, i
     return list(client.get_metric_history(run_id, key))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop(srv: ServerProcess) -> None:
-    if srv.proc.poll() is None:
-        srv.proc.terminate()
-        srv.proc.wait(15)
-    if srv.proc.stdout:
-        srv.proc.stdout.close()
-
-
 @pytest.fixture
-def on_fixed_port(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
+def on_fixed_port(server: ServerProcess, tmp_path: Path) -> tuple[ServerProcess, int]:
     """The fixture's store served on a fixed port, so that a restarted server is found at
     the same address (``start_server`` passes ``--port 0``; a later ``--port`` wins)."""
     server.kill()
     port = free_port()
     srv = start_server(tmp_path, server.store_uri, ["--port", str(port)])
-    yield srv, port
-    stop(srv)
+    return srv, port
 
 
 Series = tuple[str, str, int]
@@ -470,21 +456,18 @@ def test_fork_while_streaming_lets_grpc_run_its_fork_handlers(
 def test_token_is_sent(server: ServerProcess, tmp_path: Path) -> None:
     server.kill()
     secured = start_server(tmp_path, server.store_uri, ["--auth-token", "s3cr3t"])
-    try:
-        client = TracklineClient(secured.address, token="s3cr3t")
-        run = client.create_run()
-        sender = MetricSender(secured.address, token="s3cr3t")
-        sender.log(run.run_id, "loss", 0.5, 1)
-        sender.flush(30)
-        sender.close()
-        assert history(client, run.run_id, "loss")[0][::2] == (1, 0.5)
-        anonymous = MetricSender(secured.address, token="")
-        anonymous.log(run.run_id, "loss", 0.5, 2)
-        with pytest.raises(Unauthenticated):
-            anonymous.flush(30)
-        anonymous.close(timeout=0.1)
-    finally:
-        stop(secured)
+    client = TracklineClient(secured.address, token="s3cr3t")
+    run = client.create_run()
+    sender = MetricSender(secured.address, token="s3cr3t")
+    sender.log(run.run_id, "loss", 0.5, 1)
+    sender.flush(30)
+    sender.close()
+    assert history(client, run.run_id, "loss")[0][::2] == (1, 0.5)
+    anonymous = MetricSender(secured.address, token="")
+    anonymous.log(run.run_id, "loss", 0.5, 2)
+    with pytest.raises(Unauthenticated):
+        anonymous.flush(30)
+    anonymous.close(timeout=0.1)
 
 
 def test_ranks_of_a_distributed_job(server: ServerProcess, client: TracklineClient) -> None:
@@ -549,12 +532,11 @@ def test_server_restart_loses_and_doubles_nothing(
 
     thread = threading.Thread(target=logging_thread)
     thread.start()
-    restarted: ServerProcess | None = None
     try:
         time.sleep(1.0)
         srv.kill()  # mid-stream: batches are in flight, some committed but not acked
         time.sleep(0.5)
-        restarted = start_server(tmp_path, srv.store_uri, ["--port", str(port)])
+        start_server(tmp_path, srv.store_uri, ["--port", str(port)])
         time.sleep(1.0)
         done.set()
         thread.join()
@@ -566,8 +548,6 @@ def test_server_restart_loses_and_doubles_nothing(
         done.set()
         thread.join()
         sender.close(timeout=1)
-        if restarted is not None:
-            stop(restarted)
 
 
 @pytest.mark.timeout(120)
@@ -587,7 +567,6 @@ def test_log_blocks_at_the_bound_while_the_server_is_away(
             progress[0] = step + 1
 
     thread = threading.Thread(target=logging_thread)
-    restarted: ServerProcess | None = None
     try:
         with caplog.at_level(logging.WARNING, logger="trackline"):
             thread.start()
@@ -596,7 +575,7 @@ def test_log_blocks_at_the_bound_while_the_server_is_away(
             assert "logging is blocked" in caplog.text
             with pytest.raises(TimeoutError):
                 sender.flush(timeout=0.2)
-            restarted = start_server(tmp_path, srv.store_uri, ["--port", str(port)])
+            start_server(tmp_path, srv.store_uri, ["--port", str(port)])
             thread.join(60)
             assert not thread.is_alive()
             sender.flush(60)
@@ -605,5 +584,3 @@ def test_log_blocks_at_the_bound_while_the_server_is_away(
     finally:
         sender.close(timeout=1)
         thread.join(10)
-        if restarted is not None:
-            stop(restarted)

@@ -6,10 +6,11 @@ import math
 
 import grpc
 import pytest
-from conftest import ServerProcess
 from trackline import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TracklineClient
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
+
+from tests.support.servers import ServerProcess
 
 
 def test_default_experiment_exists(client: TracklineClient) -> None:

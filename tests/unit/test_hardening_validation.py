@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import PG_URL
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from trackline.v1 import tracking_pb2 as tpb
@@ -27,6 +26,8 @@ from trackline_server.errors import (
     shown,
 )
 from trackline_server.tracking.servicer import TrackingServicer
+
+from tests.support.databases import PG_URL
 
 
 def failure(url: str, work: Callable[[AsyncConnection], Awaitable[Any]], **kw: Any) -> Exception:
