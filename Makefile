@@ -55,11 +55,10 @@ unit: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/trackline server
 
-# Every benchmark the README quotes; each starts its own servers. BENCH_PG_URL (a
+# Every benchmark the README quotes (bench.ingest also runs log_metric_cost and history on
+# each store); each starts its own servers. BENCH_PG_URL (a
 # postgresql+asyncpg:// URL) adds the PostgreSQL figures where a bench has them.
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest $${BENCH_PG_URL:+--pg-url $$BENCH_PG_URL}
-	$(BIN)/python -m bench.log_metric_cost
-	$(BIN)/python -m bench.history $${BENCH_PG_URL:-}
 	$(BIN)/python -m bench.logbatch
 	$(BIN)/python -m bench.search

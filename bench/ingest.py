@@ -186,16 +186,16 @@ def main() -> None:
     if args.pg_url:
         databases.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
         stores.append(("PostgreSQL", databases.fresh_postgres_database))
-    here = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent
     try:
         for label, make_uri in stores:
             bench_store(label, make_uri, args.seconds)
             # The client-side cost and the reads, against a fresh server on the same store.
-            for script in ("log_metric_cost.py", "history.py"):
+            for script in ("log_metric_cost", "history"):
                 uri = make_uri()
-                print(f"{label}, {script}:", flush=True)
-                subprocess.run([sys.executable, str(here / script), *([uri] if uri else [])],
-                               check=True)  # fmt: skip
+                print(f"{label}, bench/{script}.py:", flush=True)
+                subprocess.run([sys.executable, "-m", f"bench.{script}", *([uri] if uri else [])],
+                               check=True, cwd=root)  # fmt: skip
     finally:
         databases.drop_created_databases()
 
