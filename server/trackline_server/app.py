@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from trackline.v1 import ingest_pb2, ingest_pb2_grpc, tracking_pb2, tracking_pb2_grpc
+from trackline.v1 import ingest_pb2, ingest_pb2_grpc, tracking_pb2
 
 from . import limits
 from .auth import BearerTokenInterceptor
@@ -27,14 +27,14 @@ from .metrics.compactor import Compactor
 from .metrics.service import IngestServicer
 from .metrics.writer import GroupCommitWriter
 from .store_watch import StoreWatch, open_store
-from .tracking import store
-from .tracking.servicer import TrackingServicer
+from .tracking import experiments
+from .tracking.service import TrackingService
+from .transport.grpc_server import add_service
 
+TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
+INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
 # Health answers for the server as a whole ("") and for each service by name.
-SERVICES = (
-    tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
-    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
-)
+SERVICES = (TRACKING.full_name, INGEST.full_name)
 
 
 @dataclass
@@ -90,7 +90,7 @@ async def build(settings: Settings) -> Running:
     try:
         await open_store(db)
         async with db.write() as conn:
-            await store.ensure_default_experiment(conn, settings.artifact_root)
+            await experiments.ensure_default(conn, settings.artifact_root)
     except Unavailable as err:
         await db.close()
         raise StartupError(err.message.split(";")[0]) from None
@@ -109,8 +109,8 @@ async def build(settings: Settings) -> Running:
     writer.start()
     compactor.start()
     ingest = IngestServicer(writer, owners=bool(settings.auth_tokens))
-    tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingServicer(db, writer, compactor, settings.artifact_root), server
+    add_service(
+        server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
     health_servicer = health.aio.HealthServicer()

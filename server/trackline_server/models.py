@@ -93,15 +93,17 @@ latest_metrics = Table(
     Index("ix_latest_metrics_key_value", "key", "value"),
 )
 
-# Ids of applied LogBatch requests, written in the batch's own transaction: a retry finds its
-# id here and is not applied again. Rows older than limits.APPLIED_REQUEST_RETENTION_S are
-# pruned (tracking/store.py), oldest first through the applied_time index.
+# Ids of applied requests (LogBatch, CreateRun, CreateExperiment), written in the request's
+# own transaction: a retry finds its id here and is not applied again. ``resource`` is the id
+# of what the request wrote or created. Rows older than limits.APPLIED_REQUEST_RETENTION_S are
+# pruned (idempotency.py), oldest first through the applied_time index.
 applied_requests = Table(
     "applied_requests",
     metadata,
     Column("request_id", String(128), primary_key=True),
-    Column("run_id", String(32), nullable=False),
+    Column("resource", String(500), nullable=False),
     Column("applied_time", BigInteger, nullable=False),
+    Column("method", String(64), nullable=False, server_default="LogBatch"),
     Index("ix_applied_requests_applied_time", "applied_time"),
 )
 

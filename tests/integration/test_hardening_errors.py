@@ -485,10 +485,10 @@ def test_applied_requests_are_pruned_after_the_retention(
         await conn.execute(
             insert(applied_requests),
             [
-                {"request_id": f"old-{i}", "run_id": run_id, "applied_time": 1_000 + i}
+                {"request_id": f"old-{i}", "resource": run_id, "applied_time": 1_000 + i}
                 for i in range(2_500)
             ]
-            + [{"request_id": "young", "run_id": run_id, "applied_time": 0}],
+            + [{"request_id": "young", "resource": run_id, "applied_time": 0}],
         )
         await conn.execute(
             text("UPDATE applied_requests SET applied_time = :t WHERE request_id = 'young'"),

@@ -16,12 +16,13 @@ from sqlalchemy import insert
 from trackline import InvalidArgument, TracklineClient
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
-from trackline_server import limits
+from trackline_server import lifecycle, limits
 from trackline_server.database import Database
 from trackline_server.errors import ResourceExhausted
 from trackline_server.models import params, runs, tags
+from trackline_server.tracking import experiments
+from trackline_server.tracking import runs as run_queries
 from trackline_server.tracking import search as queries
-from trackline_server.tracking import store
 
 from tests.support.servers import ServerProcess
 
@@ -167,19 +168,19 @@ async def _fifty_thousand(url: str) -> None:
     try:
         await db.create_schema()
         async with db.write() as conn:
-            exp = await store.create_experiment(conn, "big", "", {}, "/artifacts")
+            exp_id = await experiments.create(conn, "big", "", {}, "/artifacts")
             ids = [uuid.uuid4().hex for _ in range(limits.MAX_SEARCH_PAGE + 1)]
             await conn.execute(
                 insert(runs),
                 [
                     dict(
                         run_id=r,
-                        experiment_id=exp.experiment_id,
+                        experiment_id=exp_id,
                         run_name=f"r{i}",
                         status=1,
                         start_time=i,
                         end_time=None,
-                        lifecycle_stage=store.ACTIVE,
+                        lifecycle_stage=lifecycle.ACTIVE,
                         parent_run_id=None,
                         artifact_uri="",
                     )  # fmt: skip
@@ -190,10 +191,10 @@ async def _fifty_thousand(url: str) -> None:
             await conn.execute(insert(tags), [dict(run_id=r, key="t", value=r) for r in ids])
         async with db.read() as conn:
             page, token = await queries.search_runs(
-                conn, [str(exp.experiment_id)], "params.p = 'v'", [], limits.MAX_SEARCH_PAGE, "", 1
+                conn, [str(exp_id)], "params.p = 'v'", [], limits.MAX_SEARCH_PAGE, "", 1
             )
             rest, end = await queries.search_runs(
-                conn, [str(exp.experiment_id)], "params.p = 'v'", [], 0, token, 1
+                conn, [str(exp_id)], "params.p = 'v'", [], 0, token, 1
             )
         assert len(page) == limits.MAX_SEARCH_PAGE and token and end == ""
         assert all(r.params == {"p": "v"} and r.tags == {"t": r.run_id} for r in page)
@@ -254,18 +255,18 @@ async def _too_large(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         await db.create_schema()
         async with db.write() as conn:
-            exp = await store.create_experiment(conn, "e", "", {}, "/artifacts")
-            run = await store.create_run(conn, exp.experiment_id, "big", 0, {}, "")
+            exp_id = await experiments.create(conn, "e", "", {}, "/artifacts")
+            run_id = await run_queries.create(conn, exp_id, "big", 0, {}, "")
             await conn.execute(
                 insert(tags),
-                [dict(run_id=run.run_id, key=f"t{k}", value="v" * 65536) for k in range(40)],
+                [dict(run_id=run_id, key=f"t{k}", value="v" * 65536) for k in range(40)],
             )
         monkeypatch.setattr(queries, "_MAX_SINGLE_BYTES", 2 * 1024 * 1024)
         async with db.read() as conn:
             with pytest.raises(ResourceExhausted) as err:
                 await queries.search_runs(conn, [], "", [], 0, "", 1)
         assert err.value.reason == "REPLY_TOO_LARGE"
-        assert run.run_id in err.value.message
+        assert run_id in err.value.message
     finally:
         await db.close()
 

@@ -27,7 +27,7 @@ from trackline_server import migrate
 from trackline_server.database import Database
 from trackline_server.metrics import summary
 from trackline_server.models import metric_chunks
-from trackline_server.tracking import store
+from trackline_server.tracking import experiments, runs
 
 from tests.support.databases import fresh_postgres_database
 from tests.support.servers import ServerProcess, start_server
@@ -564,8 +564,8 @@ def test_upgrade_from_0002_reads_old_chunks_beside_summarised_ones(
     store_at_0002: str, tmp_path: Path
 ) -> None:
     async def add_run(conn: AsyncConnection) -> str:
-        exp = await store.create_experiment(conn, "old", "", {}, "/artifacts")
-        return (await store.create_run(conn, exp.experiment_id, "r", 0, {}, "")).run_id
+        exp_id = await experiments.create(conn, "old", "", {}, "/artifacts")
+        return await runs.create(conn, exp_id, "r", 0, {}, "")
 
     run_id = on_store(store_at_0002, add_run)
     rng = random.Random(5)

@@ -22,7 +22,7 @@ from trackline import TracklineClient
 from trackline_server import migrate
 from trackline_server.database import Database
 from trackline_server.models import metadata
-from trackline_server.tracking import store
+from trackline_server.tracking import experiments, runs
 
 from tests.support.servers import start_server
 
@@ -121,9 +121,8 @@ def run_alembic(url: str, fn: Callable[[Any], None]) -> None:
 
 
 async def add_experiment_and_run(conn: AsyncConnection) -> str:
-    exp = await store.create_experiment(conn, "before", "", {"team": "cv"}, "/artifacts")
-    run = await store.create_run(conn, exp.experiment_id, "r1", 0, {"t": "v"}, "")
-    return run.run_id
+    exp_id = await experiments.create(conn, "before", "", {"team": "cv"}, "/artifacts")
+    return await runs.create(conn, exp_id, "r1", 0, {"t": "v"}, "")
 
 
 def test_upgrade_creates_the_models_schema(database_url: str) -> None:

@@ -25,7 +25,9 @@ from trackline_server.errors import (
     from_exception,
     shown,
 )
-from trackline_server.tracking.servicer import TrackingServicer
+from trackline_server.tracking.service import TrackingService
+from trackline_server.transport import unit_of_work, writes
+from trackline_server.transport.grpc_server import method_handlers, method_name
 
 from tests.support.databases import PG_URL
 
@@ -173,11 +175,30 @@ def test_domain_errors_pass_through() -> None:
     assert from_exception(err) is err
 
 
-def test_every_tracking_method_goes_through_the_one_mapping() -> None:
+def test_every_tracking_method_goes_through_the_one_edge() -> None:
     service = tpb.DESCRIPTOR.services_by_name["TrackingService"]
     for method in service.methods:
-        handler = getattr(TrackingServicer, method.name)
-        assert getattr(handler, "__wrapped__", None) is not None, method.name
+        impl = getattr(TrackingService, method_name(method.name))
+        assert unit_of_work(impl) is not None, method.name
+
+
+def test_the_edge_refuses_a_service_that_lacks_a_method_or_its_unit_of_work() -> None:
+    service = tpb.DESCRIPTOR.services_by_name["TrackingService"]
+
+    class Lacking:
+        pass
+
+    class Undeclared:
+        async def create_experiment(self, request: object, call: object) -> object:
+            return request
+
+    with pytest.raises(TypeError, match="lacks create_experiment"):
+        method_handlers(Lacking(), service, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="declares no unit of work"):
+        method_handlers(Undeclared(), service, None)  # type: ignore[arg-type]
+    Undeclared.create_experiment = writes(Undeclared.create_experiment)  # type: ignore[method-assign]
+    with pytest.raises(TypeError, match="lacks get_experiment"):
+        method_handlers(Undeclared(), service, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

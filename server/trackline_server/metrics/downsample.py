@@ -16,7 +16,7 @@ import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..models import metric_chunks
-from ..tracking import store
+from ..tracking import runs as run_queries
 from . import summary
 from .chunk_points import (
     MAX_IDS,
@@ -418,6 +418,6 @@ async def downsample(
     point."""
     check_range(start_step, end_step)
     limit = view_points(max_points)
-    await store.get_run_row(conn, run_id)
+    await run_queries.get_row(conn, run_id)
     series = SeriesRange(run_id, key, rank, start_step, end_step)
     return await downsample_series(conn, series, await fetch_metas(conn, series.where()), limit)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted
 from ..models import metric_chunks, runs
-from ..tracking import store
+from ..tracking import runs as run_queries
 from ..validation import findable
 from .chunk_points import (
     META,
@@ -88,7 +88,7 @@ async def history_page(
     if page_size < 0:
         raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
     size = min(page_size or limits.DEFAULT_HISTORY_PAGE, limits.MAX_HISTORY_PAGE)
-    await store.get_run_row(conn, run_id)
+    await run_queries.get_row(conn, run_id)
     fingerprint = page_tokens.fingerprint(run_id, key, rank, start_step, end_step)
     from_step, skip = start_step, 0
     if page_token:
@@ -194,13 +194,13 @@ async def histories(
         return []
     for i, run_id in enumerate(run_ids):
         if not findable(run_id):  # PostgreSQL fails a statement that binds NUL
-            raise store.run_not_found(run_id, f"run_ids[{i}]")
+            raise run_queries.not_found(run_id, f"run_ids[{i}]")
     known = set(
         (await conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(run_list)))).scalars()
     )
     for i, run_id in enumerate(run_ids):
         if run_id not in known:
-            raise store.run_not_found(run_id, f"run_ids[{i}]")
+            raise run_queries.not_found(run_id, f"run_ids[{i}]")
     if not key_list:
         return []
 

@@ -18,9 +18,8 @@ import numpy.typing as npt
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import resources_pb2 as pb
 
-from .. import limits
+from .. import limits, validation
 from ..errors import InvalidArgument, shown
-from ..tracking import store
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -142,10 +141,10 @@ def _subset(segs: Segments, keep: npt.NDArray[np.bool_]) -> Segments:
 
 
 def check_key(key: str, field: str) -> None:
-    """``store.check_key`` with a memory of keys already found valid."""
+    """``validation.check_key`` with a memory of keys already found valid."""
     if key in _KNOWN_KEYS:
         return
-    store.check_key(key, field)
+    validation.check_key(key, field)
     if len(_KNOWN_KEYS) >= _MAX_KNOWN_KEYS:
         _KNOWN_KEYS.clear()
     _KNOWN_KEYS.add(key)
@@ -229,7 +228,7 @@ def from_series(
     LogBatch, all of ``run_id``). Series without values are skipped. The work per series
     is a few attribute reads and list appends: a batch of many one-point series is common.
     The point count is checked first, so an oversized batch is refused before any copy."""
-    store.check_batch_points(sum(len(s.values) for s in series), field)
+    validation.check_batch_points(sum(len(s.values) for s in series), field)
     run_ids: list[str] = []
     keys: list[str] = []
     ranks: list[int] = []
@@ -365,7 +364,7 @@ def from_block(block: ipb.SeriesBlock, now_ms: int) -> Segments:
     # Distinct keys (the usual block) make distinct series: no numbering needed.
     segs = numbered(run_ids, keys, ranks, lengths, steps, stamps, values,
                     distinct=len(distinct_keys) == n)  # fmt: skip
-    store.check_batch_points(segs.points, "block")
+    validation.check_batch_points(segs.points, "block")
     return segs
 
 
@@ -377,5 +376,5 @@ def from_request(request: ipb.StreamMetricsRequest, now_ms: int) -> Segments:
     if request.HasField("block"):
         parts.append(from_block(request.block, now_ms))
     segs = concat(parts)
-    store.check_batch_points(segs.points, "series")
+    validation.check_batch_points(segs.points, "series")
     return segs

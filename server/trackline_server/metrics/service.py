@@ -23,6 +23,7 @@ from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
 from .. import limits
+from ..clock import now_ms
 from ..errors import (
     InvalidArgument,
     TracklineError,
@@ -30,7 +31,6 @@ from ..errors import (
     from_exception,
     grpc_status,
 )
-from ..tracking import store
 from . import segments
 from .segments import Segments
 from .settle import fenced
@@ -49,7 +49,7 @@ _CONVERT_IN_THREAD_POINTS = 500_000
 def _convert(request: ipb.StreamMetricsRequest) -> tuple[Segments, Rejection | None]:
     """A batch's points as columns, or its refusal."""
     try:
-        return segments.from_request(request, store.now_ms()), None
+        return segments.from_request(request, now_ms()), None
     except TracklineError as err:
         return segments.empty(), Rejection(err.reason, err.message)
 

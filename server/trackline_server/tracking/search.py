@@ -28,11 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted, shown
+from ..lifecycle import ACTIVE, DELETED
 from ..models import experiment_tags, experiments, latest_metrics, params, runs, tags
 from ..search import sql
 from ..search.ast import Expr, Identifier, OrderKey
 from ..search.parser import FilterError, parse_filter, parse_order_by
-from .store import ACTIVE, DELETED, ExperimentRow, RunRow, load_experiments, load_runs
+from .experiments import ExperimentRow
+from .experiments import load as load_experiments
+from .runs import RunRow
+from .runs import load as load_runs
 
 # ViewType values of the API.
 ACTIVE_ONLY = 1

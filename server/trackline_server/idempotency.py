@@ -1,0 +1,92 @@
+"""Request ids that make a retried write apply once (AIP-155): LogBatch, CreateRun and
+CreateExperiment today, every create of the registry next.
+
+The id is recorded in the request's own transaction with the method and the id of what it
+wrote or created, so a retry after a lost reply finds it, and gets the first attempt's result
+instead of a second application. Ids are remembered for limits.APPLIED_REQUEST_RETENTION_S.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import limits
+from .clock import now_ms
+from .errors import Aborted, InvalidArgument, shown
+from .models import applied_requests
+
+# time.monotonic() before which applied_requests is not pruned again (per server process).
+_next_prune = 0.0
+
+
+async def applied(conn: AsyncConnection, request_id: str, method: str) -> str | None:
+    """The resource an earlier request with ``request_id`` wrote or created, or None when the
+    id is new (or past its retention). An id used by another method is INVALID_ARGUMENT
+    REQUEST_ID_REUSED. Prunes old ids on the way (``_prune``)."""
+    await _prune(conn)
+    row = (
+        await conn.execute(
+            select(applied_requests.c.resource, applied_requests.c.method).where(
+                applied_requests.c.request_id == request_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.method != method:
+        raise reused(request_id, f"a {row.method} call")
+    return str(row.resource)
+
+
+def reused(request_id: str, by: str) -> InvalidArgument:
+    return InvalidArgument(
+        "REQUEST_ID_REUSED",
+        f"request_id {shown(request_id)} was already used for {by}",
+        "request_id",
+    )
+
+
+async def record(conn: AsyncConnection, request_id: str, method: str, resource: str) -> None:
+    """Remembers that ``request_id`` applied ``method`` to ``resource``. When a concurrent
+    attempt with the same id committed first (PostgreSQL lets both look before either
+    writes), this attempt is ABORTED REQUEST_ID_IN_FLIGHT and rolls back: its retry gets the
+    first attempt's result."""
+    try:
+        await conn.execute(
+            insert(applied_requests).values(
+                request_id=request_id, resource=resource, method=method, applied_time=now_ms()
+            )
+        )
+    except IntegrityError:
+        raise Aborted(
+            "REQUEST_ID_IN_FLIGHT",
+            f"another call with request_id {shown(request_id)} was applied meanwhile; retry to"
+            " get its result",
+        ) from None
+
+
+async def _prune(conn: AsyncConnection) -> None:
+    """Deletes up to APPLIED_REQUEST_PRUNE_BATCH request ids older than the retention, at most
+    once per APPLIED_REQUEST_PRUNE_INTERVAL_S unless the last round found a full batch (then
+    again at the next call, until the backlog is gone). A range scan of ix_applied_requests_
+    applied_time, in the caller's transaction."""
+    global _next_prune
+    now = time.monotonic()
+    if now < _next_prune:
+        return
+    cutoff = now_ms() - limits.APPLIED_REQUEST_RETENTION_S * 1000
+    old = (
+        select(applied_requests.c.request_id)
+        .where(applied_requests.c.applied_time < cutoff)
+        .order_by(applied_requests.c.applied_time)
+        .limit(limits.APPLIED_REQUEST_PRUNE_BATCH)
+    )
+    result = await conn.execute(
+        delete(applied_requests).where(applied_requests.c.request_id.in_(old))
+    )
+    full = result.rowcount >= limits.APPLIED_REQUEST_PRUNE_BATCH
+    _next_prune = now if full else now + limits.APPLIED_REQUEST_PRUNE_INTERVAL_S

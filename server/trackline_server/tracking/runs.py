@@ -1,0 +1,220 @@
+"""Queries of runs with their params and tags. Functions take a connection inside an open
+transaction and never commit: the edge (one unit of work per RPC) or the group-commit
+writer's flush (LogBatch) does."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from trackline.v1 import resources_pb2 as pb
+
+from .. import lifecycle, tags
+from ..clock import now_ms
+from ..errors import InvalidArgument, NotFound, shown
+from ..metrics import latest_values
+from ..models import experiments, params, runs
+from ..models import tags as run_tags
+from ..validation import check_run_name, check_run_status, check_tags, check_time, findable
+from . import experiments as experiment_queries
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    experiment_id: int
+    run_name: str
+    status: int
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: int
+    parent_run_id: str | None
+    artifact_uri: str
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    # (key, value, step, timestamp) of each metric's latest point.
+    latest_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+
+
+def not_found(run_id: str, field_name: str = "run_id") -> NotFound:
+    return NotFound("RUN_NOT_FOUND", f"no run with id {shown(run_id)}", field_name)
+
+
+async def create(
+    conn: AsyncConnection,
+    exp_id: int,
+    run_name: str,
+    start_time: int,
+    tag_pairs: dict[str, str],
+    parent_run_id: str,
+) -> str:
+    """Creates a RUNNING run in a live experiment and returns its id."""
+    check_run_name(run_name)
+    check_time(start_time, "start_time")
+    check_tags(tag_pairs.items())
+    exp = await experiment_queries.get_active(conn, exp_id)
+    if parent_run_id:
+        await get_row(conn, parent_run_id, field_name="parent_run_id")
+    run_id = uuid.uuid4().hex
+    await conn.execute(
+        insert(runs).values(
+            run_id=run_id,
+            experiment_id=exp_id,
+            run_name=run_name or f"run-{run_id[:8]}",
+            status=pb.RUN_STATUS_RUNNING,
+            start_time=start_time or now_ms(),
+            end_time=None,
+            lifecycle_stage=lifecycle.ACTIVE,
+            parent_run_id=parent_run_id or None,
+            artifact_uri=f"{exp.artifact_location}/{run_id}/artifacts",
+        )
+    )
+    await tags.insert_new(conn, run_tags, run_id, tag_pairs)
+    return run_id
+
+
+async def get_row(conn: AsyncConnection, run_id: str, field_name: str = "run_id") -> RunRow:
+    """The run's own row (no params, tags or metrics); NOT_FOUND RUN_NOT_FOUND, naming
+    ``field_name``, when absent."""
+    row = None
+    if findable(run_id):
+        row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+    if row is None:
+        raise not_found(run_id, field_name)
+    return RunRow(**row._mapping)
+
+
+async def get_active(conn: AsyncConnection, run_id: str) -> RunRow:
+    """The run, for a write to it: FAILED_PRECONDITION when the run (RUN_DELETED) or its
+    experiment (EXPERIMENT_DELETED) is soft-deleted. One query."""
+    row = None
+    if findable(run_id):
+        row = (
+            await conn.execute(
+                select(runs, experiments.c.lifecycle_stage.label("experiment_stage"))
+                .join(experiments, experiments.c.experiment_id == runs.c.experiment_id)
+                .where(runs.c.run_id == run_id)
+            )
+        ).first()
+    if row is None:
+        raise not_found(run_id)
+    fields = dict(row._mapping)
+    experiment_stage = fields.pop("experiment_stage")
+    run = RunRow(**fields)
+    lifecycle.require_active(run.lifecycle_stage, "RUN_DELETED", f"run {shown(run_id)}")
+    lifecycle.require_active(
+        experiment_stage,
+        "EXPERIMENT_DELETED",
+        f"the experiment of run {shown(run_id)} ('{run.experiment_id}')",
+    )
+    return run
+
+
+async def get(conn: AsyncConnection, run_id: str) -> RunRow:
+    """The run with its params, tags and latest metrics."""
+    found = await load(conn, [run_id])
+    if not found:
+        raise not_found(run_id)
+    return found[0]
+
+
+async def update_run(
+    conn: AsyncConnection, run_id: str, status: int, end_time: int | None, run_name: str | None
+) -> None:
+    """Sets what is given (status 0: unchanged). A deleted run (or a run of a deleted
+    experiment) is FAILED_PRECONDITION: restore it before resuming or ending it. An end_time
+    before the start_time is accepted, as MLflow does; the run shows a negative duration."""
+    check_run_status(status)
+    if end_time is not None:
+        check_time(end_time, "end_time")
+    if run_name is not None:
+        check_run_name(run_name)
+    await get_active(conn, run_id)
+    values: dict[str, object] = {}
+    if status:
+        values["status"] = status
+    if end_time is not None:
+        values["end_time"] = end_time
+    if run_name is not None:
+        values["run_name"] = run_name
+    if values:
+        await conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+
+
+async def log_params_and_tags(
+    conn: AsyncConnection,
+    run_id: str,
+    param_pairs: list[tuple[str, str]],
+    tag_pairs: list[tuple[str, str]],
+) -> None:
+    """Adds params (immutable: a key logged with another value is INVALID_ARGUMENT
+    PARAM_CONFLICT, before anything is written) and sets tags. Keys, values and sizes are
+    checked by the caller."""
+    wanted = dict(param_pairs)
+    if len(wanted) != len(param_pairs):
+        seen: dict[str, str] = {}
+        for i, (k, v) in enumerate(param_pairs):
+            if k in seen and seen[k] != v:
+                raise InvalidArgument(
+                    "PARAM_CONFLICT",
+                    f"param {shown(k)} given twice with different values",
+                    f"params[{i}].value",
+                )
+            seen[k] = v
+    if wanted:
+        found = await conn.execute(
+            select(params.c.key, params.c.value).where(
+                and_(params.c.run_id == run_id, params.c.key.in_(list(wanted)))
+            )
+        )
+        existing = {k: v for k, v in found}
+        for k, v in wanted.items():
+            if k in existing and existing[k] != v:
+                raise InvalidArgument(
+                    "PARAM_CONFLICT",
+                    f"param {shown(k)} was already logged as {shown(existing[k])}; params are"
+                    f" immutable, so it cannot change to {shown(v)}",
+                    "params",
+                )
+        new = [
+            {"run_id": run_id, "key": k, "value": v} for k, v in wanted.items() if k not in existing
+        ]
+        if new:
+            await conn.execute(insert(params), new)
+    await tags.upsert(conn, run_tags, run_id, tag_pairs)
+
+
+async def set_stage(conn: AsyncConnection, run_id: str, stage: int) -> None:
+    """Soft-deletes or restores a run (``lifecycle.move``)."""
+    run = await get_row(conn, run_id)
+    await lifecycle.move(
+        conn, runs, runs.c.run_id, run_id, run.lifecycle_stage, stage, f"run {shown(run_id)}"
+    )
+
+
+async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
+    await get_active(conn, run_id)
+    await tags.delete(conn, run_tags, run_id, key, f"run {shown(run_id)}")
+
+
+async def load(conn: AsyncConnection, run_ids: list[str]) -> list[RunRow]:
+    """The runs with their params, tags and latest metrics, in the order of ``run_ids``
+    (absent ones left out); four queries whatever the number of runs."""
+    if not run_ids:
+        return []
+    found = {
+        row.run_id: RunRow(**row._mapping)
+        for row in await conn.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
+    }
+    ids = list(found)
+    for run_id, key, value in await conn.execute(
+        select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(ids))
+    ):
+        found[run_id].params[key] = value
+    for run_id, key, value in await tags.read(conn, run_tags, ids):
+        found[run_id].tags[key] = value
+    for run_id, metric in await latest_values.of_runs(conn, ids):
+        found[run_id].latest_metrics.append(metric)
+    return [found[r] for r in run_ids if r in found]

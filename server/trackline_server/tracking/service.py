@@ -1,0 +1,288 @@
+"""TrackingService: experiments, runs, their params and tags, metric reads and run search,
+written once for every transport (the gRPC edge in ``transport/grpc_server.py`` now, the
+Connect side later).
+
+Each method takes the request and a ``Call``; ``@reads``/``@writes`` methods run inside the
+unit of work the edge opened (``call.conn``) and never commit. LogBatch hands its write to the
+group-commit writer, which commits it with every other pending write (``@own_transactions``: no
+transaction of its own); metric reads first let the compactor settle what is still in the
+metric log.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from trackline.v1 import tracking_pb2 as tpb
+
+from .. import idempotency, lifecycle, limits, validation
+from ..clock import now_ms
+from ..database import Database
+from ..errors import InvalidArgument
+from ..metrics import chunks, downsample, history_wire, reads, segments
+from ..metrics.compactor import Compactor
+from ..metrics.writer import GroupCommitWriter, Job
+from ..transport import Call, own_transactions, writes
+from ..transport import reads as reading
+from . import experiments, messages, runs, search
+
+
+class TrackingService:
+    def __init__(
+        self, db: Database, writer: GroupCommitWriter, compactor: Compactor, artifact_root: str
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.compactor = compactor
+        self.artifact_root = artifact_root
+
+    # Experiments
+
+    @writes
+    async def create_experiment(
+        self, request: tpb.CreateExperimentRequest, call: Call
+    ) -> tpb.CreateExperimentResponse:
+        conn, rid = call.conn, request.request_id
+        validation.check_request_id(rid)
+        done = rid and await idempotency.applied(conn, rid, "CreateExperiment")
+        if done:
+            exp_id = int(done)
+        else:
+            exp_id = await experiments.create(
+                conn,
+                request.name,
+                request.artifact_location,
+                {t.key: t.value for t in request.tags},
+                self.artifact_root,
+            )
+            if rid:
+                await idempotency.record(conn, rid, "CreateExperiment", str(exp_id))
+        exp = await experiments.get(conn, exp_id)
+        return tpb.CreateExperimentResponse(experiment=messages.experiment(exp))
+
+    @reading
+    async def get_experiment(
+        self, request: tpb.GetExperimentRequest, call: Call
+    ) -> tpb.GetExperimentResponse:
+        exp_id = validation.parse_experiment_id(request.experiment_id)
+        exp = await experiments.get(call.conn, exp_id)
+        return tpb.GetExperimentResponse(experiment=messages.experiment(exp))
+
+    @reading
+    async def get_experiment_by_name(
+        self, request: tpb.GetExperimentByNameRequest, call: Call
+    ) -> tpb.GetExperimentByNameResponse:
+        exp = await experiments.get_by_name(call.conn, request.name)
+        return tpb.GetExperimentByNameResponse(experiment=messages.experiment(exp))
+
+    @writes
+    async def update_experiment(
+        self, request: tpb.UpdateExperimentRequest, call: Call
+    ) -> tpb.UpdateExperimentResponse:
+        exp_id = validation.parse_experiment_id(request.experiment_id)
+        await experiments.rename(call.conn, exp_id, request.new_name)
+        exp = await experiments.get(call.conn, exp_id)
+        return tpb.UpdateExperimentResponse(experiment=messages.experiment(exp))
+
+    @writes
+    async def delete_experiment(
+        self, request: tpb.DeleteExperimentRequest, call: Call
+    ) -> tpb.DeleteExperimentResponse:
+        exp_id = validation.parse_experiment_id(request.experiment_id)
+        await experiments.set_stage(call.conn, exp_id, lifecycle.DELETED)
+        return tpb.DeleteExperimentResponse()
+
+    @writes
+    async def restore_experiment(
+        self, request: tpb.RestoreExperimentRequest, call: Call
+    ) -> tpb.RestoreExperimentResponse:
+        exp_id = validation.parse_experiment_id(request.experiment_id)
+        await experiments.set_stage(call.conn, exp_id, lifecycle.ACTIVE)
+        return tpb.RestoreExperimentResponse()
+
+    @writes
+    async def set_experiment_tag(
+        self, request: tpb.SetExperimentTagRequest, call: Call
+    ) -> tpb.SetExperimentTagResponse:
+        exp_id = validation.parse_experiment_id(request.experiment_id)
+        await experiments.set_tag(call.conn, exp_id, request.key, request.value)
+        return tpb.SetExperimentTagResponse()
+
+    @writes
+    async def delete_experiment_tag(
+        self, request: tpb.DeleteExperimentTagRequest, call: Call
+    ) -> tpb.DeleteExperimentTagResponse:
+        exp_id = validation.parse_experiment_id(request.experiment_id)
+        await experiments.delete_tag(call.conn, exp_id, request.key)
+        return tpb.DeleteExperimentTagResponse()
+
+    @reading
+    async def search_experiments(
+        self, request: tpb.SearchExperimentsRequest, call: Call
+    ) -> tpb.SearchExperimentsResponse:
+        found, token = await search.search_experiments(
+            call.conn,
+            request.filter,
+            list(request.order_by),
+            request.page_size,
+            request.page_token,
+            request.view_type,
+        )
+        return tpb.SearchExperimentsResponse(
+            experiments=[messages.experiment(e) for e in found], next_page_token=token
+        )
+
+    # Runs
+
+    @writes
+    async def create_run(self, request: tpb.CreateRunRequest, call: Call) -> tpb.CreateRunResponse:
+        conn, rid = call.conn, request.request_id
+        validation.check_request_id(rid)
+        exp_id = validation.parse_experiment_id(request.experiment_id or "0")
+        run_id = rid and await idempotency.applied(conn, rid, "CreateRun")
+        if not run_id:
+            run_id = await runs.create(
+                conn,
+                exp_id,
+                request.run_name,
+                request.start_time,
+                {t.key: t.value for t in request.tags},
+                request.parent_run_id,
+            )
+            if rid:
+                await idempotency.record(conn, rid, "CreateRun", run_id)
+        return tpb.CreateRunResponse(run=messages.run(await runs.get(conn, run_id)))
+
+    @reading
+    async def get_run(self, request: tpb.GetRunRequest, call: Call) -> tpb.GetRunResponse:
+        return tpb.GetRunResponse(run=messages.run(await runs.get(call.conn, request.run_id)))
+
+    @writes
+    async def update_run(self, request: tpb.UpdateRunRequest, call: Call) -> tpb.UpdateRunResponse:
+        await runs.update_run(
+            call.conn,
+            request.run_id,
+            request.status,
+            request.end_time if request.HasField("end_time") else None,
+            request.run_name if request.HasField("run_name") else None,
+        )
+        return tpb.UpdateRunResponse(run=messages.run(await runs.get(call.conn, request.run_id)))
+
+    @writes
+    async def delete_run(self, request: tpb.DeleteRunRequest, call: Call) -> tpb.DeleteRunResponse:
+        await runs.set_stage(call.conn, request.run_id, lifecycle.DELETED)
+        return tpb.DeleteRunResponse()
+
+    @writes
+    async def restore_run(
+        self, request: tpb.RestoreRunRequest, call: Call
+    ) -> tpb.RestoreRunResponse:
+        await runs.set_stage(call.conn, request.run_id, lifecycle.ACTIVE)
+        return tpb.RestoreRunResponse()
+
+    @writes
+    async def delete_run_tag(
+        self, request: tpb.DeleteRunTagRequest, call: Call
+    ) -> tpb.DeleteRunTagResponse:
+        await runs.delete_tag(call.conn, request.run_id, request.key)
+        return tpb.DeleteRunTagResponse()
+
+    @reading
+    async def search_runs(
+        self, request: tpb.SearchRunsRequest, call: Call
+    ) -> tpb.SearchRunsResponse:
+        found, token = await search.search_runs(
+            call.conn,
+            list(request.experiment_ids),
+            request.filter,
+            list(request.order_by),
+            request.page_size,
+            request.page_token,
+            request.view_type,
+        )
+        return tpb.SearchRunsResponse(runs=[messages.run(r) for r in found], next_page_token=token)
+
+    @own_transactions
+    async def log_batch(self, request: tpb.LogBatchRequest, call: Call) -> tpb.LogBatchResponse:
+        """Checks everything it can without the database first, so that a bad call never
+        joins a group commit whose other writes it could fail; then the writer applies it in
+        a savepoint of its next flush and this returns once that commits."""
+        run_id, rid = request.run_id, request.request_id
+        if not validation.findable(run_id):
+            raise runs.not_found(run_id)
+        points = segments.from_series(request.metrics, now_ms(), "metrics", run_id=run_id)
+        validation.check_request_id(rid)
+        if len(request.params) + len(request.tags) > limits.MAX_BATCH_PARAMS_AND_TAGS:
+            raise InvalidArgument(
+                "BATCH_TOO_LARGE",
+                f"more than {limits.MAX_BATCH_PARAMS_AND_TAGS} params and tags in one batch",
+                "params",
+            )
+        param_pairs = [(p.key, p.value) for p in request.params]
+        tag_pairs = [(t.key, t.value) for t in request.tags]
+        validation.check_params(param_pairs)
+        validation.check_tags(tag_pairs)
+
+        async def apply(conn: AsyncConnection) -> None:
+            await runs.get_active(conn, run_id)
+            if rid:
+                done = await idempotency.applied(conn, rid, "LogBatch")
+                if done is not None and done != run_id:
+                    raise idempotency.reused(rid, "another run")
+                if done is not None:
+                    return  # the retry of a batch that was applied
+                await idempotency.record(conn, rid, "LogBatch", run_id)
+            await runs.log_params_and_tags(conn, run_id, param_pairs, tag_pairs)
+            await chunks.write_segments(conn, points)
+            await chunks.move_latest(conn, points)
+
+        await self.writer.put_job(Job(apply, points.points, points.nbytes + request.ByteSize()))
+        return tpb.LogBatchResponse()
+
+    # Metric reads
+
+    @own_transactions
+    async def get_metric_history(
+        self, request: tpb.GetMetricHistoryRequest, call: Call
+    ) -> tpb.GetMetricHistoryResponse:
+        rank = request.rank if request.HasField("rank") else None
+        start = request.start_step if request.HasField("start_step") else None
+        end = request.end_step if request.HasField("end_step") else None
+        validation.check_key(request.key, "key")
+        token = ""
+        await self.compactor.settle()  # points still in the metric log move to chunks
+        async with self.db.read() as conn:
+            if request.max_points:  # a chart view in one response (negative: rejected)
+                points = await downsample.downsample(
+                    conn, request.run_id, request.key, rank=rank, start_step=start,
+                    end_step=end, max_points=request.max_points,
+                )  # fmt: skip
+            else:
+                points, token = await reads.history_page(
+                    conn, request.run_id, request.key, rank=rank, start_step=start,
+                    end_step=end, page_size=request.page_size, page_token=request.page_token,
+                )  # fmt: skip
+        response = tpb.GetMetricHistoryResponse(next_page_token=token)
+        history_wire.fill_series(response.series, request.key, points)
+        history_wire.extend_ints(response, "ranks", points.ranks)
+        return response
+
+    @own_transactions
+    async def get_metric_histories(
+        self, request: tpb.GetMetricHistoriesRequest, call: Call
+    ) -> tpb.GetMetricHistoriesResponse:
+        for i, key in enumerate(request.keys):
+            validation.check_key(key, f"keys[{i}]")
+        await self.compactor.settle()  # points still in the metric log move to chunks
+        async with self.db.read() as conn:
+            found = await reads.histories(
+                conn,
+                list(request.run_ids),
+                list(request.keys),
+                max_points=request.max_points,
+                start_step=request.start_step if request.HasField("start_step") else None,
+                end_step=request.end_step if request.HasField("end_step") else None,
+            )
+        response = tpb.GetMetricHistoriesResponse()
+        for run_id, key, points in found:
+            history_wire.fill_series(response.series.add(run_id=run_id).series, key, points)
+        return response

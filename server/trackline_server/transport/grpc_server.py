@@ -1,0 +1,191 @@
+"""Serves a domain's transport-agnostic service over grpc.aio: the one edge every RPC passes.
+
+For each method of the proto service, the service object has a method of the same name in
+snake_case (``CreateRun`` -> ``create_run``) that takes the request message (or, for a
+client stream, an async iterator of them) and a ``Call``, and returns the response (or, for a
+server stream, an async iterator of them). The edge:
+
+- opens the unit of work the method declares (``call.py``: ``@reads``, ``@writes``,
+  ``@own_transactions``) and hands its connection in through ``call.conn``; one per RPC;
+- runs a unary call to its end even when the client goes away (``shield.shielded``): grpc.aio
+  cancels the call's task then, and a cancellation inside a SQLite statement left the
+  connection holding the write lock, so every later write waited out the busy timeout;
+- ends the call with the status of whatever the method raised (``errors.from_exception``: a
+  domain error with its ErrorInfo and BadRequest details, a known store failure as its
+  reason, anything else INTERNAL with an error id that the log carries beside the traceback).
+
+A service that lacks a method, or a method that declares no unit of work, fails at start-up
+(``TypeError``), not at the first call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..database import Database
+from ..errors import TracklineError, from_exception, grpc_status
+from ..shield import shielded
+from .call import Call, UnitOfWork, unit_of_work
+
+
+def add_service(
+    server: grpc.aio.Server, service: object, descriptor: ServiceDescriptor, db: Database
+) -> None:
+    """Serves ``service`` as the proto service ``descriptor`` on ``server``."""
+    handlers = method_handlers(service, descriptor, db)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(descriptor.full_name, handlers)
+
+
+def method_name(rpc: str) -> str:
+    """The name of the service method for ``rpc``: GetMetricHistory -> get_metric_history."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", rpc).lower()
+
+
+def method_handlers(
+    service: object, descriptor: ServiceDescriptor, db: Database
+) -> dict[str, grpc.RpcMethodHandler]:
+    """One grpc handler per method of ``descriptor``, each over the service's method."""
+    handlers = {}
+    for method in descriptor.methods:
+        impl = getattr(service, method_name(method.name), None)
+        if impl is None:
+            raise TypeError(f"{type(service).__name__} lacks {method_name(method.name)}()")
+        kind = unit_of_work(impl)
+        if kind is None:
+            raise TypeError(
+                f"{type(service).__name__}.{method_name(method.name)} declares no unit of work"
+                " (@reads, @writes or @own_transactions)"
+            )
+        streaming = method.client_streaming or method.server_streaming
+        if streaming and kind is not UnitOfWork.NONE:
+            raise TypeError(
+                f"{method.full_name} streams: it cannot hold one transaction (@own_transactions)"
+            )
+        handlers[method.name] = _handler(method, impl, kind, db)
+    return handlers
+
+
+def _handler(
+    method: MethodDescriptor, impl: Any, kind: UnitOfWork, db: Database
+) -> grpc.RpcMethodHandler:
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    des, ser = request_cls.FromString, response_cls.SerializeToString
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    name = method.name
+
+    if method.client_streaming and method.server_streaming:
+
+        async def stream_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            async for response in _streamed(impl(requests, _call(path, context)), context, name):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)
+    if method.server_streaming:
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            async for response in _streamed(impl(request, _call(path, context)), context, name):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
+
+    async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = _call(path, context)
+        async with _unit(db, kind) as conn:
+            if conn is not None:
+                call = dataclasses.replace(call, connection=conn)
+            return await impl(request, call)
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await shielded(run(request, context))
+        except Exception as exc:
+            status = grpc_status(from_exception(exc, name))
+        # Aborted outside the handler: gRPC's AbortError would otherwise chain the exception,
+        # whose traceback holds the request, into a cycle only a full collection frees.
+        await context.abort_with_status(status)
+        raise AssertionError("unreachable")
+
+    if method.client_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary, des, ser)
+    return grpc.unary_unary_rpc_method_handler(unary, des, ser)
+
+
+def _unit(db: Database, kind: UnitOfWork) -> AbstractAsyncContextManager[AsyncConnection | None]:
+    if kind is UnitOfWork.WRITE:
+        return db.write()
+    if kind is UnitOfWork.READ:
+        return db.read()
+    return nullcontext()
+
+
+async def _streamed(
+    responses: AsyncIterator[Any], context: grpc.aio.ServicerContext, name: str
+) -> AsyncIterator[Any]:
+    """``responses``, ending the call with the status of what the stream raises."""
+    try:
+        async for response in responses:
+            yield response
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        await context.abort_with_status(grpc_status(from_exception(exc, name)))
+
+
+def _call(path: str, context: grpc.aio.ServicerContext) -> Call:
+    left = context.time_remaining()
+    return Call(
+        path,
+        principal=principal(context.invocation_metadata() or ()),
+        deadline=None if left is None else time.monotonic() + left,
+    )
+
+
+def principal(metadata: Any) -> str | None:
+    """The SHA-256 (hex) of the call's bearer token, or None when it carries none."""
+    for name, value in metadata:
+        if name == "authorization":
+            raw = value.encode() if isinstance(value, str) else value
+            return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
+    return None
+
+
+def failing(handler: grpc.RpcMethodHandler, error: TracklineError) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that fails every call with ``error`` (what
+    an interceptor returns for a call it refuses before any service sees it)."""
+    status = grpc_status(error)
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort_with_status(status)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort_with_status(status)
+        yield  # never reached; makes this an async generator, as streaming responses need
+
+    des, ser = handler.request_deserializer, handler.response_serializer
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(streaming, des, ser)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary, des, ser)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(streaming, des, ser)
+    return grpc.unary_unary_rpc_method_handler(unary, des, ser)
+
+
+async def abort(context: grpc.aio.ServicerContext, error: TracklineError) -> None:
+    """Ends the call with ``error``'s status (for interceptors that refuse a call midway)."""
+    await context.abort_with_status(grpc_status(error))
