@@ -1,0 +1,130 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    INVALID_KEY: _ClassVar[ErrorReason]
+    INVALID_VALUE: _ClassVar[ErrorReason]
+    VALUE_TOO_LONG: _ClassVar[ErrorReason]
+    INVALID_NAME: _ClassVar[ErrorReason]
+    INVALID_ARTIFACT_LOCATION: _ClassVar[ErrorReason]
+    INVALID_TIME: _ClassVar[ErrorReason]
+    INVALID_STATUS: _ClassVar[ErrorReason]
+    INVALID_REQUEST_ID: _ClassVar[ErrorReason]
+    REQUEST_ID_REUSED: _ClassVar[ErrorReason]
+    PARAM_CONFLICT: _ClassVar[ErrorReason]
+    BATCH_TOO_LARGE: _ClassVar[ErrorReason]
+    EMPTY_SERIES: _ClassVar[ErrorReason]
+    COLUMN_LENGTH_MISMATCH: _ClassVar[ErrorReason]
+    INVALID_RUN_INDEX: _ClassVar[ErrorReason]
+    INVALID_STEP_RANGE: _ClassVar[ErrorReason]
+    INVALID_MAX_POINTS: _ClassVar[ErrorReason]
+    INVALID_PAGE_SIZE: _ClassVar[ErrorReason]
+    INVALID_PAGE_TOKEN: _ClassVar[ErrorReason]
+    INVALID_FILTER: _ClassVar[ErrorReason]
+    INVALID_ORDER_BY: _ClassVar[ErrorReason]
+    INVALID_VIEW_TYPE: _ClassVar[ErrorReason]
+    INVALID_EXPERIMENT_ID: _ClassVar[ErrorReason]
+    TOO_MANY_EXPERIMENTS: _ClassVar[ErrorReason]
+    TOO_MANY_RUNS: _ClassVar[ErrorReason]
+    TOO_MANY_KEYS: _ClassVar[ErrorReason]
+    MALFORMED_REQUEST: _ClassVar[ErrorReason]
+    INVALID_WRITER_ID: _ClassVar[ErrorReason]
+    INVALID_WRITER_KEY: _ClassVar[ErrorReason]
+    WRITER_ID_CHANGED: _ClassVar[ErrorReason]
+    WRITER_KEY_CHANGED: _ClassVar[ErrorReason]
+    INVALID_SEQ: _ClassVar[ErrorReason]
+    WRITER_ID_TAKEN: _ClassVar[ErrorReason]
+    WRITER_NOT_OWNED: _ClassVar[ErrorReason]
+    WRITER_FENCED: _ClassVar[ErrorReason]
+    EXPERIMENT_NOT_FOUND: _ClassVar[ErrorReason]
+    RUN_NOT_FOUND: _ClassVar[ErrorReason]
+    TAG_NOT_FOUND: _ClassVar[ErrorReason]
+    EXPERIMENT_ALREADY_EXISTS: _ClassVar[ErrorReason]
+    EXPERIMENT_DELETED: _ClassVar[ErrorReason]
+    RUN_DELETED: _ClassVar[ErrorReason]
+    WRONG_LIFECYCLE_STAGE: _ClassVar[ErrorReason]
+    DEFAULT_EXPERIMENT: _ClassVar[ErrorReason]
+    REQUEST_ID_IN_FLIGHT: _ClassVar[ErrorReason]
+    INGEST_QUEUE_FULL: _ClassVar[ErrorReason]
+    SERVER_BUSY: _ClassVar[ErrorReason]
+    HISTORY_TOO_LARGE: _ClassVar[ErrorReason]
+    REPLY_TOO_LARGE: _ClassVar[ErrorReason]
+    QUERY_TOO_EXPENSIVE: _ClassVar[ErrorReason]
+    MISSING_TOKEN: _ClassVar[ErrorReason]
+    MALFORMED_TOKEN: _ClassVar[ErrorReason]
+    INVALID_TOKEN: _ClassVar[ErrorReason]
+    SHUTTING_DOWN: _ClassVar[ErrorReason]
+    WRITE_FAILED: _ClassVar[ErrorReason]
+    STORE_FULL: _ClassVar[ErrorReason]
+    STORE_READ_ONLY: _ClassVar[ErrorReason]
+    STORE_BUSY: _ClassVar[ErrorReason]
+    STORE_UNAVAILABLE: _ClassVar[ErrorReason]
+    STORE_LOST: _ClassVar[ErrorReason]
+    INTERNAL: _ClassVar[ErrorReason]
+    SERVER_UNREACHABLE: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+INVALID_KEY: ErrorReason
+INVALID_VALUE: ErrorReason
+VALUE_TOO_LONG: ErrorReason
+INVALID_NAME: ErrorReason
+INVALID_ARTIFACT_LOCATION: ErrorReason
+INVALID_TIME: ErrorReason
+INVALID_STATUS: ErrorReason
+INVALID_REQUEST_ID: ErrorReason
+REQUEST_ID_REUSED: ErrorReason
+PARAM_CONFLICT: ErrorReason
+BATCH_TOO_LARGE: ErrorReason
+EMPTY_SERIES: ErrorReason
+COLUMN_LENGTH_MISMATCH: ErrorReason
+INVALID_RUN_INDEX: ErrorReason
+INVALID_STEP_RANGE: ErrorReason
+INVALID_MAX_POINTS: ErrorReason
+INVALID_PAGE_SIZE: ErrorReason
+INVALID_PAGE_TOKEN: ErrorReason
+INVALID_FILTER: ErrorReason
+INVALID_ORDER_BY: ErrorReason
+INVALID_VIEW_TYPE: ErrorReason
+INVALID_EXPERIMENT_ID: ErrorReason
+TOO_MANY_EXPERIMENTS: ErrorReason
+TOO_MANY_RUNS: ErrorReason
+TOO_MANY_KEYS: ErrorReason
+MALFORMED_REQUEST: ErrorReason
+INVALID_WRITER_ID: ErrorReason
+INVALID_WRITER_KEY: ErrorReason
+WRITER_ID_CHANGED: ErrorReason
+WRITER_KEY_CHANGED: ErrorReason
+INVALID_SEQ: ErrorReason
+WRITER_ID_TAKEN: ErrorReason
+WRITER_NOT_OWNED: ErrorReason
+WRITER_FENCED: ErrorReason
+EXPERIMENT_NOT_FOUND: ErrorReason
+RUN_NOT_FOUND: ErrorReason
+TAG_NOT_FOUND: ErrorReason
+EXPERIMENT_ALREADY_EXISTS: ErrorReason
+EXPERIMENT_DELETED: ErrorReason
+RUN_DELETED: ErrorReason
+WRONG_LIFECYCLE_STAGE: ErrorReason
+DEFAULT_EXPERIMENT: ErrorReason
+REQUEST_ID_IN_FLIGHT: ErrorReason
+INGEST_QUEUE_FULL: ErrorReason
+SERVER_BUSY: ErrorReason
+HISTORY_TOO_LARGE: ErrorReason
+REPLY_TOO_LARGE: ErrorReason
+QUERY_TOO_EXPENSIVE: ErrorReason
+MISSING_TOKEN: ErrorReason
+MALFORMED_TOKEN: ErrorReason
+INVALID_TOKEN: ErrorReason
+SHUTTING_DOWN: ErrorReason
+WRITE_FAILED: ErrorReason
+STORE_FULL: ErrorReason
+STORE_READ_ONLY: ErrorReason
+STORE_BUSY: ErrorReason
+STORE_UNAVAILABLE: ErrorReason
+STORE_LOST: ErrorReason
+INTERNAL: ErrorReason
+SERVER_UNREACHABLE: ErrorReason
