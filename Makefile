@@ -15,13 +15,19 @@ $(STAMP): requirements-dev.txt clients/python/pyproject.toml server/pyproject.to
 
 install: $(STAMP)
 
+# Python through grpc_tools, every other language through buf.gen.yaml (Go's plugins are
+# pinned in clients/go/go.mod and fetched from the Go module proxy on first use).
+GENERATED := clients/python/trackline/v1 clients/go/gen
+
 gen: $(STAMP)
 	PY=$(BIN)/python bash scripts/gen_python.sh
+	rm -rf clients/go/gen
+	$(BIN)/buf generate
 
 # Fails when the committed generated code differs from what the protos produce.
 check-gen: gen
-	git diff --exit-code -- clients/python/trackline/v1
-	@test -z "$$(git status --porcelain -- clients/python/trackline/v1)" || (echo "untracked generated files"; exit 1)
+	git diff --exit-code -- $(GENERATED)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (echo "untracked generated files"; exit 1)
 
 # Rewrites the sources in the house style (ruff's fixes and formatter, buf's proto format).
 fmt: $(STAMP)
@@ -38,6 +44,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check server clients/python/trackline tests --exclude clients/python/trackline/v1
 	$(BIN)/mypy server/trackline_server clients/python/trackline
+	cd clients/go && go vet ./...
 
 # Starts a local PostgreSQL (scripts/start_postgres.sh, needs root for apt) unless
 # TRACKLINE_TEST_PG_URL is set; without one the PostgreSQL half of the suite is skipped.
