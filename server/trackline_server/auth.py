@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import grpc
 
-from .errors import Unauthenticated, grpc_status
+from .errors import Unauthenticated
+from .transport.grpc_server import failing
 
 # Load balancers and orchestrators probe health without credentials.
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
@@ -36,7 +36,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         error = self._check(details.invocation_metadata or ())
         if error is None:
             return handler
-        return _rejecting(handler, error)
+        return failing(handler, error)
 
     def _check(self, metadata: Sequence[tuple[str, str | bytes]]) -> Unauthenticated | None:
         values = [v for k, v in metadata if k == "authorization"]
@@ -65,24 +65,3 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if not matched:
             return Unauthenticated("INVALID_TOKEN", "the token is not valid for this server")
         return None
-
-
-def _rejecting(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that fails the call with ``error``."""
-    status = grpc_status(error)
-
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort_with_status(status)
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort_with_status(status)
-        yield  # never reached; makes this an async generator, as streaming responses need
-
-    des, ser = handler.request_deserializer, handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(streaming, des, ser)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(unary, des, ser)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(streaming, des, ser)
-    return grpc.unary_unary_rpc_method_handler(unary, des, ser)

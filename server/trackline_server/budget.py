@@ -28,7 +28,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from .errors import InvalidArgument, ResourceExhausted, TracklineError, grpc_status
+from .errors import InvalidArgument, ResourceExhausted, TracklineError
+from .transport.grpc_server import abort
 
 SMALL_MESSAGE_BYTES = 64 * 1024  # always admitted (still counted)
 RETRY_AFTER_S = 1.0
@@ -174,10 +175,6 @@ def _busy() -> ResourceExhausted:
     )
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: TracklineError) -> None:
-    await context.abort_with_status(grpc_status(err))
-
-
 def _budgeted(handler: grpc.RpcMethodHandler, budget: Budget) -> grpc.RpcMethodHandler:
     """A handler of the same shape as ``handler`` that receives raw bytes and parses them
     inside ``budget``."""
@@ -186,12 +183,12 @@ def _budgeted(handler: grpc.RpcMethodHandler, budget: Budget) -> grpc.RpcMethodH
 
     async def admitted(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         if not budget.try_take(len(raw)):
-            await _abort(context, _busy())
+            await abort(context, _busy())
         try:
             return parse(raw)
         except TracklineError as err:
             budget.give_back(len(raw))
-            await _abort(context, err)
+            await abort(context, err)
 
     if not handler.request_streaming:
         if not handler.response_streaming:
@@ -228,7 +225,7 @@ def _budgeted(handler: grpc.RpcMethodHandler, budget: Budget) -> grpc.RpcMethodH
                 try:
                     request = parse(raw)
                 except TracklineError as err:
-                    await _abort(context, err)
+                    await abort(context, err)
                 yield request
             finally:
                 budget.give_back(len(raw))

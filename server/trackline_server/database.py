@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from . import migrate, store_watch
+from . import migrate, store_checks
 from .errors import TracklineError, Unavailable, store_failure
 
 log = logging.getLogger("trackline.database")
@@ -32,8 +32,8 @@ class Database:
     all SQLite allows) and run under BEGIN IMMEDIATE; WAL + synchronous=FULL make every
     committed transaction survive a process kill.
 
-    The store is watched (store_watch.py): ``problem`` is why it cannot take writes now
-    (STORE_LOST, STORE_READ_ONLY, STORE_UNAVAILABLE), None while it can."""
+    The store is watched (store_checks.py, store_watch.py): ``problem`` is why it cannot take
+    writes now (STORE_LOST, STORE_READ_ONLY, STORE_UNAVAILABLE), None while it can."""
 
     def __init__(self, url: str, *, wal_restart_bytes: int = WAL_RESTART_BYTES) -> None:
         self.url = url
@@ -41,7 +41,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         database = make_url(url).database if self.is_sqlite else None
         self.files = (
-            store_watch.SqliteFiles(database) if database and database != ":memory:" else None
+            store_checks.SqliteFiles(database) if database and database != ":memory:" else None
         )
         self.problem: Unavailable | None = None
         kwargs: dict[str, Any] = {}
@@ -107,7 +107,7 @@ class Database:
         if self.files is not None:
             problem = self.files.lost() or self.files.holds_deleted() or self.files.read_only()
         else:
-            problem = await store_watch.probe_postgres(self)
+            problem = await store_checks.probe_postgres(self.engine)
         self.problem = problem
         return problem
 
