@@ -1,4 +1,5 @@
-"""Unit tests of the search filter language front end (lexer, parser, order_by, to_text)."""
+"""Unit tests of the filter parser (grammar, values, errors, limits, order_by, to_text), over
+the run and experiment schemas of tracking."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from trackline_server.search import (
     And,
     Comparison,
+    EntitySchema,
     Expr,
     FilterError,
     Identifier,
@@ -27,6 +29,7 @@ from trackline_server.search import (
     parse_order_by,
     to_text,
 )
+from trackline_server.tracking.search_schema import EXPERIMENTS, RUNS
 
 # ----------------------------------------------------------------------------------------------
 # Helpers: build expected trees, compare ignoring positions
@@ -57,15 +60,15 @@ def norm_value(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-def parsed(text: str, entity: Any = "run") -> Any:
-    result = parse_filter(text, entity)
+def parsed(text: str, schema: EntitySchema = RUNS) -> Any:
+    result = parse_filter(text, schema)
     assert result is not None
     return norm(result)
 
 
-def failure(text: str, entity: Any = "run") -> FilterError:
+def failure(text: str, schema: EntitySchema = RUNS) -> FilterError:
     with pytest.raises(FilterError) as info:
-        parse_filter(text, entity)
+        parse_filter(text, schema)
     return info.value
 
 
@@ -146,10 +149,10 @@ class TestExamples:
 
     @pytest.mark.parametrize("text", ["", " ", " \t\r\n  "])
     def test_empty_filter_is_none(self, text: str) -> None:
-        assert parse_filter(text) is None
+        assert parse_filter(text, RUNS) is None
 
     def test_positions_point_at_identifiers(self) -> None:
-        expr = parse_filter("metrics.a = 1 AND  tags.b = 'x'")
+        expr = parse_filter("metrics.a = 1 AND  tags.b = 'x'", RUNS)
         assert isinstance(expr, And)
         first, second = expr.operands
         assert isinstance(first, Comparison) and isinstance(second, Comparison)
@@ -391,7 +394,7 @@ class TestValues:
         assert parsed(f"metrics.m = {literal}") == norm(m("m", "=", value))
 
     def test_integers_stay_integers(self) -> None:
-        expr = parse_filter("start_time >= 1700000000123")
+        expr = parse_filter("start_time >= 1700000000123", RUNS)
         assert isinstance(expr, Comparison)
         assert type(expr.value) is int and expr.value == 1700000000123
 
@@ -453,7 +456,7 @@ class TestExperimentRules:
         ],
     )
     def test_valid(self, text: str, expected: Expr) -> None:
-        assert parsed(text, "experiment") == norm(expected)
+        assert parsed(text, EXPERIMENTS) == norm(expected)
 
     @pytest.mark.parametrize(
         ("text", "position", "fragment"),
@@ -469,7 +472,7 @@ class TestExperimentRules:
         ],
     )
     def test_errors(self, text: str, position: int, fragment: str) -> None:
-        err = failure(text, "experiment")
+        err = failure(text, EXPERIMENTS)
         assert err.position == position
         assert fragment in err.message
 
@@ -615,10 +618,6 @@ class TestErrors:
         err = failure("metrics.a = 'two\nlines'")
         assert err.message == "expected a number after '=' but found 'two\\nlines'"
 
-    def test_unknown_entity_is_a_programming_error(self) -> None:
-        with pytest.raises(ValueError):
-            parse_filter("metrics.a = 1", "model")  # type: ignore[arg-type]
-
 
 class TestLimits:
     def test_too_deep_nesting(self) -> None:
@@ -663,7 +662,9 @@ class TestLimits:
 
 class TestOrderBy:
     def test_items(self) -> None:
-        keys = parse_order_by(["metrics.loss DESC", "start_time", "tags.`a b` asc", "name Desc"])
+        keys = parse_order_by(
+            ["metrics.loss DESC", "start_time", "tags.`a b` asc", "name Desc"], RUNS
+        )
         assert [norm(key) for key in keys] == [
             OrderKey(Identifier("metric", "loss", 0), True),
             OrderKey(Identifier("attribute", "start_time", 0), False),
@@ -672,41 +673,43 @@ class TestOrderBy:
         ]
 
     def test_empty(self) -> None:
-        assert parse_order_by([]) == []
+        assert parse_order_by([], RUNS) == []
 
     def test_experiment(self) -> None:
-        keys = parse_order_by(["created DESC", "name"], "experiment")
+        keys = parse_order_by(["created DESC", "name"], EXPERIMENTS)
         assert [(k.ident.key, k.descending) for k in keys] == [
             ("creation_time", True),
             ("name", False),
         ]
 
     @pytest.mark.parametrize(
-        ("items", "entity", "position", "message_start"),
+        ("items", "schema", "position", "message_start"),
         [
-            (["metrics.a", "loss"], "run", 0, "order_by[1]: unknown identifier 'loss'"),
-            (["metrics.loss DESC x"], "run", 18, "order_by[0]: expected ASC, DESC or the end"),
-            (["metrics.loss UP"], "run", 13, "order_by[0]: expected ASC, DESC"),
-            ([""], "run", 0, "order_by[0]: expected an identifier"),
-            (["  tags.'x'"], "run", 7, "order_by[0]: expected a key after 'tags.'"),
-            (["metrics.loss"], "experiment", 0, "order_by[0]: metrics are not available"),
-            (["start_time", "created desc"], "run", 0, "order_by[1]: attributes.`start_time`"),
-            (["metrics.a", "metric.`a`"], "run", 0, "order_by[1]: metrics.`a` is already"),
-            (["metrics.a"] * 21, "run", 0, "order_by[20]: too many sort keys"),
-            (["metrics.a = 1"], "run", 10, "order_by[0]: expected ASC, DESC"),
+            (["metrics.a", "loss"], RUNS, 0, "order_by[1]: unknown identifier 'loss'"),
+            (["metrics.loss DESC x"], RUNS, 18, "order_by[0]: expected ASC, DESC or the end"),
+            (["metrics.loss UP"], RUNS, 13, "order_by[0]: expected ASC, DESC"),
+            ([""], RUNS, 0, "order_by[0]: expected an identifier"),
+            (["  tags.'x'"], RUNS, 7, "order_by[0]: expected a key after 'tags.'"),
+            (["metrics.loss"], EXPERIMENTS, 0, "order_by[0]: metrics are not available"),
+            (["start_time", "created desc"], RUNS, 0, "order_by[1]: attributes.`start_time`"),
+            (["metrics.a", "metric.`a`"], RUNS, 0, "order_by[1]: metrics.`a` is already"),
+            (["metrics.a"] * 21, RUNS, 0, "order_by[20]: too many sort keys"),
+            (["metrics.a = 1"], RUNS, 10, "order_by[0]: expected ASC, DESC"),
         ],
     )
-    def test_errors(self, items: list[str], entity: Any, position: int, message_start: str) -> None:
+    def test_errors(
+        self, items: list[str], schema: EntitySchema, position: int, message_start: str
+    ) -> None:
         with pytest.raises(FilterError) as info:
-            parse_order_by(items, entity)
+            parse_order_by(items, schema)
         assert info.value.message.startswith(message_start), str(info.value)
         assert info.value.position == position
 
     def test_same_key_in_different_kinds_is_allowed(self) -> None:
-        assert len(parse_order_by(["metrics.x", "params.x", "tags.x"])) == 3
+        assert len(parse_order_by(["metrics.x", "params.x", "tags.x"], RUNS)) == 3
 
     def test_twenty_items(self) -> None:
-        assert len(parse_order_by([f"metrics.m{i}" for i in range(20)])) == 20
+        assert len(parse_order_by([f"metrics.m{i}" for i in range(20)], RUNS)) == 20
 
 
 # ----------------------------------------------------------------------------------------------
@@ -732,7 +735,7 @@ class TestToText:
 
     @pytest.mark.parametrize(("text", "_"), EXAMPLES)
     def test_examples_round_trip(self, text: str, _: Expr) -> None:
-        expr = parse_filter(text)
+        expr = parse_filter(text, RUNS)
         assert expr is not None
         assert parsed(to_text(expr)) == norm(expr)
 
@@ -826,9 +829,9 @@ class TestProperties:
     @settings(max_examples=300, deadline=None)
     @given(st.one_of(st.text(), st.lists(st.sampled_from(FRAGMENTS)).map("".join)))
     def test_any_text_parses_or_raises_filter_error(self, text: str) -> None:
-        for entity in ("run", "experiment"):
+        for schema in (RUNS, EXPERIMENTS):
             try:
-                result = parse_filter(text, entity)
+                result = parse_filter(text, schema)
             except FilterError as err:
                 assert 0 <= err.position <= len(text)
                 assert err.message and "\n" not in err.message
@@ -842,7 +845,7 @@ class TestProperties:
     @given(st.lists(st.one_of(st.text(max_size=20), st.sampled_from(FRAGMENTS)), max_size=25))
     def test_any_order_by_parses_or_raises_filter_error(self, items: list[str]) -> None:
         try:
-            parse_order_by(items)
+            parse_order_by(items, RUNS)
         except FilterError as err:
             assert re.match(r"order_by\[\d+\]: ", err.message)
             index = int(err.message[len("order_by[") : err.message.index("]")])
