@@ -96,6 +96,7 @@ class KeyKind:
         return f"{self.plural}.<key>"
 
 
+# What an identifier names: the parser checks a comparison against its ops and value_type.
 Target = Attribute | KeyKind
 
 
@@ -144,13 +145,13 @@ class EntitySchema:
             _add(prefixes, prefix, None, "prefix")
         for kind in self.kinds + self.other_kinds:
             if kind.name == ATTRIBUTE:
-                raise ValueError(f"a kind cannot be called {ATTRIBUTE}: bare words name those")
+                raise ValueError(f"a kind cannot be called {ATTRIBUTE!r}, the kind of attributes")
             if kind.owner not in kind.table.c:
                 raise ValueError(f"kind {kind.name}: {kind.table} has no column {kind.owner}")
             for prefix in kind.prefixes:
                 _add(prefixes, prefix, kind, "prefix")
         for name, _ in self.default_order:
-            if names.get(name) is None or names[name].name != name:
+            if not any(attribute.name == name for attribute in self.attributes):
                 raise ValueError(f"default order: {name} is not the name of an attribute")
         object.__setattr__(self, "_names", names)
         object.__setattr__(self, "_prefixes", prefixes)
@@ -202,6 +203,8 @@ class EntitySchema:
 
 def _add(table: dict[str, Any], name: str, value: Any, what: str) -> None:
     """Adds ``name`` to a lookup table, refusing names in upper case or taken already."""
-    if name != name.lower() or name in table:
-        raise ValueError(f"{what} {name!r}: not lower case, or names two things")
+    if name != name.lower():
+        raise ValueError(f"{what} {name!r} is not lower case (filters match it in any case)")
+    if name in table:
+        raise ValueError(f"{what} {name!r} would name two things")
     table[name] = value
