@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, select
 from trackline_server import limits
 from trackline_server.models import metadata
-from trackline_server.search import FilterError, parse_filter, sql
+from trackline_server.search import FilterError, filter_clause, parse_filter
+from trackline_server.tracking.search_schema import EXPERIMENTS, RUNS
 
 _DEEPEST_LEAVES = [
     "metrics.m NOT IN (1, NaN)",
@@ -61,9 +62,9 @@ def _shapes() -> Iterator[tuple[str, str]]:
 def test_filters_at_the_limits_compile_for_sqlite(engine: Engine, name: str, text: str) -> None:
     """SQLite refused them: "Expression tree is too large" past 1,000 chained comparisons,
     "parser stack overflow" past about 30 levels of parentheses."""
-    expr = parse_filter(text)
+    expr = parse_filter(text, RUNS)
     assert expr is not None
-    query = select(sql.RUN.id_column).where(sql.condition(sql.RUN, expr, "sqlite"))
+    query = select(RUNS.id_column).where(filter_clause(RUNS, expr, "sqlite"))
     with engine.connect() as conn:
         assert list(conn.execute(query)) == []
 
@@ -79,22 +80,22 @@ def test_filters_at_the_limits_compile_for_sqlite(engine: Engine, name: str, tex
 )
 def test_integers_beyond_64_bits_are_out_of_range(text: str, position: int) -> None:
     with pytest.raises(FilterError) as err:
-        parse_filter(text)
+        parse_filter(text, RUNS)
     assert err.value.message.startswith("number out of range")
     assert err.value.position == position
 
 
 def test_integer_bounds_and_huge_metric_numbers_parse() -> None:
-    assert parse_filter(f"start_time <= {2**63 - 1} AND start_time >= {-(2**63)}") is not None
-    assert parse_filter(f"creation_time < {2**63 - 1}", "experiment") is not None
-    assert parse_filter("metrics.m < " + "9" * 400) is not None
+    assert parse_filter(f"start_time <= {2**63 - 1} AND start_time >= {-(2**63)}", RUNS) is not None
+    assert parse_filter(f"creation_time < {2**63 - 1}", EXPERIMENTS) is not None
+    assert parse_filter("metrics.m < " + "9" * 400, RUNS) is not None
     with pytest.raises(FilterError) as err:
-        parse_filter(f"creation_time < {2**63}", "experiment")
+        parse_filter(f"creation_time < {2**63}", EXPERIMENTS)
     assert err.value.message.startswith("number out of range")
 
 
 @pytest.mark.parametrize("value", ["'²'", "'1²'", "'٣'", "²"])
 def test_experiment_ids_must_be_ascii_digits(value: str) -> None:
     with pytest.raises(FilterError) as err:
-        parse_filter(f"experiment_id = {value}")
+        parse_filter(f"experiment_id = {value}", RUNS)
     assert err.value.position == 16

@@ -1,4 +1,10 @@
-"""The search filter language: parsing filter text and order_by items into a checked AST."""
+"""The search filter language, below every domain: text to a checked tree to SQL.
+
+A domain describes each searchable entity once as an ``EntitySchema`` (its attributes with
+their value types, its kinds of keyed values, its default order); ``parse_filter`` and
+``parse_order_by`` check text against it, ``filter_clause`` and ``apply_order`` compile the
+result to SQLAlchemy over the tables it names. Nothing here knows any particular entity.
+"""
 
 from .ast import (
     And,
@@ -12,20 +18,35 @@ from .ast import (
     Scalar,
     to_text,
 )
-from .parser import Entity, FilterError, parse_filter, parse_order_by
+from .compiler import apply_order, filter_clause
+from .lexer import FilterError
+from .parser import parse_filter, parse_order_by
+from .schema import Attribute, EntitySchema, Examples, KeyKind
+from .values import DecimalId, Enum, Int64, Number, Text, ValueType
 
 __all__ = [
     "And",
+    "Attribute",
     "Comparison",
-    "Entity",
+    "DecimalId",
+    "EntitySchema",
+    "Enum",
+    "Examples",
     "Expr",
     "FilterError",
     "IdentKind",
     "Identifier",
+    "Int64",
+    "KeyKind",
+    "Number",
     "Op",
     "Or",
     "OrderKey",
     "Scalar",
+    "Text",
+    "ValueType",
+    "apply_order",
+    "filter_clause",
     "parse_filter",
     "parse_order_by",
     "to_text",

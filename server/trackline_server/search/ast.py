@@ -1,8 +1,11 @@
 """The syntax tree of a search filter, and its rendering back to canonical filter text.
 
 The tree is what the parser guarantees: every ``Comparison`` has already been checked against
-the rules of its identifier (allowed operator, value type), attribute keys are canonical names,
+the entity schema (allowed operator, value type), attribute keys are canonical names,
 ``And``/``Or`` are flattened and have at least two operands.
+
+An identifier's kind is a singular noun the schema defines (``metric``, ``tag``) or
+``attribute``; filter text writes its plural as the canonical prefix (``metrics.loss``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-IdentKind = Literal["metric", "param", "tag", "attribute"]
+IdentKind: TypeAlias = str
 Op = Literal[
     "=",
     "!=",
@@ -35,9 +38,10 @@ Scalar: TypeAlias = str | int | float
 class Identifier:
     """What a comparison or sort key refers to.
 
-    ``key`` is the metric/param/tag key as written (unquoted), or the canonical attribute name
-    (aliases such as ``created`` resolved). ``position`` is the 0-based offset of its first
-    character in the filter text.
+    ``kind`` is ``attribute`` or the singular of a schema's kind of keyed values (``metric``).
+    ``key`` is then the canonical attribute name (aliases such as ``created`` resolved) or the
+    key as written (unquoted). ``position`` is the 0-based offset of its first character in
+    the filter text.
     """
 
     kind: IdentKind
@@ -83,14 +87,6 @@ class OrderKey:
     descending: bool
 
 
-_PREFIXES: dict[IdentKind, str] = {
-    "metric": "metrics",
-    "param": "params",
-    "tag": "tags",
-    "attribute": "attributes",
-}
-
-
 def to_text(expr: Expr) -> str:
     """Renders ``expr`` as canonical filter text that parses back to an equal tree.
 
@@ -113,7 +109,7 @@ def to_text(expr: Expr) -> str:
 
 def identifier_text(ident: Identifier) -> str:
     """Renders an identifier as ``prefix.`key```, e.g. ``metrics.`val loss```."""
-    return f"{_PREFIXES[ident.kind]}.`{ident.key.replace('`', '``')}`"
+    return f"{ident.kind}s.`{ident.key.replace('`', '``')}`"
 
 
 def _comparison_text(comparison: Comparison) -> str:

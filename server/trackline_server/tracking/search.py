@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -25,26 +25,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from trackline.v1 import resources_pb2 as pb
+from trackline.v1 import tracking_pb2 as tpb
 
 from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted, shown
-from ..lifecycle import ACTIVE, DELETED
 from ..models import experiment_tags, experiments, latest_metrics, params, runs, tags
-from ..search import sql
-from ..search.ast import Expr, Identifier, OrderKey
-from ..search.parser import FilterError, parse_filter, parse_order_by
+from ..search import (
+    EntitySchema,
+    Expr,
+    FilterError,
+    OrderKey,
+    apply_order,
+    filter_clause,
+    parse_filter,
+    parse_order_by,
+)
 from .experiments import ExperimentRow
 from .experiments import load as load_experiments
 from .runs import RunRow
 from .runs import load as load_runs
-
-# ViewType values of the API.
-ACTIVE_ONLY = 1
-DELETED_ONLY = 2
-ALL = 3
-
-_RUN_DEFAULT_ORDER = [OrderKey(Identifier("attribute", "start_time", 0), descending=True)]
-_EXPERIMENT_DEFAULT_ORDER = [OrderKey(Identifier("attribute", "creation_time", 0), descending=True)]
+from .search_schema import EXPERIMENT_ID, EXPERIMENTS, RUNS
 
 # Ids per IN list when sizing and loading a page: the sizing statement binds four lists,
 # 20,000 parameters, below both backends' limits (SQLite 32,766, asyncpg 32,767).
@@ -74,18 +75,18 @@ async def search_runs(
 ) -> tuple[list[RunRow], str]:
     """One page of matching runs and the token of the next page ("" at the end)."""
     exp_ids = _experiment_ids(experiment_ids)
-    expr, keys = _parse(filter_text, order_by, "run")
+    expr, keys = _parse(filter_text, order_by, RUNS)
     size = _page_size(page_size)
     fingerprint = page_tokens.fingerprint("runs", exp_ids, filter_text, order_by, view_type)
     offset = _decode_offset(page_token, fingerprint) if page_token else 0
 
-    where: list[ColumnElement[bool]] = [_stage(sql.RUN.table.c.lifecycle_stage, view_type)]
+    where: list[ColumnElement[bool]] = [_stage(runs.c.lifecycle_stage, view_type)]
     if experiment_ids:
-        where.append(sql.RUN.table.c.experiment_id.in_(exp_ids) if exp_ids else false())
+        where.append(runs.c.experiment_id.in_(exp_ids) if exp_ids else false())
     if expr is not None:
-        where.append(sql.condition(sql.RUN, expr, conn.dialect.name))
-    query = select(sql.RUN.id_column).where(and_(*where))
-    query = sql.order(sql.RUN, query, keys, _RUN_DEFAULT_ORDER).offset(offset).limit(size + 1)
+        where.append(filter_clause(RUNS, expr, conn.dialect.name))
+    query = select(runs.c.run_id).where(and_(*where))
+    query = apply_order(RUNS, query, keys).offset(offset).limit(size + 1)
     async with _time_limit(conn):
         ids: list[str] = list(await conn.scalars(query))
         found = await _fill(conn, ids[:size], _run_sizes, load_runs, "run")
@@ -102,16 +103,16 @@ async def search_experiments(
     view_type: int,
 ) -> tuple[list[ExperimentRow], str]:
     """One page of matching experiments and the token of the next page ("" at the end)."""
-    expr, keys = _parse(filter_text, order_by, "experiment")
+    expr, keys = _parse(filter_text, order_by, EXPERIMENTS)
     size = _page_size(page_size)
     fingerprint = page_tokens.fingerprint("experiments", [], filter_text, order_by, view_type)
     offset = _decode_offset(page_token, fingerprint) if page_token else 0
 
-    where = [_stage(sql.EXPERIMENT.table.c.lifecycle_stage, view_type)]
+    where = [_stage(experiments.c.lifecycle_stage, view_type)]
     if expr is not None:
-        where.append(sql.condition(sql.EXPERIMENT, expr, conn.dialect.name))
-    query = select(sql.EXPERIMENT.id_column).where(and_(*where))
-    query = sql.order(sql.EXPERIMENT, query, keys, _EXPERIMENT_DEFAULT_ORDER)
+        where.append(filter_clause(EXPERIMENTS, expr, conn.dialect.name))
+    query = select(experiments.c.experiment_id).where(and_(*where))
+    query = apply_order(EXPERIMENTS, query, keys)
     async with _time_limit(conn):
         ids: list[int] = list(await conn.scalars(query.offset(offset).limit(size + 1)))
         found = await _fill(conn, ids[:size], _experiment_sizes, load_experiments, "experiment")
@@ -230,33 +231,35 @@ def _experiment_ids(raw_ids: Sequence[str]) -> list[int]:
                 f"experiment id {shown(raw)} is not an experiment id",
                 f"experiment_ids[{i}]",
             )
-        digits = raw.lstrip("0") or "0"
-        if len(digits) <= 10 and int(digits) <= sql.MAX_EXPERIMENT_ID:
-            ids.add(int(digits))
+        stored = EXPERIMENT_ID.stored(raw.lstrip("0") or "0")
+        if stored is not None:
+            ids.add(stored)
     return sorted(ids)
 
 
 def _parse(
-    filter_text: str, order_by: Sequence[str], entity: Literal["run", "experiment"]
+    filter_text: str, order_by: Sequence[str], schema: EntitySchema
 ) -> tuple[Expr | None, list[OrderKey]]:
     try:
-        expr = parse_filter(filter_text, entity)
+        expr = parse_filter(filter_text, schema)
     except FilterError as err:
         raise InvalidArgument("INVALID_FILTER", str(err), "filter") from None
     try:
-        keys = parse_order_by(order_by, entity)
+        keys = parse_order_by(order_by, schema)
     except FilterError as err:
         raise InvalidArgument("INVALID_ORDER_BY", str(err), "order_by") from None
     return expr, keys
 
 
 def _stage(column: ColumnElement[int], view_type: int) -> ColumnElement[bool]:
-    if view_type in (0, ACTIVE_ONLY):
-        return column == ACTIVE
-    if view_type == DELETED_ONLY:
-        return column == DELETED
-    if view_type == ALL:
-        return column.in_([ACTIVE, DELETED])
+    """Which lifecycle stages a search of ``view_type`` (a ViewType) sees."""
+    active, deleted = int(pb.LIFECYCLE_STAGE_ACTIVE), int(pb.LIFECYCLE_STAGE_DELETED)
+    if view_type in (tpb.VIEW_TYPE_UNSPECIFIED, tpb.VIEW_TYPE_ACTIVE_ONLY):
+        return column == active
+    if view_type == tpb.VIEW_TYPE_DELETED_ONLY:
+        return column == deleted
+    if view_type == tpb.VIEW_TYPE_ALL:
+        return column.in_([active, deleted])
     raise InvalidArgument("INVALID_VIEW_TYPE", f"unknown view type {view_type}", "view_type")
 
 

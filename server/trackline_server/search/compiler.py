@@ -1,12 +1,13 @@
-"""Compiles filter ASTs and order keys into SQLAlchemy clauses over runs or experiments.
+"""Compiles checked filter trees and order keys into SQLAlchemy clauses, from the schema alone.
 
-Metric, param and tag comparisons become ``run_id IN (SELECT run_id FROM <table> WHERE key = ...
-AND value <op> ...)`` semi-joins: the database can drive them from the (key, value) index and a
-run lacking the key never matches (MLflow's rule), except under ``IS NULL``. A NaN metric is
-stored as NULL, so comparisons follow IEEE 754: NaN equals nothing and differs from everything.
+Comparisons of keyed values (metrics, params, tags) become ``id IN (SELECT owner FROM <table>
+WHERE key = ... AND value <op> ...)`` semi-joins: the database can drive them from the
+(key, value) index and an entity lacking the key never matches (MLflow's rule), except under
+``IS NULL``. A Number column stores NaN as NULL, so comparisons follow IEEE 754: NaN equals
+nothing and differs from everything.
 
 Every filter the parser admits (1,000 comparisons, 64 levels of parentheses) compiles to SQL
-that each backend can parse and plan quickly; see ``condition``.
+that each backend can parse and plan quickly; see ``filter_clause``.
 """
 
 from __future__ import annotations
@@ -16,68 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Table,
-    and_,
-    case,
-    false,
-    or_,
-    select,
-    true,
-)
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy import ColumnElement, Select, and_, case, false, or_, select, true
 
-from ..models import experiment_tags, experiments, latest_metrics, params, runs, tags
-from .ast import And, Comparison, Expr, OrderKey, Scalar
-
-STATUS_CODES = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
+from .ast import And, Comparison, Expr, Identifier, OrderKey, Scalar
+from .schema import ATTRIBUTE, Attribute, EntitySchema, KeyKind
+from .values import DecimalId, Enum, Number
 
 _LIKE_ESCAPE = "\\"
-
-
-@dataclass(frozen=True)
-class Entity:
-    """Where one kind of searchable object keeps its id, attributes and key/value tables."""
-
-    table: Table
-    id_column: KeyedColumnElement[Any]
-    attributes: dict[str, KeyedColumnElement[Any]]
-    key_tables: dict[str, Table]
-    fk: str
-
-
-RUN = Entity(
-    table=runs,
-    id_column=runs.c.run_id,
-    attributes={
-        "run_id": runs.c.run_id,
-        "run_name": runs.c.run_name,
-        "status": runs.c.status,
-        "start_time": runs.c.start_time,
-        "end_time": runs.c.end_time,
-        "experiment_id": runs.c.experiment_id,
-        "parent_run_id": runs.c.parent_run_id,
-        "artifact_uri": runs.c.artifact_uri,
-    },
-    key_tables={"metric": latest_metrics, "param": params, "tag": tags},
-    fk="run_id",
-)
-
-EXPERIMENT = Entity(
-    table=experiments,
-    id_column=experiments.c.experiment_id,
-    attributes={
-        "experiment_id": experiments.c.experiment_id,
-        "name": experiments.c.name,
-        "creation_time": experiments.c.creation_time,
-        "last_update_time": experiments.c.last_update_time,
-        "artifact_location": experiments.c.artifact_location,
-    },
-    key_tables={"tag": experiment_tags},
-    fk="experiment_id",
-)
 
 
 # PostgreSQL turns each `id IN (subquery)` directly under the WHERE's top-level AND into a
@@ -92,24 +38,22 @@ _JOINED = 8
 # becomes a CTE referenced as `id IN (SELECT id FROM cte)`: CTEs are written side by side.
 _SQLITE_DEPTH = 6
 _SQLITE_WIDTH = 32
-# experiment_id is a 32-bit column on PostgreSQL: no experiment has a larger id.
-MAX_EXPERIMENT_ID = 2**31 - 1
 
 
-def condition(entity: Entity, expr: Expr, backend: str) -> ColumnElement[bool]:
-    """The WHERE clause of ``expr`` over ``entity.table``, shaped for ``backend`` (a SQLAlchemy
+def filter_clause(schema: EntitySchema, expr: Expr, backend: str) -> ColumnElement[bool]:
+    """The WHERE clause of ``expr`` over ``schema.table``, shaped for ``backend`` (a SQLAlchemy
     dialect name: ``sqlite`` or ``postgresql``)."""
     if backend == "sqlite":
-        return _SqliteShape(entity).node(expr, 0)
+        return _SqliteShape(schema).node(expr, 0)
     if not isinstance(expr, And):
-        return _plain(entity, expr)
+        return _plain(schema, expr)
     joined: list[ColumnElement[bool]] = []
     rest: list[ColumnElement[bool]] = []
     semi_joins = 0
     for operand in expr.operands:
         semi_joins += _is_semi_join(operand)
         (rest if _is_semi_join(operand) and semi_joins > _JOINED else joined).append(
-            _plain(entity, operand)
+            _plain(schema, operand)
         )
     if rest:
         joined.append(and_(*rest).is_(true()))
@@ -118,13 +62,13 @@ def condition(entity: Entity, expr: Expr, backend: str) -> ColumnElement[bool]:
 
 def _is_semi_join(expr: Expr) -> bool:
     """Whether ``expr`` compiles to ``id IN (subquery)`` (IS NULL compiles to NOT IN)."""
-    return isinstance(expr, Comparison) and expr.ident.kind != "attribute" and expr.op != "IS NULL"
+    return isinstance(expr, Comparison) and expr.ident.kind != ATTRIBUTE and expr.op != "IS NULL"
 
 
-def _plain(entity: Entity, expr: Expr) -> ColumnElement[bool]:
+def _plain(schema: EntitySchema, expr: Expr) -> ColumnElement[bool]:
     if isinstance(expr, Comparison):
-        return _comparison(entity, expr)
-    parts = [_plain(entity, e) for e in expr.operands]
+        return _comparison(schema, expr)
+    parts = [_plain(schema, e) for e in expr.operands]
     return and_(*parts) if isinstance(expr, And) else or_(*parts)
 
 
@@ -132,13 +76,13 @@ def _plain(entity: Entity, expr: Expr) -> ColumnElement[bool]:
 class _SqliteShape:
     """Compiles a filter into SQL that SQLite's parser and expression limits accept."""
 
-    entity: Entity
+    schema: EntitySchema
     ctes: int = 0
 
     def node(self, expr: Expr, depth: int) -> ColumnElement[bool]:
         """``expr`` at ``depth`` levels of AND/OR below the top of its CTE (or of the query)."""
         if isinstance(expr, Comparison):
-            return _comparison(self.entity, expr)
+            return _comparison(self.schema, expr)
         if depth == _SQLITE_DEPTH:
             return self.lifted(self.node(expr, 0))
         combine = and_ if isinstance(expr, And) else or_
@@ -153,45 +97,57 @@ class _SqliteShape:
     def lifted(self, clause: ColumnElement[bool]) -> ColumnElement[bool]:
         """``clause`` as a test of membership in a CTE of the ids it holds for."""
         self.ctes += 1
-        cte = select(self.entity.id_column).where(clause).cte(f"filter_{self.ctes}")
-        return self.entity.id_column.in_(select(cte.c[0]))
+        id_column = self.schema.id_column
+        cte = select(id_column).where(clause).cte(f"filter_{self.ctes}")
+        return id_column.in_(select(cte.c[0]))
 
 
-def _comparison(entity: Entity, c: Comparison) -> ColumnElement[bool]:
+def _comparison(schema: EntitySchema, c: Comparison) -> ColumnElement[bool]:
     ident = c.ident
-    if ident.kind == "attribute":
-        return _attribute(entity.attributes[ident.key], ident.key, c)
-    table = entity.key_tables[ident.kind]
-    owner = table.c[entity.fk]
+    if ident.kind == ATTRIBUTE:
+        return _attribute(schema.attribute_named(ident.key), c)
+    kind = schema.kind_named(ident.kind)
+    table = kind.table
+    owner = table.c[kind.owner]
     has_key = select(owner).where(table.c.key == ident.key)
     if c.op == "IS NULL":
-        return entity.id_column.not_in(has_key)
+        return schema.id_column.not_in(has_key)
     if c.op == "IS NOT NULL":
-        return entity.id_column.in_(has_key)
-    value_test = (
-        _metric_value(table.c.value, c) if ident.kind == "metric" else _value(table.c.value, c)
-    )
-    return entity.id_column.in_(has_key.where(value_test))
+        return schema.id_column.in_(has_key)
+    return schema.id_column.in_(has_key.where(_typed_value(kind, table.c.value, c)))
 
 
-def _attribute(column: KeyedColumnElement[Any], name: str, c: Comparison) -> ColumnElement[bool]:
-    value: Any = c.value
-    if name == "status":
-        value = _map(value, lambda v: STATUS_CODES[str(v)])
-    elif name == "experiment_id":
-        return _experiment_id(column, c)
+def _attribute(attribute: Attribute, c: Comparison) -> ColumnElement[bool]:
+    column = attribute.column
     if c.op == "IS NULL":
         return column.is_(None)
     if c.op == "IS NOT NULL":
         return column.is_not(None)
-    return _value(column, Comparison(c.ident, c.op, value, c.position))
+    return _typed_value(attribute, column, c)
 
 
-def _experiment_id(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
-    """An id that does not fit the column names no experiment: ``= id`` holds for no row and
-    ``!= id`` for every row, as for any unknown id. Values are ASCII digit strings."""
+def _typed_value(
+    target: Attribute | KeyKind, column: ColumnElement[Any], c: Comparison
+) -> ColumnElement[bool]:
+    """A comparison other than IS [NOT] NULL of the values of ``target`` held in ``column``."""
+    value_type = target.value_type
+    if isinstance(value_type, Number):
+        return _number_value(column, c)
+    if isinstance(value_type, DecimalId):
+        return _decimal_id(value_type, column, c)
+    if isinstance(value_type, Enum):
+        stored = _map(c.value, value_type.stored)
+        return _value(column, Comparison(c.ident, c.op, stored, c.position))
+    return _value(column, c)
+
+
+def _decimal_id(
+    id_type: DecimalId, column: ColumnElement[Any], c: Comparison
+) -> ColumnElement[bool]:
+    """An id that does not fit the column names no row: ``= id`` holds for no row and
+    ``!= id`` for every row, as for any unknown id. Values are canonical digit strings."""
     values = c.value if isinstance(c.value, tuple) else (c.value,)
-    ids = [int(v) for v in map(str, values) if len(v) <= 10 and int(v) <= MAX_EXPERIMENT_ID]
+    ids = [i for i in (id_type.stored(str(v)) for v in values) if i is not None]
     if c.op in ("=", "IN"):
         return column.in_(_unique(ids)) if ids else false()
     return column.not_in(_unique(ids)) if ids else true()
@@ -218,7 +174,7 @@ def _map(value: Any, fn: Any) -> Any:
     return fn(value)
 
 
-def _value(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
+def _value(column: ColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
     """A comparison of a non-NULL column; strings compare by code point on both backends."""
     v: Any = c.value
     if any("\0" in x for x in _strings(v)):
@@ -258,7 +214,7 @@ def _strings(value: Any) -> list[str]:
     return [x for x in (value if isinstance(value, tuple) else (value,)) if isinstance(x, str)]
 
 
-def _with_nul(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
+def _with_nul(column: ColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
     """``c``, whose strings hold NUL, taken as over strings that cannot (PostgreSQL cannot store
     NUL, nor bind it; SQLite's LIKE ends a pattern at it): such a string equals and matches
     none of them and sorts right after its part before the NUL. Both backends answer alike."""
@@ -275,7 +231,7 @@ def _with_nul(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[b
     return false() if c.op in ("=", "LIKE", "ILIKE") else column.is_not(None)
 
 
-def _metric_value(column: KeyedColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
+def _number_value(column: ColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
     """Like ``_value`` but NULL in ``column`` is NaN: equal to nothing, unequal to all."""
     op = c.op
     if op in ("IN", "NOT IN"):
@@ -303,28 +259,30 @@ def _metric_value(column: KeyedColumnElement[Any], c: Comparison) -> ColumnEleme
     return _value(column, Comparison(c.ident, op, v, c.position))
 
 
-def order(
-    entity: Entity, query: Select[Any], keys: Sequence[OrderKey], default: Sequence[OrderKey]
-) -> Select[Any]:
-    """Adds ORDER BY for ``keys`` (or ``default`` when empty), joining key tables as needed.
-    Rows lacking a sorted key come last in either direction, NaN metrics just before them;
-    the entity id breaks ties so pages are stable."""
-    from_clause: Any = entity.table
+def apply_order(schema: EntitySchema, query: Select[Any], keys: Sequence[OrderKey]) -> Select[Any]:
+    """Adds ORDER BY for ``keys`` (or the schema's default order when empty), joining the
+    tables of keyed values as needed. Rows lacking a sorted key come last in either
+    direction, NaN numbers just before them; the id breaks ties so pages are stable."""
+    default = [
+        OrderKey(Identifier(ATTRIBUTE, name, 0), descending)
+        for name, descending in schema.default_order
+    ]
+    from_clause: Any = schema.table
     clauses: list[ColumnElement[Any]] = []
     for i, key in enumerate(keys or default):
         ident = key.ident
-        if ident.kind == "attribute":
-            column: ColumnElement[Any] = entity.attributes[ident.key]
+        if ident.kind == ATTRIBUTE:
+            column: ColumnElement[Any] = schema.attribute_named(ident.key).column
             clauses.append(case((column.is_(None), 1), else_=0))
         else:
-            table = entity.key_tables[ident.kind].alias(f"order_{i}")
+            kind = schema.kind_named(ident.kind)
+            table = kind.table.alias(f"order_{i}")
+            owner = table.c[kind.owner]
             from_clause = from_clause.outerjoin(
-                table,
-                and_(table.c[entity.fk] == entity.id_column, table.c.key == ident.key),
+                table, and_(owner == schema.id_column, table.c.key == ident.key)
             )
             column = table.c.value
-            missing = table.c[entity.fk].is_(None)
-            clauses.append(case((missing, 2), (column.is_(None), 1), else_=0))
+            clauses.append(case((owner.is_(None), 2), (column.is_(None), 1), else_=0))
         clauses.append(column.desc() if key.descending else column.asc())
-    clauses.append(entity.id_column.asc())
+    clauses.append(schema.id_column.asc())
     return query.select_from(from_clause).order_by(*clauses)
