@@ -242,3 +242,33 @@ def test_table_rebuilding_migration_keeps_data_and_foreign_keys(
 
     with pytest.raises(IntegrityError):
         write(database_url, add_orphan)
+
+
+def test_applied_request_ids_keep_their_runs_through_0008(database_url: str) -> None:
+    """LogBatch request ids stored before 0008 stay LogBatch ids of the same run after it, so a
+    retry that spans the upgrade is still applied once; downgrading keeps them too."""
+    run_alembic(database_url, lambda cfg: command.upgrade(cfg, "0007"))
+
+    async def add_id(conn: AsyncConnection) -> None:
+        await conn.execute(
+            text(
+                "INSERT INTO applied_requests (request_id, run_id, applied_time)"
+                " VALUES ('rid-1', 'abc', 5)"
+            )
+        )
+
+    write(database_url, add_id)
+    upgrade(database_url)
+    rows = read(
+        database_url,
+        lambda c: c.execute(
+            text("SELECT request_id, resource, method, applied_time FROM applied_requests")
+        ).all(),
+    )
+    assert [tuple(r) for r in rows] == [("rid-1", "abc", "LogBatch", 5)]
+    run_alembic(database_url, lambda cfg: command.downgrade(cfg, "0007"))
+    rows = read(
+        database_url,
+        lambda c: c.execute(text("SELECT request_id, run_id FROM applied_requests")).all(),
+    )
+    assert [tuple(r) for r in rows] == [("rid-1", "abc")]
