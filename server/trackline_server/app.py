@@ -24,10 +24,10 @@ from .config import Settings, StartupError, from_args
 from .database import Database
 from .errors import Unavailable
 from .metrics.compactor import Compactor
-from .metrics.service import IngestServicer
+from .metrics.stream import IngestServicer
 from .metrics.writer import GroupCommitWriter
 from .store_watch import StoreWatch, open_store
-from .tracking import experiments
+from .tracking import experiments, writable
 from .tracking.service import TrackingService
 from .transport.grpc_server import add_service
 
@@ -101,6 +101,7 @@ async def build(settings: Settings) -> Running:
     compactor = Compactor(db)
     writer = GroupCommitWriter(
         db,
+        writable.refused_runs,
         on_logged=compactor.poke,
         max_points=settings.ingest_max_points,
         max_bytes=settings.ingest_max_bytes,

@@ -108,7 +108,7 @@ applied_requests = Table(
 )
 
 # One row holds many points of one series from one rank; ``points`` is the wire form of a
-# RankedSeries carrying only steps, timestamps and values (see metrics/chunks.py).
+# RankedSeries carrying only steps, timestamps and values (see metrics/codec.py).
 metric_chunks = Table(
     "metric_chunks",
     metadata,

@@ -44,6 +44,22 @@ def check_key(key: str, field_name: str) -> None:
         raise InvalidArgument("INVALID_KEY", "key contains a control character", field_name)
 
 
+def check_run_id(run_id: str, field_name: str) -> None:
+    """A run id a write names: NOT_FOUND RUN_NOT_FOUND when no run can have it (empty, longer
+    than MAX_RUN_ID_LENGTH, or with a control character), before it reaches a statement it
+    could fail (PostgreSQL cannot take NUL in text). Whether the run exists is the database's
+    to say."""
+    if not run_id:
+        raise NotFound("RUN_NOT_FOUND", f"{field_name} is empty", field_name)
+    if len(run_id) > limits.MAX_RUN_ID_LENGTH or _CONTROL_CHARS.search(run_id):
+        raise NotFound(
+            "RUN_NOT_FOUND",
+            f"{field_name} {shown(run_id)} is no run id (run ids are at most"
+            f" {limits.MAX_RUN_ID_LENGTH} characters, without control characters)",
+            field_name,
+        )
+
+
 def check_value(value: str, field_name: str, limit: int, what: str = "value") -> None:
     """A param or tag value: at most ``limit`` characters (VALUE_TOO_LONG), no NUL."""
     if len(value) > limit:

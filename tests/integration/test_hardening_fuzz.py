@@ -28,6 +28,7 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 
 from tests.support.databases import fresh_postgres_database
+from tests.support.points import Series, block
 from tests.support.servers import ServerProcess, start_server
 
 # What a hostile request may get back; anything else (UNKNOWN, INTERNAL, UNAVAILABLE from a
@@ -169,15 +170,15 @@ def blocks(draw: st.DrawFn, honest: str, other: str) -> ipb.SeriesBlock:
 
 
 @st.composite
-def series(draw: st.DrawFn, honest: str, other: str) -> ipb.RankedSeries:
+def series(draw: st.DrawFn, honest: str, other: str) -> Series:
     points = draw(st.integers(0, 6))
-    return ipb.RankedSeries(
-        run_id=draw(run_ids(honest, other)),
-        key=draw(texts),
-        rank=draw(st.integers(-(2**31), 2**31 - 1)),
-        steps=draw(st.lists(ints64, max_size=points)),
-        timestamps=draw(st.lists(ints64, max_size=points)),
-        values=draw(st.lists(floats, max_size=points)),
+    return (
+        draw(run_ids(honest, other)),
+        draw(texts),
+        draw(st.integers(-(2**31), 2**31 - 1)),
+        draw(st.lists(ints64, max_size=points)),
+        draw(st.lists(ints64, max_size=points)),
+        draw(st.lists(floats, max_size=points)),
     )
 
 
@@ -195,7 +196,8 @@ def stream_attacks(
             msg.writer_id = draw(st.one_of(st.just(writer_id), texts))
         if draw(st.booleans()):
             msg.block.CopyFrom(draw(blocks(honest, other)))
-        msg.series.extend(draw(st.lists(series(honest, other), max_size=2)))
+        if drawn := draw(st.lists(series(honest, other), max_size=2)):
+            msg.block.MergeFrom(block(*drawn))  # joined to the block's columns, if any
         messages.append(msg)
     return messages
 

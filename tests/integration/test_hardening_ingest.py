@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -32,54 +30,10 @@ from trackline_server.metrics.writer import Job, StreamBatch
 from trackline_server.models import experiments, runs
 
 from tests.support.databases import fresh_postgres_database
+from tests.support.points import block
 from tests.support.servers import ServerProcess, start_server
+from tests.support.streams import Stream
 from tests.support.writers import writer_with_a_run
-
-
-class Stream:
-    """One StreamMetrics call driven from the test; ``handshake`` raises the stream's error
-    when the server refuses it."""
-
-    def __init__(self, address: str, writer_id: str, key: bytes, token: str | None = None) -> None:
-        self.channel = grpc.insecure_channel(address)
-        self.requests: queue.Queue[ipb.StreamMetricsRequest | None] = queue.Queue()
-        metadata = [("authorization", f"Bearer {token}")] if token else None
-        self.responses = ingest_pb2_grpc.IngestServiceStub(self.channel).StreamMetrics(
-            self._iter(), timeout=120, metadata=metadata
-        )
-        self.send(ipb.StreamMetricsRequest(writer_id=writer_id, writer_key=key))
-        self.handshake = next(self.responses)
-
-    def _iter(self) -> Iterator[ipb.StreamMetricsRequest]:
-        while (item := self.requests.get()) is not None:
-            yield item
-
-    def send(self, request: ipb.StreamMetricsRequest) -> None:
-        self.requests.put(request)
-
-    def batch(self, seq: int, run_id: str, steps: list[int], key: str = "x") -> None:
-        self.send(
-            ipb.StreamMetricsRequest(
-                seq=seq,
-                series=[
-                    ipb.RankedSeries(
-                        run_id=run_id, key=key, steps=steps, values=[float(s) for s in steps]
-                    )
-                ],
-            )  # fmt: skip
-        )
-
-    def until(self, seq: int) -> list[ipb.StreamMetricsResponse]:
-        got = []
-        for resp in self.responses:
-            got.append(resp)
-            if resp.acked_seq >= seq:
-                return got
-        raise AssertionError(f"stream ended before seq {seq} was acked")
-
-    def close(self) -> None:
-        self.requests.put(None)
-        self.channel.close()
 
 
 def refusal(address: str, messages: list[ipb.StreamMetricsRequest]) -> tuple[str, str, str]:
@@ -103,7 +57,7 @@ def test_a_writer_id_without_its_key_is_refused_and_the_victim_keeps_every_point
     run = client.create_run()
     victim = Stream(server.address, "victim", os.urandom(32))
     for seq in (1, 2, 3):
-        victim.batch(seq, run.run_id, [seq])
+        victim.batch(seq, run.run_id, "x", [seq])
     victim.until(3)
     # The hijack of issue 9: the victim's id, a jump far ahead, without the victim's key.
     hijack = [
@@ -114,7 +68,7 @@ def test_a_writer_id_without_its_key_is_refused_and_the_victim_keeps_every_point
     assert (code, reason) == ("FAILED_PRECONDITION", "WRITER_ID_TAKEN")
     assert "choose a new random writer id" in message
     for seq in (4, 5, 6):
-        victim.batch(seq, run.run_id, [seq])
+        victim.batch(seq, run.run_id, "x", [seq])
     assert victim.until(6)[-1].acked_seq == 6
     assert steps_of(client, run.run_id) == [1, 2, 3, 4, 5, 6]
     victim.close()
@@ -127,7 +81,7 @@ def test_a_newer_stream_of_a_writer_fences_the_older_and_nothing_acked_is_lost(
     key = os.urandom(32)
     old = Stream(server.address, "shared", key)
     for seq in (1, 2):
-        old.batch(seq, run.run_id, [seq])
+        old.batch(seq, run.run_id, "x", [seq])
     old.until(2)
     new = Stream(server.address, "shared", key)
     assert new.handshake.acked_seq == 2
@@ -136,7 +90,7 @@ def test_a_newer_stream_of_a_writer_fences_the_older_and_nothing_acked_is_lost(
     typed = from_rpc_error(err.value)
     assert (typed.code.name, typed.reason) == ("ABORTED", "WRITER_FENCED")
     for seq in (3, 4):
-        new.batch(seq, run.run_id, [seq])
+        new.batch(seq, run.run_id, "x", [seq])
     assert new.until(4)[-1].acked_seq == 4
     assert steps_of(client, run.run_id) == [1, 2, 3, 4]
     old.close()
@@ -194,7 +148,7 @@ def test_bad_seqs_are_refused_at_the_stream_while_an_honest_writer_goes_on(
     seq = 0
     while attacker.is_alive() or seq < 20:
         seq += 1
-        honest.batch(seq, run.run_id, [seq])
+        honest.batch(seq, run.run_id, "x", [seq])
         honest.until(seq)
     attacker.join()
     assert {(code, reason) for _, code, reason in found} == {("INVALID_ARGUMENT", "INVALID_SEQ")}
@@ -208,9 +162,9 @@ def test_bad_seqs_are_refused_at_the_stream_while_an_honest_writer_goes_on(
     "body",
     [
         {"block": ipb.SeriesBlock(run_ids=["r"], keys=["k"], lengths=[1], values=[1.0])},
-        {"series": [ipb.RankedSeries(run_id="r", key="k", values=[1.0])]},
+        {"block": block(("r", "k", 0, [], [], [1.0]))},
     ],
-    ids=["block", "series"],
+    ids=["block", "one-series block"],
 )
 def test_points_without_a_seq_are_refused(server: ServerProcess, body: dict[str, object]) -> None:
     messages = [
@@ -228,13 +182,13 @@ def test_run_ids_no_run_can_have_are_refused_alone(
     run = client.create_run()
     honest = Stream(server.address, "honest", os.urandom(32))
     bad = Stream(server.address, "careless", os.urandom(32))
-    bad.batch(1, f"{run.run_id}\x00", [1])
+    bad.batch(1, f"{run.run_id}\x00", "x", [1])
     many = ipb.SeriesBlock(run_ids=[uuid.uuid4().hex for _ in range(40_000)], keys=["x"] * 40_000,
                            lengths=[1] * 40_000, values=[1.0] * 40_000)  # fmt: skip
     bad.send(ipb.StreamMetricsRequest(seq=2, block=many))
     for seq in (1, 2, 3):
-        honest.batch(seq, run.run_id, [seq])
-    bad.batch(3, run.run_id, [7], key="z")
+        honest.batch(seq, run.run_id, "x", [seq])
+    bad.batch(3, run.run_id, "z", [7])
     reasons = {r.seq: r.reason for a in bad.until(3) for r in a.rejections}
     assert reasons == {1: "RUN_NOT_FOUND", 2: "RUN_NOT_FOUND"}
     assert not any(a.rejections for a in honest.until(3))
@@ -277,7 +231,7 @@ def test_a_stream_batch_into_a_deleted_experiment_is_rejected(
     run = client.create_run(exp)
     client.delete_experiment(exp)
     s = Stream(server.address, "w-deleted", os.urandom(32))
-    s.batch(1, run.run_id, [1])
+    s.batch(1, run.run_id, "x", [1])
     (rejection,) = [r for a in s.until(1) for r in a.rejections]
     assert (rejection.seq, rejection.reason) == (1, "EXPERIMENT_DELETED")
     assert list(client.get_metric_history(run.run_id, "x")) == []
@@ -332,9 +286,8 @@ def test_a_batch_of_40k_runs_is_stored_while_health_answers(backend: str, tmp_pa
         s = Stream(srv.address, "w-many", os.urandom(32))
         poller = threading.Thread(target=poll)
         poller.start()
-        s.send(ipb.StreamMetricsRequest(seq=1, series=[
-            ipb.RankedSeries(run_id=r, key="loss", steps=[1], values=[0.5]) for r in ids
-        ]))  # fmt: skip
+        one_each = block(*((r, "loss", 0, [1], [], [0.5]) for r in ids))
+        s.send(ipb.StreamMetricsRequest(seq=1, block=one_each))
         acks = s.until(1)
         done.set()
         poller.join()
@@ -372,19 +325,19 @@ def test_a_flush_that_fails_fails_only_the_items_that_broke_it(
                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
                 ))  # fmt: skip
 
-            async def job_fn(conn: object) -> str:
-                return "job done"
+            async def job_fn(conn: object) -> bool:
+                return True
 
             good = [StreamBatch(f"w{i}", 1, one_point(run_id, i)) for i in range(6)]
             bad = StreamBatch("poisoned", 1, one_point(run_id, 9, key="bad"))
             later = StreamBatch("poisoned", 2, one_point(run_id, 10))
-            job = Job(job_fn, 0, 0)
+            job = Job(job_fn, segments.empty())
             for batch in (*good[:3], bad, later, *good[3:]):
                 await writer.put_batch(batch)  # all in one flush: none waits for room
             writer.put_job(job)
             await asyncio.wait([b.done for b in (*good, bad, later)] + [job.done])
             assert [b.done.result() for b in good] == [None] * 6
-            assert job.done.result() == "job done"
+            assert job.done.result() is True
             error = bad.done.exception()
             assert isinstance(error, Unavailable) and error.reason == "WRITE_FAILED"
             assert "error id" in error.message

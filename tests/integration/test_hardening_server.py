@@ -27,6 +27,7 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 
 from tests.support.databases import PG_URL, fresh_postgres_database, on_test_postgres
+from tests.support.points import block
 from tests.support.servers import ServerProcess, start_server
 
 SERVICES = ("", "trackline.v1.TrackingService", "trackline.v1.IngestService")
@@ -82,7 +83,7 @@ def _stream_one_batch(address: str, run_id: str, writer_id: str) -> list[int]:
         writer_id=writer_id,
         writer_key=os.urandom(32),
         seq=1,
-        series=[ipb.RankedSeries(run_id=run_id, key="m", steps=[0], timestamps=[1], values=[1.0])],
+        block=block((run_id, "m", 0, [0], [1], [1.0])),
     )
     with grpc.insecure_channel(address) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)

@@ -30,6 +30,7 @@ from trackline_server.models import metric_chunks
 from trackline_server.tracking import experiments, runs
 
 from tests.support.databases import fresh_postgres_database
+from tests.support.points import Series, block
 from tests.support.servers import ServerProcess, start_server
 
 Point = tuple[int, int, float, int]  # step, timestamp, value, rank
@@ -44,14 +45,17 @@ def log(
     values: Sequence[float],
     stamps: Sequence[int] | None = None,
 ) -> None:
-    """One LogBatch call: one chunk of rank 0."""
+    """One LogBatch call, then a read of the series, which moves what is still in the metric
+    log into chunks (a short series waits there): one chunk of rank 0 per call."""
     series = pb.MetricSeries(
         key=key, steps=steps, timestamps=stamps or [1] * len(steps), values=values
     )
     client.log_batch(run_id, metrics=[series])
+    req = tpb.GetMetricHistoryRequest(run_id=run_id, key=key, page_size=1)
+    client._call(client.stub.GetMetricHistory, req)
 
 
-def stream(server: ServerProcess, series: Sequence[ipb.RankedSeries]) -> None:
+def stream(server: ServerProcess, series: Sequence[Series]) -> None:
     """Writes ranked series through IngestService.StreamMetrics and waits for the ack."""
     channel = grpc.insecure_channel(server.address)
     try:
@@ -60,7 +64,7 @@ def stream(server: ServerProcess, series: Sequence[ipb.RankedSeries]) -> None:
                 ipb.StreamMetricsRequest(
                     writer_id=f"w-{uuid.uuid4().hex}", writer_key=uuid.uuid4().bytes, seq=0
                 ),
-                ipb.StreamMetricsRequest(seq=1, series=series),
+                ipb.StreamMetricsRequest(seq=1, block=block(*series)),
             ]
         )
         responses = ingest_pb2_grpc.IngestServiceStub(channel).StreamMetrics(requests, timeout=60)
@@ -76,11 +80,8 @@ def stream(server: ServerProcess, series: Sequence[ipb.RankedSeries]) -> None:
 
 def ranked(
     run_id: str, key: str, rank: int, steps: Sequence[int], values: Sequence[float], stamp: int = 1
-) -> ipb.RankedSeries:
-    return ipb.RankedSeries(
-        run_id=run_id, key=key, rank=rank, steps=steps, timestamps=[stamp] * len(steps),
-        values=values,
-    )  # fmt: skip
+) -> Series:
+    return run_id, key, rank, steps, [stamp] * len(steps), values
 
 
 def read_pages(
@@ -532,12 +533,10 @@ def test_views_from_summaries_match_brute_force(
     assert {p[2] for p in full} >= {1e9, -1e9, math.inf, -math.inf}
 
 
-def ranked_points(run_id: str, rank: int, steps: list[int], rng: random.Random) -> ipb.RankedSeries:
+def ranked_points(run_id: str, rank: int, steps: list[int], rng: random.Random) -> Series:
     """Points of ``rank`` at ``steps``, with timestamps unique across ranks."""
-    return ipb.RankedSeries(
-        run_id=run_id, key="m", rank=rank, steps=steps,
-        timestamps=[10 * s + rank for s in steps], values=[rng.random() for _ in steps],
-    )  # fmt: skip
+    stamps = [10 * s + rank for s in steps]
+    return run_id, "m", rank, steps, stamps, [rng.random() for _ in steps]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

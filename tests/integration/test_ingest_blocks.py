@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from test_ingest_stream import Stream
 from trackline import TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
 
 from tests.support.databases import fresh_postgres_database
+from tests.support.points import block as series_block
 from tests.support.ports import free_port
 from tests.support.servers import ServerProcess, start_server
+from tests.support.streams import Stream
 
 
 def block(run_id: str, keys: list[str], steps: list[list[int]], ranks: list[int] | None = None,
@@ -78,21 +79,18 @@ def test_block_points_are_stored_per_series_and_rank(
     s.close()
 
 
-def test_block_and_series_in_one_batch_with_defaults(
+def test_block_defaults_fill_steps_and_timestamps(
     server: ServerProcess, client: TracklineClient
 ) -> None:
     run = client.create_run()
     s = Stream(server.address, "w-mixed")
     blk = ipb.SeriesBlock(run_ids=[run.run_id] * 2, keys=["a", "b"], lengths=[2, 1],
                           values=[1.0, 2.0, 3.0])  # fmt: skip
+    s.send(ipb.StreamMetricsRequest(seq=1, block=blk))
     s.send(
-        ipb.StreamMetricsRequest(
-            seq=1,
-            series=[ipb.RankedSeries(run_id=run.run_id, key="a", steps=[5], values=[9.0])],
-            block=blk,
-        )
+        ipb.StreamMetricsRequest(seq=2, block=series_block((run.run_id, "a", 0, [5], [], [9.0])))
     )
-    assert not any(a.rejections for a in s.until(1))
+    assert not any(a.rejections for a in s.until(2))
     points = list(client.get_metric_history(run.run_id, "a"))
     assert [(st, v) for st, _, v in points] == [(0, 1.0), (0, 2.0), (5, 9.0)]
     assert all(ts > 1_600_000_000_000 for _, ts, _ in points)  # filled with the receive time

@@ -3,10 +3,8 @@ reconnects and restarts, per-batch rejections, backpressure and graceful shutdow
 
 from __future__ import annotations
 
-import queue
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,60 +13,10 @@ from trackline import ResourceExhausted, TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
 from trackline.v1 import ingest_pb2_grpc
 
+from tests.support.points import block
 from tests.support.ports import free_port
 from tests.support.servers import ServerProcess, start_server
-
-KEY = b"k" * 32  # every writer of these tests: each test has a database of its own
-
-
-class Stream:
-    """One StreamMetrics call driven step by step from the test."""
-
-    def __init__(self, address: str, writer_id: str) -> None:
-        self.channel = grpc.insecure_channel(address)
-        self.requests: queue.Queue[ipb.StreamMetricsRequest | None] = queue.Queue()
-        self.responses = ingest_pb2_grpc.IngestServiceStub(self.channel).StreamMetrics(
-            self._iter(), timeout=60
-        )
-        self.send(ipb.StreamMetricsRequest(writer_id=writer_id, writer_key=KEY))
-        self.handshake = next(self.responses)
-
-    def _iter(self) -> Iterator[ipb.StreamMetricsRequest]:
-        while (item := self.requests.get()) is not None:
-            yield item
-
-    def send(self, request: ipb.StreamMetricsRequest) -> None:
-        self.requests.put(request)
-
-    def batch(self, seq: int, run_id: str, key: str, steps: list[int], rank: int = 0) -> None:
-        self.send(
-            ipb.StreamMetricsRequest(
-                seq=seq,
-                series=[
-                    ipb.RankedSeries(
-                        run_id=run_id,
-                        key=key,
-                        rank=rank,
-                        steps=steps,
-                        timestamps=[1] * len(steps),
-                        values=[float(s) for s in steps],
-                    )
-                ],
-            )
-        )
-
-    def until(self, seq: int) -> list[ipb.StreamMetricsResponse]:
-        """Responses up to the one that acks ``seq``."""
-        got = []
-        for resp in self.responses:
-            got.append(resp)
-            if resp.acked_seq >= seq:
-                return got
-        raise AssertionError(f"stream ended before seq {seq} was acked")
-
-    def close(self) -> None:
-        self.requests.put(None)
-        self.channel.close()
+from tests.support.streams import KEY, Stream
 
 
 def history(client: TracklineClient, run_id: str, key: str) -> list[int]:
@@ -112,11 +60,7 @@ def test_bad_batches_are_rejected_alone(server: ServerProcess, client: Trackline
     run = client.create_run()
     s = Stream(server.address, "w-bad")
     s.batch(1, "no-such-run", "x", [1])
-    s.send(
-        ipb.StreamMetricsRequest(
-            seq=2, series=[ipb.RankedSeries(run_id=run.run_id, key="x", steps=[1, 2], values=[1])]
-        )
-    )
+    s.send(ipb.StreamMetricsRequest(seq=2, block=block((run.run_id, "x", 0, [1, 2], [], [1]))))
     s.batch(3, run.run_id, "", [1])
     s.batch(4, run.run_id, "x", [7])
     acks = s.until(4)
@@ -258,20 +202,8 @@ def test_metric_values_round_trip_through_stream(
     run = client.create_run()
     s = Stream(server.address, "w-values")
     values = [math.nan, math.inf, -math.inf, -0.0, 1e-308, 1.7976931348623157e308]
-    s.send(
-        ipb.StreamMetricsRequest(
-            seq=1,
-            series=[
-                ipb.RankedSeries(
-                    run_id=run.run_id,
-                    key="v",
-                    steps=list(range(len(values))),
-                    timestamps=[5] * len(values),
-                    values=values,
-                )
-            ],
-        )
-    )
+    series = (run.run_id, "v", 0, list(range(len(values))), [5] * len(values), values)
+    s.send(ipb.StreamMetricsRequest(seq=1, block=block(series)))
     s.until(1)
     got = [v for _, _, v in client.get_metric_history(run.run_id, "v")]
     assert math.isnan(got[0]) and got[1:] == values[1:]

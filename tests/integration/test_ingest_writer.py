@@ -1,5 +1,6 @@
-"""The group-commit writer in-process, over a real SQLite file, with a fault injected by a
-trigger in the database: what happens to a stream's later batches when a flush fails."""
+"""The group-commit writer in-process, over a real SQLite file: unary jobs' points go the way
+of stream batches' points, and, with a fault injected by a trigger in the database, what
+happens to a stream's later batches when a flush fails."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 from trackline_server.database import Database
-from trackline_server.errors import Unavailable
+from trackline_server.errors import InvalidArgument, Unavailable
 from trackline_server.metrics import segments
-from trackline_server.metrics.writer import GroupCommitWriter, StreamBatch
+from trackline_server.metrics.writer import GroupCommitWriter, Job, StreamBatch
 
 from tests.support.writers import writer_with_a_run
 
 
-def one_point(run_id: str, step: int) -> segments.Segments:
+def one_point(run_id: str, step: int, key: str = "loss") -> segments.Segments:
     one = np.ones(1, np.int64)
-    return segments.numbered([run_id], ["loss"], [0], one, one * step, one, np.full(1, 0.5))
+    return segments.numbered([run_id], [key], [0], one, one * step, one, np.full(1, 0.5))
 
 
 async def fail_flushes(db: Database, on: bool) -> None:
@@ -104,6 +105,45 @@ def test_a_failed_flush_does_not_hold_up_other_writers(
             assert isinstance(later.done.exception(), Unavailable)
             assert (await writer.high_water("b"))[0] == 5
             assert (await writer.high_water("a"))[0] == 0
+        finally:
+            await writer.close()
+            await db.close()
+
+    asyncio.run(main())
+
+
+def test_only_the_points_of_jobs_that_apply_are_stored(tmp_path: Path) -> None:
+    """Jobs share a flush with a stream batch: the points of a job that applies are stored
+    with the batch's; those of a retried call (apply says False) and of a refused one (apply
+    raises, its savepoint rolls back) are not, and neither fails the others."""
+
+    async def main() -> None:
+        db, writer, run_id = await started(tmp_path)
+
+        def job(key: str, applies: bool | None) -> Job:
+            async def apply(conn: object) -> bool:
+                if applies is None:
+                    raise InvalidArgument("PARAM_CONFLICT", "refused", "params")
+                return applies
+
+            return Job(apply, one_point(run_id, 7, key))
+
+        try:
+            batch = StreamBatch("w", 1, one_point(run_id, 1, "streamed"))
+            jobs = [job("applied", True), job("retried", False), job("refused", None)]
+            await writer.put_batch(batch)
+            for j in jobs:
+                writer.put_job(j)
+            await asyncio.wait([batch.done] + [j.done for j in jobs])
+            assert batch.done.result() is None
+            assert [j.done.result() for j in jobs[:2]] == [True, False]
+            assert isinstance(jobs[2].done.exception(), InvalidArgument)
+            assert writer.stats.flushes == 1  # one transaction for all four
+            async with db.read() as conn:
+                stored = await conn.execute(text("SELECT key, step FROM latest_metrics"))
+                assert sorted(stored) == [("applied", 7), ("streamed", 1)]
+                logged = await conn.scalar(text("SELECT sum(points) FROM metric_log"))
+                assert logged == 2
         finally:
             await writer.close()
             await db.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import trackline
+from google.protobuf import unknown_fields
 from trackline import BatchRejected, TracklineClient, Unauthenticated, _sender
 from trackline._sender import MetricSender, _build_batches, encode_request
 from trackline.v1 import ingest_pb2 as ipb
@@ -66,7 +67,8 @@ def decode(batches: list[tuple[bytes, str, int]]) -> dict[Series, Points]:
     got: defaultdict[Series, Points] = defaultdict(list)
     for body, run_id, n in batches:
         msg = ipb.StreamMetricsRequest.FromString(encode_request(2**40, body))
-        assert msg.seq == 2**40 and not msg.writer_id and not msg.series
+        assert msg.seq == 2**40 and not msg.writer_id
+        assert not len(unknown_fields.UnknownFieldSet(msg))  # the block only (no field 3)
         block = msg.block
         assert set(block.run_ids) == {run_id}  # one run per batch
         assert len(block.run_ids) == len(block.keys) == len(block.lengths) >= 1

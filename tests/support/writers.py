@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trackline_server.database import Database
 from trackline_server.metrics.writer import GroupCommitWriter
-from trackline_server.tracking import experiments, runs
+from trackline_server.tracking import experiments, runs, writable
 
 
 async def writer_with_a_run(db: Database) -> tuple[GroupCommitWriter, str]:
@@ -13,6 +13,6 @@ async def writer_with_a_run(db: Database) -> tuple[GroupCommitWriter, str]:
     async with db.write() as conn:
         exp_id = await experiments.create(conn, "e", "", {}, "/artifacts")
         run_id = await runs.create(conn, exp_id, "r", 0, {}, "")
-    writer = GroupCommitWriter(db, linger=0.001)
+    writer = GroupCommitWriter(db, writable.refused_runs, linger=0.001)
     writer.start()
     return writer, run_id

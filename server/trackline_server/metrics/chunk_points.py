@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .. import limits
 from ..errors import InvalidArgument
 from ..models import metric_chunks
-from .chunks import Floats, Ints, columns
+from .codec import Floats, Ints, chunk_columns
 
 Ranks = npt.NDArray[np.int32]
 Bools = npt.NDArray[np.bool_]
@@ -213,7 +213,7 @@ def chunk_points(
 ) -> Points:
     """The chunk's points in the series' range (and under step ``below``), in chunk order.
     Views into the blob, not copies, when the chunk's steps ascend (the usual case)."""
-    steps, stamps, values = columns(blob)
+    steps, stamps, values = chunk_columns(blob)
     keep: Bools | slice | None = None
     if series.inside(meta) and (below is None or meta.max_step < below):
         pass

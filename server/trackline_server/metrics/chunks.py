@@ -1,170 +1,33 @@
-"""The stored form of metric points, and how the points of a flush become rows.
+"""Stored points in SQL: chunk rows (``metric_chunks``) and each series' latest value
+(``latest_metrics``), and how the points of a write become those rows.
 
-A chunk row holds points of one series (run, key, rank), in arrival order. Its ``points``
-blob is the protobuf wire form of a ``RankedSeries`` carrying only fields 4 (steps,
-sfixed64), 5 (timestamps, sfixed64) and 6 (values, double). Chunks written now put 8 bytes
-before each column (a padding field 15, then the column's tag and length), so every column
-starts 8-aligned and readers get aligned numpy views without copying (``columns``). Older
-chunks may hold several concatenated packed runs per column (the protobuf rule for repeated
-fields makes that the columns appended); ``columns`` reads both. The API's field numbers
-are frozen by ``buf breaking``, which freezes this format with them.
+A chunk row holds points of one series (run, key, rank), in arrival order, as a blob
+(``codec.py``), with its point count, step bounds and, when long enough, a summary for chart
+views (``summary.py``). The latest-value row of (run, key) moves forward with every write, so
+search sees a point as soon as it is acked.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..database import driver_connection, execute_many
 from ..models import latest_metrics
-from . import segments, summary
-
-if TYPE_CHECKING:
-    from .segments import Segments
+from . import codec, segments, summary
+from .segments import Segments
 
 # A longer series is stored as several rows, so that no chunk is too large to page through
 # or to hold in memory.
 MAX_CHUNK_POINTS = 262_144
 
-Ints = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
-
-_STEPS, _TIMESTAMPS, _VALUES = 4, 5, 6
-_PAD = 15  # an unknown field whose bytes align the next column to 8 bytes
-_LEN, _I64 = 2, 1  # wire types: length-delimited (packed), 64-bit (unpacked element)
-
-
-def columns(blob: bytes) -> tuple[Ints, Ints, Floats]:
-    """Decodes a chunk blob into (steps, timestamps, values) arrays; views into ``blob`` when
-    each column is one packed run, copies when parts were concatenated."""
-    found: dict[int, list[npt.NDArray[np.generic]]] = {_STEPS: [], _TIMESTAMPS: [], _VALUES: []}
-    view = memoryview(blob)
-    pos, end = 0, len(blob)
-    while pos < end:
-        tag, pos = _varint(view, pos)
-        field, wire = tag >> 3, tag & 7
-        if wire == _LEN:
-            size, pos = _varint(view, pos)
-            if field in found:
-                dtype = "<f8" if field == _VALUES else "<i8"
-                found[field].append(np.frombuffer(blob, dtype, size // 8, pos))
-            pos += size
-        elif wire == _I64:
-            if field in found:
-                dtype = "<f8" if field == _VALUES else "<i8"
-                found[field].append(np.frombuffer(blob, dtype, 1, pos))
-            pos += 8
-        else:
-            raise ValueError(f"unexpected wire type {wire} in a metric chunk")
-
-    def join(parts: list[npt.NDArray[np.generic]], dtype: str) -> npt.NDArray[np.generic]:
-        if not parts:
-            return np.empty(0, dtype)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    steps = join(found[_STEPS], "<i8")
-    stamps = join(found[_TIMESTAMPS], "<i8")
-    values = join(found[_VALUES], "<f8")
-    return (
-        steps.astype(np.int64, copy=False),
-        stamps.astype(np.int64, copy=False),
-        values.astype(np.float64, copy=False),
-    )
-
-
-def _varint(view: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-Latest = dict[tuple[str, str], tuple[int, int, float]]  # (run, key) -> (step, stamp, value)
-
-
-async def upsert_latest(conn: AsyncConnection, latest: Latest) -> None:
-    """Moves each (run, key)'s stored latest value forward to ``latest``'s where that one is
-    later (by step, then timestamp; a tie goes to the new one)."""
-    await upsert_latest_rows(conn, latest_rows(latest))
-
-
-def latest_rows(latest: Latest) -> list[dict[str, Any]]:
-    """``latest`` as the rows ``upsert_latest_rows`` takes (Python work per series: a caller
-    with many series may build them off the event loop)."""
-    # NaN is stored as NULL: SQLite has no NaN, and NULL keeps search comparisons IEEE-like.
-    return [
-        {
-            "run_id": run_id,
-            "key": key,
-            "value": None if math.isnan(value) else value,
-            "step": step,
-            "timestamp": ts,
-        }
-        for (run_id, key), (step, ts, value) in latest.items()
-    ]
-
-
-async def upsert_latest_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """``upsert_latest`` of rows from ``latest_rows``."""
-    if not rows:
-        return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(latest_metrics)
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[latest_metrics.c.run_id, latest_metrics.c.key],
-        set_={"value": new.value, "step": new.step, "timestamp": new.timestamp},
-        where=or_(
-            new.step > latest_metrics.c.step,
-            and_(new.step == latest_metrics.c.step, new.timestamp >= latest_metrics.c.timestamp),
-        ),
-    )
-    await execute_many(conn, stmt, rows)
-
-
-@functools.lru_cache(maxsize=4096)
-def _headers(n: int) -> tuple[bytes, bytes, bytes]:
-    """The 8 bytes before each column of an ``n``-point blob: a padding field, then the
-    column's tag and length. Every column then starts 8-aligned in the blob (and in memory:
-    CPython keeps a bytes object's data 8-aligned), so readers get aligned numpy views."""
-    out = []
-    for field in (_STEPS, _TIMESTAMPS, _VALUES):
-        col = bytes([field << 3 | _LEN]) + encode_varint(8 * n)
-        pad = 6 - len(col)
-        out.append(bytes([_PAD << 3 | _LEN, pad]) + bytes(pad) + col)
-    return out[0], out[1], out[2]
-
-
-def encode_varint(value: int) -> bytes:
-    """The protobuf varint of one int64 (as two's complement: a negative one takes 10
-    bytes)."""
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 Row = tuple[str, str, int, int, int, int, bytes, bytes | None]
-
-
-async def write_segments(conn: AsyncConnection, segs: Segments) -> None:
-    """Stores the points of ``segs`` as chunk rows (``chunk_rows``) in the caller's
-    transaction. Latest values are ``move_latest``'s job."""
-    await insert_rows(conn, chunk_rows(segs))
 
 
 async def insert_rows(conn: AsyncConnection, rows: list[Row]) -> None:
@@ -210,21 +73,16 @@ def chunk_rows(segs: Segments) -> list[Row]:
     if counts.max() <= MAX_CHUNK_POINTS:
         row_starts, row_series = starts, np.arange(nser)
     else:
-        bounds = [np.arange(a, b, MAX_CHUNK_POINTS) for a, b in zip(starts, ends, strict=True)]
-        row_starts = np.concatenate(bounds)
-        row_series = np.repeat(np.arange(nser), [len(b) for b in bounds])
-    row_ends = np.append(row_starts[1:], len(values))
+        cuts = [np.arange(a, b, MAX_CHUNK_POINTS) for a, b in zip(starts, ends, strict=True)]
+        row_starts = np.concatenate(cuts)
+        row_series = np.repeat(np.arange(nser), [len(c) for c in cuts])
     mins = np.minimum.reduceat(steps, row_starts).tolist()
     maxs = np.maximum.reduceat(steps, row_starts).tolist()
-    # Byte views of the columns: each blob below is built with one copy of its points.
-    step_bytes, stamp_bytes, value_bytes = (memoryview(np.ascontiguousarray(a).view(np.uint8))  # type: ignore[arg-type]
-                                            for a in (steps, stamps, values))  # fmt: skip
+    bounds = [*row_starts.tolist(), len(values)]
+    blobs = codec.chunk_blobs(steps, stamps, values, bounds)
     rows: list[Row] = []
-    for a, b, s, lo, hi in zip(row_starts.tolist(), row_ends.tolist(), row_series.tolist(), mins,
-                               maxs, strict=True):  # fmt: skip
-        h_steps, h_stamps, h_values = _headers(b - a)
-        blob = b"".join((h_steps, step_bytes[8 * a : 8 * b], h_stamps, stamp_bytes[8 * a : 8 * b],
-                         h_values, value_bytes[8 * a : 8 * b]))  # fmt: skip
+    for a, b, s, lo, hi, blob in zip(bounds[:-1], bounds[1:], row_series.tolist(), mins, maxs,
+                                     blobs, strict=True):  # fmt: skip
         run_id, key, rank = series[s]
         brief = (
             summary.summarize(steps[a:b], stamps[a:b], values[a:b])
@@ -235,10 +93,7 @@ def chunk_rows(segs: Segments) -> list[Row]:
     return rows
 
 
-async def move_latest(conn: AsyncConnection, segs: Segments) -> None:
-    """Moves each (run, key)'s latest value forward to ``latest_of(segs)``, in the caller's
-    transaction."""
-    await upsert_latest(conn, latest_of(segs))
+Latest = dict[tuple[str, str], tuple[int, int, float]]  # (run, key) -> (step, stamp, value)
 
 
 def latest_of(segs: Segments) -> Latest:
@@ -274,6 +129,42 @@ def latest_of(segs: Segments) -> Latest:
             strict=True,
         )  # fmt: skip
     }
+
+
+def latest_rows(latest: Latest) -> list[dict[str, Any]]:
+    """``latest`` as the rows ``upsert_latest_rows`` takes (Python work per series: a caller
+    with many series may build them off the event loop)."""
+    # NaN is stored as NULL: SQLite has no NaN, and NULL keeps search comparisons IEEE-like.
+    return [
+        {
+            "run_id": run_id,
+            "key": key,
+            "value": None if math.isnan(value) else value,
+            "step": step,
+            "timestamp": ts,
+        }
+        for (run_id, key), (step, ts, value) in latest.items()
+    ]
+
+
+async def upsert_latest_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Moves each (run, key)'s stored latest value forward to that of ``rows`` (from
+    ``latest_rows``) where that one is later (by step, then timestamp; a tie goes to the new
+    one), in the caller's transaction."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(latest_metrics)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[latest_metrics.c.run_id, latest_metrics.c.key],
+        set_={"value": new.value, "step": new.step, "timestamp": new.timestamp},
+        where=or_(
+            new.step > latest_metrics.c.step,
+            and_(new.step == latest_metrics.c.step, new.timestamp >= latest_metrics.c.timestamp),
+        ),
+    )
+    await execute_many(conn, stmt, rows)
 
 
 _COLUMNS = ("run_id", "key", "rank", "n", "min_step", "max_step", "points", "summary")

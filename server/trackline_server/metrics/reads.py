@@ -18,9 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted
-from ..models import metric_chunks, runs
-from ..tracking import runs as run_queries
-from ..validation import findable
+from ..models import metric_chunks
 from .chunk_points import (
     META,
     ChunkMeta,
@@ -83,12 +81,12 @@ async def history_page(
     page_token: str,
 ) -> tuple[Points, str]:
     """One page of the series in [start_step, end_step] (rank None: every rank, merged) and
-    the next page's token ("" at the end). Reads only the chunks the page needs."""
+    the next page's token ("" at the end). Reads only the chunks the page needs. The run is
+    not looked up: the caller checks that it exists."""
     check_range(start_step, end_step)
     if page_size < 0:
         raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
     size = min(page_size or limits.DEFAULT_HISTORY_PAGE, limits.MAX_HISTORY_PAGE)
-    await run_queries.get_row(conn, run_id)
     fingerprint = page_tokens.fingerprint(run_id, key, rank, start_step, end_step)
     from_step, skip = start_step, 0
     if page_token:
@@ -166,6 +164,28 @@ async def history_page(
 # Several series
 
 
+def check_histories(
+    run_ids: Sequence[str],
+    keys: Sequence[str],
+    *,
+    max_points: int,
+    start_step: int | None,
+    end_step: int | None,
+) -> None:
+    """The checks of a ``histories`` read that need no database (counts, range, max_points),
+    for a caller to make before it looks the runs up."""
+    if len(run_ids) > MAX_HISTORIES_RUNS:
+        raise InvalidArgument(
+            "TOO_MANY_RUNS", f"at most {MAX_HISTORIES_RUNS} run_ids per call", "run_ids"
+        )
+    if len(keys) > MAX_HISTORIES_KEYS:
+        raise InvalidArgument(
+            "TOO_MANY_KEYS", f"at most {MAX_HISTORIES_KEYS} keys per call", "keys"
+        )
+    check_range(start_step, end_step)
+    view_points(max_points)
+
+
 async def histories(
     conn: AsyncConnection,
     run_ids: Sequence[str],
@@ -177,31 +197,15 @@ async def histories(
 ) -> list[tuple[str, str, Points]]:
     """(run_id, key, points) for every run and key with points in the range, in request
     order, every rank merged; downsampled per series when ``max_points`` > 0, else every
-    point. Either way at most MAX_HISTORIES_POINTS points in all (HISTORY_TOO_LARGE)."""
-    if len(run_ids) > MAX_HISTORIES_RUNS:
-        raise InvalidArgument(
-            "TOO_MANY_RUNS", f"at most {MAX_HISTORIES_RUNS} run_ids per call", "run_ids"
-        )
-    if len(keys) > MAX_HISTORIES_KEYS:
-        raise InvalidArgument(
-            "TOO_MANY_KEYS", f"at most {MAX_HISTORIES_KEYS} keys per call", "keys"
-        )
-    check_range(start_step, end_step)
+    point. Either way at most MAX_HISTORIES_POINTS points in all (HISTORY_TOO_LARGE). The
+    runs are not looked up: the caller checks that they exist (and so that their ids can be
+    bound: PostgreSQL fails a statement that binds NUL)."""
+    check_histories(run_ids, keys, max_points=max_points, start_step=start_step,
+                    end_step=end_step)  # fmt: skip
     limit = view_points(max_points) if max_points else 0
     run_list = list(dict.fromkeys(run_ids))
     key_list = list(dict.fromkeys(keys))
-    if not run_list:
-        return []
-    for i, run_id in enumerate(run_ids):
-        if not findable(run_id):  # PostgreSQL fails a statement that binds NUL
-            raise run_queries.not_found(run_id, f"run_ids[{i}]")
-    known = set(
-        (await conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(run_list)))).scalars()
-    )
-    for i, run_id in enumerate(run_ids):
-        if run_id not in known:
-            raise run_queries.not_found(run_id, f"run_ids[{i}]")
-    if not key_list:
+    if not run_list or not key_list:
         return []
 
     by_series: dict[tuple[str, str], list[ChunkMeta]] = {}

@@ -2,15 +2,14 @@
 batches and unary LogBatch calls alike) into one transaction per flush.
 
 A flush starts when the first item arrives and gathers for ``linger`` seconds, or less when
-``flush_points`` points wait, and takes at most that many points. Its transaction reads the
-high-water sequence and epoch of every writer involved, refuses batches of fenced streams
-(an older epoch), skips batches at or below the mark (resends), rejects batches for unknown
-or deleted runs and experiments, writes the rest, moves the high-water marks, and runs each
-unary job in a savepoint so one bad call cannot undo the others (``settle.py``). Stream
-points go to chunks or, for short series, to the metric log as one row per flush (``flush_log.py``;
-the compactor moves them into chunks later), and each series' latest value moves forward in
-the same transaction, so search sees a point as soon as it is acked. Only after
-COMMIT are the waiters resolved.
+``flush_points`` points wait, and takes at most that many points. Its transaction settles the
+stream batches (``settle.py``: fenced streams refused, resends skipped, batches for runs that
+may not be written rejected), runs each unary job in a savepoint so one bad call cannot undo
+the others, then writes the points of the accepted batches and of the jobs that apply, all
+alike: chunks for long series, one metric log row for the short ones (``flush_log.py``; the
+compactor moves them into chunks later), and each series' latest value, in the same
+transaction, so search sees a point as soon as it is acked; last it moves the writers'
+high-water marks (``marks.py``). Only after COMMIT are the waiters resolved.
 
 Whatever could fail a transaction is checked per batch before it joins one (``segments``
 and the stream's checks); a flush that fails all the same is retried in halves, so that only
@@ -29,7 +28,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,33 +35,47 @@ from .. import limits
 from ..database import Database
 from ..errors import ResourceExhausted, TracklineError, Unavailable, internal
 from ..shield import shielded
-from . import settle
-from .settle import Handshake, Rejection, StreamBatch, WriterStats, future
+from . import marks, settle
+from .marks import Handshake, Rejection
+from .segments import Segments
+from .settle import RunCheck, StreamBatch, WriterStats, future
 
-__all__ = ["GroupCommitWriter", "Handshake", "Job", "Rejection", "StreamBatch"]
+__all__ = ["GroupCommitWriter", "Handshake", "Job", "Rejection", "RunCheck", "StreamBatch"]
 
 log = logging.getLogger("trackline.ingest")
 
-T = TypeVar("T")
-
 
 @dataclass
-class Job(Generic[T]):
-    """A unit of work of a unary call, run inside the flush's transaction."""
+class Job:
+    """A unary call (LogBatch). ``apply`` writes what is not points (params, tags, the
+    request id) in a savepoint of the flush, raising to refuse the call, and says whether the
+    call applies: False for the retry of a call already applied, whose points are then
+    skipped. The points (``segs``, checked before the job is queued) of the jobs that apply
+    are written with the flush's other points. ``done`` resolves to what ``apply`` said once
+    the flush commits."""
 
-    fn: Callable[[AsyncConnection], Awaitable[T]]
-    points: int
-    nbytes: int
-    done: asyncio.Future[T] = field(default_factory=future)
+    apply: Callable[[AsyncConnection], Awaitable[bool]]
+    segs: Segments
+    request_bytes: int = 0  # the rest of what the call holds in memory (its request)
+    done: asyncio.Future[bool] = field(default_factory=future)
+
+    @property
+    def points(self) -> int:
+        return self.segs.points
+
+    @property
+    def nbytes(self) -> int:
+        return self.segs.nbytes + self.request_bytes
 
 
-Item = StreamBatch | Job[Any]
+Item = StreamBatch | Job
 
 
 class GroupCommitWriter:
     def __init__(
         self,
         db: Database,
+        check_runs: RunCheck,
         *,
         max_points: int = limits.INGEST_MAX_POINTS,
         max_bytes: int = limits.INGEST_MAX_BYTES,
@@ -71,9 +83,11 @@ class GroupCommitWriter:
         flush_points: int = 400_000,
         on_logged: Callable[[], None] | None = None,
     ) -> None:
-        """``on_logged`` is called after each flush that appended points to the metric log
-        (the compactor's cue)."""
+        """``check_runs`` says which runs of a flush's stream batches may not be written
+        (tracking provides it); ``on_logged`` is called after each flush that appended points
+        to the metric log (the compactor's cue)."""
         self.db = db
+        self.check_runs = check_runs
         self.on_logged = on_logged
         self.max_points = max_points
         self.max_bytes = max_bytes
@@ -107,13 +121,13 @@ class GroupCommitWriter:
             await self._task
 
     async def handshake(self, writer_id: str, key_hash: str, owner: str | None) -> Handshake:
-        """Hands the writer to a new stream (``settle.take_over``, in a write transaction
+        """Hands the writer to a new stream (``marks.take_over``, in a write transaction
         of its own); the writer's batches after a failed one may commit again, as the
         client resends from the stored mark."""
 
         async def take_over() -> Handshake:
             async with self.db.write() as conn:
-                return await settle.take_over(conn, writer_id, key_hash, owner)
+                return await marks.take_over(conn, writer_id, key_hash, owner)
 
         # A stream cancelled during its handshake must not cut the transaction short.
         shake = await shielded(take_over())
@@ -126,7 +140,7 @@ class GroupCommitWriter:
         a failed one commit again (the caller resends from the mark)."""
         self._failed.pop(writer_id, None)
         async with self.db.read() as conn:
-            return await settle.mark(conn, writer_id)
+            return await marks.mark(conn, writer_id)
 
     async def put_batch(self, batch: StreamBatch) -> None:
         """Queues a stream batch, waiting while the queue is full."""
@@ -135,7 +149,7 @@ class GroupCommitWriter:
                 await self._room.wait_for(lambda: self._closing or self._has_room(batch))
         self._enqueue(batch)
 
-    def put_job(self, job: Job[T]) -> asyncio.Future[T]:
+    def put_job(self, job: Job) -> asyncio.Future[bool]:
         """Queues a unary job, or raises ResourceExhausted when the queue is full."""
         if not self._has_room(job):
             raise ResourceExhausted(
@@ -221,42 +235,44 @@ class GroupCommitWriter:
             return
         batches = [i for i in items if isinstance(i, StreamBatch)]
         jobs = [i for i in items if isinstance(i, Job)]
-        job_results: list[tuple[bool, Any]] = []
         stats = WriterStats()
         try:
-            # Assumes every batch not refused on arrival is accepted: the transaction redoes
-            # the work in the rare flush where one is a resend or its run is gone.
-            planned = await settle.Writes.planned([b.segs for b in batches if b.refused is None])
+            # Assumes every batch not refused on arrival is accepted and every job applies:
+            # the transaction plans again in the rare flush where one does not.
+            parts = [b.segs for b in batches if b.refused is None] + [j.segs for j in jobs]
+            planned = await settle.Writes.planned(parts)
             async with self.db.write() as conn:
-                outcomes, logged = await settle.write_batches(conn, batches, planned, stats)
-                for job in jobs:
-                    try:
-                        async with conn.begin_nested():
-                            job_results.append((True, await job.fn(conn)))
-                    except Exception as err:  # rolled back to the savepoint; others go on
-                        job_results.append((False, err))
+                settled = await settle.settle(conn, batches, self.check_runs, stats)
+                applied = [await _apply(conn, job) for job in jobs]
+                parts = settled.accepted + [
+                    job.segs for job, ok in zip(jobs, applied, strict=True) if ok is True
+                ]
+                writes = (
+                    planned if len(parts) == planned.parts else await settle.Writes.planned(parts)
+                )
+                await writes.store(conn)
+                await settled.record(conn)
         except Exception as err:  # the transaction did not commit: nothing of it is acked
             await self._isolate(items, err)
             return
         self.stats.flushes += 1
-        for name in ("points", "batches", "skipped", "rejected", "fenced"):
-            setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
-        if logged and self.on_logged is not None:
+        self.stats.add(stats)
+        if writes.log_points and self.on_logged is not None:
             self.on_logged()
-        for batch, outcome in zip(batches, outcomes, strict=True):
+        for batch, outcome in zip(batches, settled.outcomes, strict=True):
             if batch.done.done():
                 continue
             if isinstance(outcome, TracklineError):
                 batch.done.set_exception(outcome)
             else:
                 batch.done.set_result(outcome)
-        for job, (ok, value) in zip(jobs, job_results, strict=True):
+        for job, result in zip(jobs, applied, strict=True):
             if job.done.done():
                 continue
-            if ok:
-                job.done.set_result(value)
+            if isinstance(result, Exception):
+                job.done.set_exception(result)
             else:
-                job.done.set_exception(value)
+                job.done.set_result(result)
 
     async def _isolate(self, items: list[Item], err: Exception) -> None:
         """After a flush of ``items`` failed with ``err``: retries them in halves (each its
@@ -301,3 +317,13 @@ class GroupCommitWriter:
             else:
                 kept.append(item)
         return kept
+
+
+async def _apply(conn: AsyncConnection, job: Job) -> bool | Exception:
+    """Runs the job in a savepoint: whether it applies, or why it failed (rolled back to the
+    savepoint; the flush goes on)."""
+    try:
+        async with conn.begin_nested():
+            return await job.apply(conn)
+    except Exception as err:
+        return err

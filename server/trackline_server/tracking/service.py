@@ -18,7 +18,7 @@ from .. import idempotency, lifecycle, limits, validation
 from ..clock import now_ms
 from ..database import Database
 from ..errors import InvalidArgument
-from ..metrics import chunks, downsample, history_wire, reads, segments
+from ..metrics import blocks, downsample, history_wire, reads
 from ..metrics.compactor import Compactor
 from ..metrics.writer import GroupCommitWriter, Job
 from ..transport import Call, own_transactions, writes
@@ -205,11 +205,12 @@ class TrackingService:
     async def log_batch(self, request: tpb.LogBatchRequest, call: Call) -> tpb.LogBatchResponse:
         """Checks everything it can without the database first, so that a bad call never
         joins a group commit whose other writes it could fail; then the writer applies it in
-        a savepoint of its next flush and this returns once that commits."""
+        a savepoint of its next flush, writes its points with the flush's others, and this
+        returns once that commits."""
         run_id, rid = request.run_id, request.request_id
         if not validation.findable(run_id):
             raise runs.not_found(run_id)
-        points = segments.from_series(request.metrics, now_ms(), "metrics", run_id=run_id)
+        points = blocks.from_metric_series(request.metrics, run_id, now_ms())
         validation.check_request_id(rid)
         if len(request.params) + len(request.tags) > limits.MAX_BATCH_PARAMS_AND_TAGS:
             raise InvalidArgument(
@@ -222,20 +223,19 @@ class TrackingService:
         validation.check_params(param_pairs)
         validation.check_tags(tag_pairs)
 
-        async def apply(conn: AsyncConnection) -> None:
+        async def apply(conn: AsyncConnection) -> bool:
             await runs.get_active(conn, run_id)
             if rid:
                 done = await idempotency.applied(conn, rid, "LogBatch")
                 if done is not None and done != run_id:
                     raise idempotency.reused(rid, "another run")
                 if done is not None:
-                    return  # the retry of a batch that was applied
+                    return False  # the retry of a batch that was applied: points skipped
                 await idempotency.record(conn, rid, "LogBatch", run_id)
             await runs.log_params_and_tags(conn, run_id, param_pairs, tag_pairs)
-            await chunks.write_segments(conn, points)
-            await chunks.move_latest(conn, points)
+            return True
 
-        await self.writer.put_job(Job(apply, points.points, points.nbytes + request.ByteSize()))
+        await self.writer.put_job(Job(apply, points, request.ByteSize()))
         return tpb.LogBatchResponse()
 
     # Metric reads
@@ -251,6 +251,7 @@ class TrackingService:
         token = ""
         await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
+            await runs.get_row(conn, request.run_id)
             if request.max_points:  # a chart view in one response (negative: rejected)
                 points = await downsample.downsample(
                     conn, request.run_id, request.key, rank=rank, start_step=start,
@@ -272,16 +273,17 @@ class TrackingService:
     ) -> tpb.GetMetricHistoriesResponse:
         for i, key in enumerate(request.keys):
             validation.check_key(key, f"keys[{i}]")
+        run_ids, keys = list(request.run_ids), list(request.keys)
+        start = request.start_step if request.HasField("start_step") else None
+        end = request.end_step if request.HasField("end_step") else None
+        reads.check_histories(run_ids, keys, max_points=request.max_points, start_step=start,
+                              end_step=end)  # fmt: skip
         await self.compactor.settle()  # points still in the metric log move to chunks
         async with self.db.read() as conn:
-            found = await reads.histories(
-                conn,
-                list(request.run_ids),
-                list(request.keys),
-                max_points=request.max_points,
-                start_step=request.start_step if request.HasField("start_step") else None,
-                end_step=request.end_step if request.HasField("end_step") else None,
-            )
+            for i, run_id in enumerate(run_ids):  # at most MAX_HISTORIES_RUNS lookups
+                await runs.get_row(conn, run_id, f"run_ids[{i}]")
+            found = await reads.histories(conn, run_ids, keys, max_points=request.max_points,
+                                          start_step=start, end_step=end)  # fmt: skip
         response = tpb.GetMetricHistoriesResponse()
         for run_id, key, points in found:
             history_wire.fill_series(response.series.add(run_id=run_id).series, key, points)

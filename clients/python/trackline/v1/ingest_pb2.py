@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trackline/v1/ingest.proto\x12\x0ctrackline.v1\"\xa0\x01\n\x14StreamMetricsRequest\x12\x11\n\twriter_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12*\n\x06series\x18\x03 \x03(\x0b\x32\x1a.trackline.v1.RankedSeries\x12(\n\x05\x62lock\x18\x04 \x01(\x0b\x32\x19.trackline.v1.SeriesBlock\x12\x12\n\nwriter_key\x18\x05 \x01(\x0c\"\x92\x01\n\x0bSeriesBlock\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\r\n\x05ranks\x18\x03 \x03(\x05\x12\x0f\n\x07lengths\x18\x04 \x03(\r\x12\r\n\x05steps\x18\x05 \x03(\x10\x12\x12\n\ntimestamps\x18\x06 \x03(\x10\x12\x0e\n\x06values\x18\x07 \x03(\x01\x12\x11\n\trun_index\x18\x08 \x03(\r\"l\n\x0cRankedSeries\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05steps\x18\x04 \x03(\x10\x12\x12\n\ntimestamps\x18\x05 \x03(\x10\x12\x0e\n\x06values\x18\x06 \x03(\x01\">\n\x0e\x42\x61tchRejection\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\\\n\x15StreamMetricsResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x30\n\nrejections\x18\x02 \x03(\x0b\x32\x1c.trackline.v1.BatchRejection2m\n\rIngestService\x12\\\n\rStreamMetrics\x12\".trackline.v1.StreamMetricsRequest\x1a#.trackline.v1.StreamMetricsResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trackline/v1/ingest.proto\x12\x0ctrackline.v1\"\x82\x01\n\x14StreamMetricsRequest\x12\x11\n\twriter_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12(\n\x05\x62lock\x18\x04 \x01(\x0b\x32\x19.trackline.v1.SeriesBlock\x12\x12\n\nwriter_key\x18\x05 \x01(\x0cJ\x04\x08\x03\x10\x04R\x06series\"\x92\x01\n\x0bSeriesBlock\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\r\n\x05ranks\x18\x03 \x03(\x05\x12\x0f\n\x07lengths\x18\x04 \x03(\r\x12\r\n\x05steps\x18\x05 \x03(\x10\x12\x12\n\ntimestamps\x18\x06 \x03(\x10\x12\x0e\n\x06values\x18\x07 \x03(\x01\x12\x11\n\trun_index\x18\x08 \x03(\r\"l\n\x0cRankedSeries\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05steps\x18\x04 \x03(\x10\x12\x12\n\ntimestamps\x18\x05 \x03(\x10\x12\x0e\n\x06values\x18\x06 \x03(\x01\">\n\x0e\x42\x61tchRejection\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\\\n\x15StreamMetricsResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x30\n\nrejections\x18\x02 \x03(\x0b\x32\x1c.trackline.v1.BatchRejection2m\n\rIngestService\x12\\\n\rStreamMetrics\x12\".trackline.v1.StreamMetricsRequest\x1a#.trackline.v1.StreamMetricsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackline.v1.ingest_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMMETRICSREQUEST']._serialized_start=44
-  _globals['_STREAMMETRICSREQUEST']._serialized_end=204
-  _globals['_SERIESBLOCK']._serialized_start=207
-  _globals['_SERIESBLOCK']._serialized_end=353
-  _globals['_RANKEDSERIES']._serialized_start=355
-  _globals['_RANKEDSERIES']._serialized_end=463
-  _globals['_BATCHREJECTION']._serialized_start=465
-  _globals['_BATCHREJECTION']._serialized_end=527
-  _globals['_STREAMMETRICSRESPONSE']._serialized_start=529
-  _globals['_STREAMMETRICSRESPONSE']._serialized_end=621
-  _globals['_INGESTSERVICE']._serialized_start=623
-  _globals['_INGESTSERVICE']._serialized_end=732
+  _globals['_STREAMMETRICSREQUEST']._serialized_end=174
+  _globals['_SERIESBLOCK']._serialized_start=177
+  _globals['_SERIESBLOCK']._serialized_end=323
+  _globals['_RANKEDSERIES']._serialized_start=325
+  _globals['_RANKEDSERIES']._serialized_end=433
+  _globals['_BATCHREJECTION']._serialized_start=435
+  _globals['_BATCHREJECTION']._serialized_end=497
+  _globals['_STREAMMETRICSRESPONSE']._serialized_start=499
+  _globals['_STREAMMETRICSRESPONSE']._serialized_end=591
+  _globals['_INGESTSERVICE']._serialized_start=593
+  _globals['_INGESTSERVICE']._serialized_end=702
 # @@protoc_insertion_point(module_scope)

@@ -7,18 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StreamMetricsRequest(_message.Message):
-    __slots__ = ("writer_id", "seq", "series", "block", "writer_key")
+    __slots__ = ("writer_id", "seq", "block", "writer_key")
     WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
-    SERIES_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     WRITER_KEY_FIELD_NUMBER: _ClassVar[int]
     writer_id: str
     seq: int
-    series: _containers.RepeatedCompositeFieldContainer[RankedSeries]
     block: SeriesBlock
     writer_key: bytes
-    def __init__(self, writer_id: _Optional[str] = ..., seq: _Optional[int] = ..., series: _Optional[_Iterable[_Union[RankedSeries, _Mapping]]] = ..., block: _Optional[_Union[SeriesBlock, _Mapping]] = ..., writer_key: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, writer_id: _Optional[str] = ..., seq: _Optional[int] = ..., block: _Optional[_Union[SeriesBlock, _Mapping]] = ..., writer_key: _Optional[bytes] = ...) -> None: ...
 
 class SeriesBlock(_message.Message):
     __slots__ = ("run_ids", "keys", "ranks", "lengths", "steps", "timestamps", "values", "run_index")

@@ -37,10 +37,8 @@ type StreamMetricsRequest struct {
 	// than one above both the high-water mark of the handshake and the stream's previous seq,
 	// ends the stream with INVALID_ARGUMENT INVALID_SEQ.
 	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	// The points of this batch: any number of runs and series.
-	Series []*RankedSeries `protobuf:"bytes,3,rep,name=series,proto3" json:"series,omitempty"`
-	// More points of this batch in shared columns: the cheaper form for many short series (a
-	// training step's metrics). A batch may carry points in both forms.
+	// The points of this batch, in shared columns: any number of runs and series. Unset on
+	// a message without points (seq 0).
 	Block *SeriesBlock `protobuf:"bytes,4,opt,name=block,proto3" json:"block,omitempty"`
 	// The writer's secret: 16 to 64 random bytes the client chooses once for the writer's
 	// whole life (with its writer_id) and never shows anyone. Required on the first message
@@ -97,13 +95,6 @@ func (x *StreamMetricsRequest) GetSeq() uint64 {
 	return 0
 }
 
-func (x *StreamMetricsRequest) GetSeries() []*RankedSeries {
-	if x != nil {
-		return x.Series
-	}
-	return nil
-}
-
 func (x *StreamMetricsRequest) GetBlock() *SeriesBlock {
 	if x != nil {
 		return x.Block
@@ -132,7 +123,8 @@ type SeriesBlock struct {
 	Ranks []int32 `protobuf:"varint,3,rep,packed,name=ranks,proto3" json:"ranks,omitempty"`
 	// Number of points of each series, at least 1.
 	Lengths []uint32 `protobuf:"varint,4,rep,packed,name=lengths,proto3" json:"lengths,omitempty"`
-	// Steps of all points, series after series; empty means every step is 0.
+	// Steps of all points, series after series; empty means every step is 0. Fixed-width, so
+	// that both ends move the column as one memory block.
 	Steps []int64 `protobuf:"fixed64,5,rep,packed,name=steps,proto3" json:"steps,omitempty"`
 	// Milliseconds since the Unix epoch of all points; empty means the server's receive time.
 	Timestamps []int64 `protobuf:"fixed64,6,rep,packed,name=timestamps,proto3" json:"timestamps,omitempty"`
@@ -231,19 +223,21 @@ func (x *SeriesBlock) GetRunIndex() []uint32 {
 	return nil
 }
 
-// Points of one series of one run from one rank.
+// Points of one series of one run from one rank, in the form the server stores a metric
+// chunk's points in. No RPC carries it any more (StreamMetricsRequest sends SeriesBlock);
+// it stays as the schema of stored chunks, which the server's migrations read and write.
 type RankedSeries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Run id.
+	// Run id (absent from stored chunks: the chunk's row names it).
 	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// Metric key, 1 to 500 characters.
+	// Metric key, 1 to 500 characters (absent from stored chunks).
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	// The process that logged the points (RANK of a distributed job); 0 for a single process.
+	// The process that logged the points (RANK of a distributed job); 0 for a single process
+	// (absent from stored chunks).
 	Rank int32 `protobuf:"varint,3,opt,name=rank,proto3" json:"rank,omitempty"`
-	// Steps, one per value; empty means every step is 0. Fixed-width so that both ends move
-	// the column as one memory block.
+	// Steps, one per value. Fixed-width, so that a column is one memory block.
 	Steps []int64 `protobuf:"fixed64,4,rep,packed,name=steps,proto3" json:"steps,omitempty"`
-	// Milliseconds since the Unix epoch, one per value; empty means the server's receive time.
+	// Milliseconds since the Unix epoch, one per value.
 	Timestamps []int64 `protobuf:"fixed64,5,rep,packed,name=timestamps,proto3" json:"timestamps,omitempty"`
 	// The values; NaN and +/-Infinity are stored exactly.
 	Values        []float64 `protobuf:"fixed64,6,rep,packed,name=values,proto3" json:"values,omitempty"`
@@ -447,14 +441,13 @@ var File_trackline_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/ingest.proto\x12\ftrackline.v1\"\xc9\x01\n" +
+	"\x19trackline/v1/ingest.proto\x12\ftrackline.v1\"\xa3\x01\n" +
 	"\x14StreamMetricsRequest\x12\x1b\n" +
 	"\twriter_id\x18\x01 \x01(\tR\bwriterId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\x122\n" +
-	"\x06series\x18\x03 \x03(\v2\x1a.trackline.v1.RankedSeriesR\x06series\x12/\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12/\n" +
 	"\x05block\x18\x04 \x01(\v2\x19.trackline.v1.SeriesBlockR\x05block\x12\x1d\n" +
 	"\n" +
-	"writer_key\x18\x05 \x01(\fR\twriterKey\"\xd5\x01\n" +
+	"writer_key\x18\x05 \x01(\fR\twriterKeyJ\x04\b\x03\x10\x04R\x06series\"\xd5\x01\n" +
 	"\vSeriesBlock\x12\x17\n" +
 	"\arun_ids\x18\x01 \x03(\tR\x06runIds\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x14\n" +
@@ -509,16 +502,15 @@ var file_trackline_v1_ingest_proto_goTypes = []any{
 	(*StreamMetricsResponse)(nil), // 4: trackline.v1.StreamMetricsResponse
 }
 var file_trackline_v1_ingest_proto_depIdxs = []int32{
-	2, // 0: trackline.v1.StreamMetricsRequest.series:type_name -> trackline.v1.RankedSeries
-	1, // 1: trackline.v1.StreamMetricsRequest.block:type_name -> trackline.v1.SeriesBlock
-	3, // 2: trackline.v1.StreamMetricsResponse.rejections:type_name -> trackline.v1.BatchRejection
-	0, // 3: trackline.v1.IngestService.StreamMetrics:input_type -> trackline.v1.StreamMetricsRequest
-	4, // 4: trackline.v1.IngestService.StreamMetrics:output_type -> trackline.v1.StreamMetricsResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	1, // 0: trackline.v1.StreamMetricsRequest.block:type_name -> trackline.v1.SeriesBlock
+	3, // 1: trackline.v1.StreamMetricsResponse.rejections:type_name -> trackline.v1.BatchRejection
+	0, // 2: trackline.v1.IngestService.StreamMetrics:input_type -> trackline.v1.StreamMetricsRequest
+	4, // 3: trackline.v1.IngestService.StreamMetrics:output_type -> trackline.v1.StreamMetricsResponse
+	3, // [3:4] is the sub-list for method output_type
+	2, // [2:3] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_trackline_v1_ingest_proto_init() }

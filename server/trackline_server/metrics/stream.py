@@ -31,7 +31,7 @@ from ..errors import (
     from_exception,
     grpc_status,
 )
-from . import segments
+from . import blocks, segments
 from .segments import Segments
 from .settle import fenced
 from .writer import GroupCommitWriter, Handshake, Rejection, StreamBatch
@@ -39,9 +39,9 @@ from .writer import GroupCommitWriter, Handshake, Rejection, StreamBatch
 _MAX_WRITER_ID = 128
 _WRITER_KEY_BYTES = (16, 64)
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
-# A batch with more series (or block entries) than this is checked and converted in a worker
-# thread: a 100,000-series message takes the best part of a second of Python work, which on
-# the event loop would hold up every other call (health checks included).
+# A batch with more series or points than this is checked and converted in a worker thread:
+# a 100,000-series message takes the best part of a second of Python work, which on the event
+# loop would hold up every other call (health checks included).
 _CONVERT_IN_THREAD_SERIES = 2_000
 _CONVERT_IN_THREAD_POINTS = 500_000
 
@@ -49,7 +49,7 @@ _CONVERT_IN_THREAD_POINTS = 500_000
 def _convert(request: ipb.StreamMetricsRequest) -> tuple[Segments, Rejection | None]:
     """A batch's points as columns, or its refusal."""
     try:
-        return segments.from_request(request, now_ms()), None
+        return blocks.from_request(request, now_ms()), None
     except TracklineError as err:
         return segments.empty(), Rejection(err.reason, err.message)
 
@@ -61,7 +61,7 @@ async def encode_batch(
     (its refusal is stored with the writer's mark like any other)."""
     block = request.block
     if (
-        len(request.series) + len(block.lengths) > _CONVERT_IN_THREAD_SERIES
+        len(block.lengths) > _CONVERT_IN_THREAD_SERIES
         or len(block.values) > _CONVERT_IN_THREAD_POINTS
     ):
         segs, refused = await asyncio.to_thread(_convert, request)
@@ -264,7 +264,7 @@ def _check_seq(request: ipb.StreamMetricsRequest, last_seq: int, high_water: int
     from the handshake's mark); and points without a seq."""
     seq = request.seq
     if seq == 0:
-        if len(request.series) or request.HasField("block"):
+        if request.HasField("block"):
             raise InvalidArgument(
                 "INVALID_SEQ", "a batch with points needs a seq of 1 or more", "seq"
             )
