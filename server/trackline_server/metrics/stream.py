@@ -18,19 +18,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from trackline.v1 import ingest_pb2 as ipb
-from trackline.v1 import ingest_pb2_grpc
 
 from .. import limits
 from ..clock import now_ms
-from ..errors import (
-    InvalidArgument,
-    TracklineError,
-    Unavailable,
-    from_exception,
-    grpc_status,
-)
+from ..errors import InvalidArgument, TracklineError, Unavailable
+from ..transport import Call, own_transactions
 from . import blocks, segments
 from .segments import Segments
 from .settle import fenced
@@ -81,7 +74,9 @@ class _Holder:
     )
 
 
-class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
+class IngestService:
+    """IngestService, served through the edge (``transport/grpc_server.py``)."""
+
     def __init__(self, writer: GroupCommitWriter, *, owners: bool = False) -> None:
         """``owners``: the server requires tokens, and a writer id belongs to the token that
         created it."""
@@ -94,24 +89,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         """Streams stop reading; what they queued is still committed and acked."""
         self._closing.set()
 
-    async def StreamMetrics(
-        self,
-        request_iterator: AsyncIterator[ipb.StreamMetricsRequest],
-        context: grpc.aio.ServicerContext,
+    @own_transactions
+    async def stream_metrics(
+        self, request_iterator: AsyncIterator[ipb.StreamMetricsRequest], call: Call
     ) -> AsyncIterator[ipb.StreamMetricsResponse]:
-        try:
-            async for response in self._stream(request_iterator, context):
-                yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # domain errors as they are; the rest INTERNAL with an id
-            await context.abort_with_status(grpc_status(from_exception(exc, "the metric stream")))
-
-    async def _stream(
-        self,
-        request_iterator: AsyncIterator[ipb.StreamMetricsRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[ipb.StreamMetricsResponse]:
+        """The stream: a handshake, then acks as batches commit (the module's docstring)."""
         try:
             first = await anext(aiter(request_iterator))
         except StopAsyncIteration:
@@ -132,7 +114,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 " the same for the writer's whole life",
                 "writer_key",
             )
-        owner = _owner(context) if self.owners else None
+        owner = call.principal if self.owners else None
         shake = await self.writer.handshake(writer_id, hashlib.sha256(key).hexdigest(), owner)
         holder = _Holder(shake.epoch)
         older = self._holders.get(writer_id)
@@ -285,15 +267,6 @@ def _check_seq(request: ipb.StreamMetricsRequest, last_seq: int, high_water: int
             " acked_seq)",
             "seq",
         )
-
-
-def _owner(context: grpc.aio.ServicerContext) -> str | None:
-    """The SHA-256 (hex) of the call's bearer token, which the auth interceptor admitted."""
-    for name, value in context.invocation_metadata() or ():
-        if name == "authorization":
-            raw = value.encode() if isinstance(value, str) else value
-            return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
-    return None
 
 
 async def _first_of(a: asyncio.Future[Any], b: asyncio.Future[Any]) -> None:

@@ -114,7 +114,7 @@ async def get_active(conn: AsyncConnection, run_id: str) -> RunRow:
 
 async def get(conn: AsyncConnection, run_id: str) -> RunRow:
     """The run with its params, tags and latest metrics."""
-    found = await load(conn, [run_id])
+    found = await load(conn, [run_id]) if findable(run_id) else []
     if not found:
         raise not_found(run_id)
     return found[0]
