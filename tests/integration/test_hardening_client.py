@@ -1,5 +1,6 @@
 """Issue 9, findings 10(g) and 11 on the client's side: URIs, the wait for a server that is
-down, resuming deleted runs, and a command line that answers every failure in one line."""
+down, which calls are resent (creates under their request id), resuming deleted runs, and a
+command line that answers every failure in one line."""
 
 from __future__ import annotations
 
@@ -150,31 +151,36 @@ def test_cli_interrupted_while_waiting_is_one_line() -> None:
 
 
 class _Probe(tracking_pb2_grpc.TrackingServiceServicer):
-    """A stand-in server that records the metadata of every call: CreateRun always answers
-    UNAVAILABLE, GetExperiment the first two times."""
+    """A stand-in server that records the metadata and request of every call: CreateRun
+    answers UNAVAILABLE to a request without a request id and to the first two attempts
+    with one, GetExperiment the first two times."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[tuple[str, Any]]]] = []
+        self.requests: list[Any] = []
 
-    def _seen(self, name: str, context: grpc.ServicerContext) -> None:
+    def _seen(self, name: str, context: grpc.ServicerContext, request: Any) -> None:
         self.calls.append((name, list(context.invocation_metadata())))
+        self.requests.append(request)
 
     def CreateRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        self._seen("CreateRun", context)
-        context.abort(grpc.StatusCode.UNAVAILABLE, "the store is away")
+        self._seen("CreateRun", context, request)
+        if not request.request_id or sum(name == "CreateRun" for name, _ in self.calls) <= 2:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the store is away")
+        return tpb.CreateRunResponse(run=pb.Run(run_id="created"))
 
     def GetExperiment(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        self._seen("GetExperiment", context)
+        self._seen("GetExperiment", context, request)
         if sum(name == "GetExperiment" for name, _ in self.calls) <= 2:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the store is away")
         return tpb.GetExperimentResponse(experiment=pb.Experiment(experiment_id="0"))
 
     def LogBatch(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        self._seen("LogBatch", context)
+        self._seen("LogBatch", context, request)
         return tpb.LogBatchResponse()
 
     def GetMetricHistory(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        self._seen("GetMetricHistory", context)
+        self._seen("GetMetricHistory", context, request)
         step = int(request.page_token or 0)
         series = pb.MetricSeries(key="k", steps=[step], timestamps=[0], values=[1.0])
         token = str(step + 1) if step < 2 else ""
@@ -192,13 +198,85 @@ def probe() -> Iterator[tuple[_Probe, str]]:
     server.stop(None)
 
 
-def test_create_run_is_not_resent_after_unavailable(probe: tuple[_Probe, str]) -> None:
+def test_create_without_request_id_is_not_resent_after_unavailable(
+    probe: tuple[_Probe, str],
+) -> None:
     servicer, address = probe
     client = TracklineClient(address, retry_seconds=10)
     assert client.get_experiment("0").experiment_id == "0"  # retried: a read
     with pytest.raises(Unavailable):
-        client.create_run()  # may have been applied: never resent
+        client.calls.CreateRun(tpb.CreateRunRequest())  # may have been applied: never resent
     assert [name for name, _ in servicer.calls] == ["GetExperiment"] * 3 + ["CreateRun"]
+
+
+def test_create_run_is_retried_under_one_request_id(probe: tuple[_Probe, str]) -> None:
+    """The client gives each create_run a fresh request id and resends it unchanged, so the
+    server answers a resend with the run the first attempt created."""
+    servicer, address = probe
+    client = TracklineClient(address, retry_seconds=10)
+    assert client.create_run(run_name="r").run_id == "created"
+    ids = [r.request_id for r in servicer.requests]
+    assert [name for name, _ in servicer.calls] == ["CreateRun"] * 3
+    assert len(set(ids)) == 1 and len(ids[0]) == 32
+    client.create_run()
+    assert servicer.requests[-1].request_id not in ("", ids[0])  # a new call, a new id
+
+
+class _LosesFirstReplies:
+    """A proxy in front of a real server that forwards every TrackingService call, but answers
+    the first CreateExperiment and CreateRun UNAVAILABLE after the server applied it: a reply
+    lost on the way back."""
+
+    def __init__(self, upstream: str) -> None:
+        self._channel = grpc.insecure_channel(upstream)
+        self.forwarded: list[str] = []
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        service = tpb.DESCRIPTOR.services_by_name["TrackingService"]
+        return grpc.method_handlers_generic_handler(
+            service.full_name,
+            {
+                m.name: grpc.unary_unary_rpc_method_handler(self._forward(m.name))
+                for m in service.methods
+            },
+        )
+
+    def _forward(self, name: str) -> Any:
+        upstream = self._channel.unary_unary(f"/trackline.v1.TrackingService/{name}")
+
+        def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
+            self.forwarded.append(name)
+            try:
+                reply = upstream(request, metadata=context.invocation_metadata(), timeout=30)
+            except grpc.RpcError as err:
+                context.abort(err.code(), err.details())
+            if name in ("CreateExperiment", "CreateRun") and self.forwarded.count(name) == 1:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the reply was lost")
+            return bytes(reply)
+
+        return forward
+
+
+def test_retried_creates_return_what_the_first_attempt_created(server: ServerProcess) -> None:
+    proxy = _LosesFirstReplies(server.address)
+    front = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    front.add_generic_rpc_handlers((proxy.handler(),))
+    port = front.add_insecure_port("127.0.0.1:0")
+    front.start()
+    try:
+        client = TracklineClient(f"127.0.0.1:{port}", retry_seconds=10)
+        exp = client.create_experiment("once")  # applied, reply lost, retried: not taken
+        run = client.create_run(exp.experiment_id, run_name="once")
+        assert proxy.forwarded == ["CreateExperiment"] * 2 + ["CreateRun"] * 2
+        direct = TracklineClient(server.address)
+        assert sorted(e.name for e in direct.search_experiments()) == ["Default", "once"]
+        assert direct.get_experiment_by_name("once").experiment_id == exp.experiment_id
+        assert [r.run_id for r in direct.search_runs([exp.experiment_id])] == [run.run_id]
+        assert direct.get_run(run.run_id).run_name == "once"
+        direct.close()
+        client.close()
+    finally:
+        front.stop(None)
 
 
 # Finding 11: exactly one authorization header

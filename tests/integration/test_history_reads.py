@@ -91,7 +91,7 @@ def read_pages(
     req = tpb.GetMetricHistoryRequest(run_id=run_id, key=key, page_size=page_size, **fields)
     points: list[Point] = []
     for _ in range(100_000):
-        resp = client._call(client.stub.GetMetricHistory, req)
+        resp = client.calls.GetMetricHistory(req)
         s = resp.series
         assert len(s.steps) == len(s.timestamps) == len(s.values) == len(resp.ranks)
         if page_size:
@@ -107,7 +107,7 @@ def view(
     client: TracklineClient, run_id: str, key: str, max_points: int, **fields: int
 ) -> list[Point]:
     req = tpb.GetMetricHistoryRequest(run_id=run_id, key=key, max_points=max_points, **fields)
-    resp = client._call(client.stub.GetMetricHistory, req)
+    resp = client.calls.GetMetricHistory(req)
     assert resp.next_page_token == ""
     s = resp.series
     return list(zip(s.steps, s.timestamps, s.values, resp.ranks, strict=True))
@@ -157,18 +157,6 @@ def test_paging_over_overlapping_chunks(server: ServerProcess, client: Trackline
     # The client's iterator pages the same way.
     got = list(client.get_metric_history(run.run_id, "m", page_size=5))
     assert got == [p[:3] for p in whole]
-
-
-def test_client_fetches_the_next_page_ahead_and_stops_with_the_caller(
-    client: TracklineClient,
-) -> None:
-    run = client.create_run()
-    log(client, run.run_id, "x", list(range(50)), [float(i) for i in range(50)])
-    pages = client.get_metric_history(run.run_id, "x", page_size=7)
-    assert [next(pages)[0] for _ in range(10)] == list(range(10))
-    pages.close()  # the page asked for ahead is cancelled
-    got = list(client.get_metric_history(run.run_id, "x", page_size=7))
-    assert [s for s, _, _ in got] == list(range(50))
 
 
 def test_step_range(server: ServerProcess, client: TracklineClient) -> None:
@@ -336,7 +324,7 @@ def test_history_errors(client: TracklineClient) -> None:
 
     def call(**fields: object) -> tpb.GetMetricHistoryResponse:
         req = tpb.GetMetricHistoryRequest(run_id=run.run_id, key="loss", **fields)  # type: ignore[arg-type]
-        return client._call(client.stub.GetMetricHistory, req)
+        return client.calls.GetMetricHistory(req)
 
     token = call(page_size=3).next_page_token
     assert token and len(call(page_size=3, page_token=token).series.steps) == 3

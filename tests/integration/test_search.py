@@ -216,15 +216,14 @@ class TestOrderAndPaging:
         first = client.stub.SearchRuns(tpb.SearchRunsRequest(page_size=1))
         assert first.next_page_token
         with pytest.raises(InvalidArgument) as err:
-            client._call(
-                client.stub.SearchRuns,
+            client.calls.SearchRuns(
                 tpb.SearchRunsRequest(
                     page_size=1, page_token=first.next_page_token, filter="run_name = 'x'"
                 ),
             )
         assert err.value.reason == "INVALID_PAGE_TOKEN"
         with pytest.raises(InvalidArgument, match="not returned by a search"):
-            client._call(client.stub.SearchRuns, tpb.SearchRunsRequest(page_token="garbage!"))
+            client.calls.SearchRuns(tpb.SearchRunsRequest(page_token="garbage!"))
 
 
 class TestBadFilters:

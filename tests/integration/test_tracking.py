@@ -148,8 +148,7 @@ def test_history_pages_in_step_order(client: TracklineClient) -> None:
 def test_history_rejects_bad_token_and_page_size(client: TracklineClient) -> None:
     run = client.create_run()
     with pytest.raises(InvalidArgument) as info:
-        client._call(
-            client.stub.GetMetricHistory,
+        client.calls.GetMetricHistory(
             tpb.GetMetricHistoryRequest(run_id=run.run_id, key="loss", page_token="garbage"),
         )
     assert info.value.reason == "INVALID_PAGE_TOKEN"
@@ -195,17 +194,17 @@ def test_retried_log_batch_is_applied_once(client: TracklineClient) -> None:
         tags=[pb.Tag(key="t", value="v")],
         request_id="retry-me",
     )
-    client._call(client.stub.LogBatch, req)
-    client._call(client.stub.LogBatch, req)  # a retry after a lost response
+    client.calls.LogBatch(req)
+    client.calls.LogBatch(req)  # a retry after a lost response
     assert len(list(client.get_metric_history(run.run_id, "loss"))) == 2
     other = client.create_run()
     req.run_id = other.run_id
     with pytest.raises(InvalidArgument) as info:
-        client._call(client.stub.LogBatch, req)
+        client.calls.LogBatch(req)
     assert info.value.reason == "REQUEST_ID_REUSED"
     req.request_id = "x" * 129
     with pytest.raises(InvalidArgument) as info:
-        client._call(client.stub.LogBatch, req)
+        client.calls.LogBatch(req)
     assert info.value.reason == "INVALID_REQUEST_ID"
 
 

@@ -48,6 +48,7 @@ def refused(
 
 def new_run(client: TracklineClient, **kwargs: Any) -> tuple[str, str]:
     """(experiment id, run id) of a new run in a new experiment; ``kwargs`` go to CreateRun."""
-    exp = client.create_experiment("e")
+    # Raw stub calls: no request id, so that no applied request (nor its pruning) is recorded.
+    exp = client.stub.CreateExperiment(tpb.CreateExperimentRequest(name="e")).experiment
     run = client.stub.CreateRun(tpb.CreateRunRequest(experiment_id=exp.experiment_id, **kwargs))
     return exp.experiment_id, run.run.run_id

@@ -32,7 +32,7 @@ CODES = {
 }
 # Reasons of stream rejections (no status code of their own: the catalogue gives one).
 REJECTIONS = {"Rejection"}
-RAISED_BY_CLIENTS = {"SERVER_UNREACHABLE"}
+RAISED_BY_CLIENTS = {"SERVER_UNREACHABLE", "INVALID_RANK", "INVALID_POINT", "CLIENT_ERROR"}
 REASON = re.compile(r"[A-Z][A-Z0-9_]+\Z")
 
 

@@ -1,10 +1,13 @@
 """Trackline: experiment tracking over gRPC."""
 
-from ._client import TracklineClient
+from ._client import MetricPoint, TracklineClient
 from ._exceptions import (
+    Aborted,
     AlreadyExists,
     BatchRejected,
+    DeadlineExceeded,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -31,11 +34,15 @@ from ._fluent import (
 from ._uri import InvalidUri
 
 __all__ = [
+    "Aborted",
     "AlreadyExists",
     "BatchRejected",
+    "DeadlineExceeded",
     "FailedPrecondition",
+    "Internal",
     "InvalidArgument",
     "InvalidUri",
+    "MetricPoint",
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",

@@ -1,7 +1,7 @@
-"""Reads the rich error status (google.rpc.Status with ErrorInfo and BadRequest) from a failed
-call's trailers without depending on grpcio-status or googleapis-common-protos.
+"""Reads the rich error status (google.rpc.Status with ErrorInfo, BadRequest and RetryInfo)
+from a failed call's trailers without depending on grpcio-status or googleapis-common-protos.
 
-The three messages are declared here, wire-compatible, in a private descriptor pool: the
+The messages are declared here, wire-compatible, in a private descriptor pool: the
 client installs with grpcio and protobuf alone, and a process that also imports the official
 google.rpc modules sees no duplicate registrations.
 """
@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 DETAILS_KEY = "grpc-status-details-bin"
 _ERROR_INFO_URL = "type.googleapis.com/google.rpc.ErrorInfo"
 _BAD_REQUEST_URL = "type.googleapis.com/google.rpc.BadRequest"
+_RETRY_INFO_URL = "type.googleapis.com/google.rpc.RetryInfo"
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -30,7 +31,7 @@ def _message(name: str, fields: list[tuple[str, int, int, int, str]]) -> Any:
     return msg
 
 
-def _build() -> tuple[Any, Any, Any]:
+def _build() -> tuple[Any, Any, Any, Any]:
     file = descriptor_pb2.FileDescriptorProto(
         name="trackline/_private/rpc_status.proto", package="trackline_private.rpc"
     )
@@ -73,6 +74,14 @@ def _build() -> tuple[Any, Any, Any]:
                     )
                 ],
             ),
+            _message(
+                "Duration",
+                [("seconds", 1, _F.TYPE_INT64, opt, ""), ("nanos", 2, _F.TYPE_INT32, opt, "")],
+            ),
+            _message(
+                "RetryInfo",
+                [("retry_delay", 1, _F.TYPE_MESSAGE, opt, ".trackline_private.rpc.Duration")],
+            ),
         ]
     )
     pool = descriptor_pool.DescriptorPool()
@@ -83,24 +92,27 @@ def _build() -> tuple[Any, Any, Any]:
             pool.FindMessageTypeByName(f"trackline_private.rpc.{name}")
         )
 
-    return cls("Status"), cls("ErrorInfo"), cls("BadRequest")
+    return cls("Status"), cls("ErrorInfo"), cls("BadRequest"), cls("RetryInfo")
 
 
-_Status, _ErrorInfo, _BadRequest = _build()
+_Status, _ErrorInfo, _BadRequest, _RetryInfo = _build()
 
 
 @dataclass
 class RichStatus:
-    """What a server said beyond the status code."""
+    """What a server said beyond the status code. ``retry_delay`` is how many seconds the server
+    asks the caller to wait before trying again (RetryInfo), None when it asked nothing."""
 
     reason: str = ""
     domain: str = ""
     field_violations: dict[str, str] = field(default_factory=dict)
+    retry_delay: float | None = None
 
 
 def parse(trailing_metadata: Any) -> RichStatus:
-    """Extracts ErrorInfo and BadRequest from trailers; absent or unreadable details give an
-    empty RichStatus rather than an exception (the status code still tells what happened)."""
+    """Extracts ErrorInfo, BadRequest and RetryInfo from trailers; absent or unreadable details
+    give an empty RichStatus rather than an exception (the status code still tells what
+    happened)."""
     out = RichStatus()
     for key, value in trailing_metadata or ():
         if key != DETAILS_KEY or not isinstance(value, bytes):
@@ -116,6 +128,9 @@ def parse(trailing_metadata: Any) -> RichStatus:
                     out.field_violations.update(
                         {v.field: v.description for v in bad.field_violations}
                     )
+                elif detail.type_url == _RETRY_INFO_URL:
+                    delay = _RetryInfo.FromString(detail.value).retry_delay
+                    out.retry_delay = max(0.0, delay.seconds + delay.nanos / 1e9)
         except DecodeError:  # a malformed trailer from a foreign server; keep the plain status
             return RichStatus()
     return out

@@ -67,6 +67,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORE_LOST: _ClassVar[ErrorReason]
     INTERNAL: _ClassVar[ErrorReason]
     SERVER_UNREACHABLE: _ClassVar[ErrorReason]
+    INVALID_RANK: _ClassVar[ErrorReason]
+    INVALID_POINT: _ClassVar[ErrorReason]
+    CLIENT_ERROR: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_KEY: ErrorReason
 INVALID_VALUE: ErrorReason
@@ -128,3 +131,6 @@ STORE_UNAVAILABLE: ErrorReason
 STORE_LOST: ErrorReason
 INTERNAL: ErrorReason
 SERVER_UNREACHABLE: ErrorReason
+INVALID_RANK: ErrorReason
+INVALID_POINT: ErrorReason
+CLIENT_ERROR: ErrorReason

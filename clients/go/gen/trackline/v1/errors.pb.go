@@ -170,6 +170,14 @@ const (
 	ErrorReason_INTERNAL ErrorReason = 59
 	// UNAVAILABLE. A client could not reach the server within its connect timeout.
 	ErrorReason_SERVER_UNREACHABLE ErrorReason = 60
+	// INVALID_ARGUMENT. A logged point's rank is not an int32; a client drops it before sending
+	// and reports it as a rejection.
+	ErrorReason_INVALID_RANK ErrorReason = 61
+	// INVALID_ARGUMENT. A logged point's step or timestamp is not an int64; a client drops it
+	// before sending and reports it as a rejection.
+	ErrorReason_INVALID_POINT ErrorReason = 62
+	// INTERNAL. A bug in a client kept points from being sent; they are reported as rejected.
+	ErrorReason_CLIENT_ERROR ErrorReason = 63
 )
 
 // Enum value maps for ErrorReason.
@@ -236,6 +244,9 @@ var (
 		58: "STORE_LOST",
 		59: "INTERNAL",
 		60: "SERVER_UNREACHABLE",
+		61: "INVALID_RANK",
+		62: "INVALID_POINT",
+		63: "CLIENT_ERROR",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -299,6 +310,9 @@ var (
 		"STORE_LOST":                58,
 		"INTERNAL":                  59,
 		"SERVER_UNREACHABLE":        60,
+		"INVALID_RANK":              61,
+		"INVALID_POINT":             62,
+		"CLIENT_ERROR":              63,
 	}
 )
 
@@ -333,7 +347,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xba\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xf1\n" +
 	"\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
@@ -400,7 +414,10 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
 	"STORE_LOST\x10:\x12\f\n" +
 	"\bINTERNAL\x10;\x12\x16\n" +
-	"\x12SERVER_UNREACHABLE\x10<B\xb8\x01\n" +
+	"\x12SERVER_UNREACHABLE\x10<\x12\x10\n" +
+	"\fINVALID_RANK\x10=\x12\x11\n" +
+	"\rINVALID_POINT\x10>\x12\x10\n" +
+	"\fCLIENT_ERROR\x10?B\xb8\x01\n" +
 	"\x10dev.trackline.v1B\vErrorsProtoP\x01ZFgithub.com/trackline/trackline/clients/go/gen/trackline/v1;tracklinev1\xa2\x02\x03TXX\xaa\x02\fTrackline.V1\xca\x02\fTrackline\\V1\xe2\x02\x18Trackline\\V1\\GPBMetadata\xea\x02\rTrackline::V1b\x06proto3"
 
 var (
