@@ -1,5 +1,5 @@
 """The shared fixtures. Their helpers live in ``support/`` (used by the benchmarks too); the
-teardown of every server a test starts is here, in ``_stop_servers``."""
+teardown of every server and test stream a test starts is here, in ``_stop_servers``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.support.databases import (
     store_url,
 )
 from tests.support.servers import ServerProcess, start_server, stop_started_servers
+from tests.support.streams import close_open_streams
 
 # Property tests draw new examples on every local run; CI (.ci/run sets HYPOTHESIS_PROFILE=ci)
 # draws the same ones every time, so that main's result depends on its code alone.
@@ -46,8 +47,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def _stop_servers() -> Iterator[None]:
-    """Stops, after each test, every server it started and left running."""
+    """Closes, after each test, every test stream it left open, and stops every server it
+    started and left running."""
     yield
+    close_open_streams()
     stop_started_servers()
 
 

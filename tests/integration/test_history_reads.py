@@ -52,7 +52,7 @@ def log(
     )
     client.log_batch(run_id, metrics=[series])
     req = tpb.GetMetricHistoryRequest(run_id=run_id, key=key, page_size=1)
-    client._call(client.stub.GetMetricHistory, req)
+    client.calls.GetMetricHistory(req)
 
 
 def stream(server: ServerProcess, series: Sequence[Series]) -> None:

@@ -126,9 +126,14 @@ def test_full_queue_refuses_unary_and_holds_streams(slow_flush: ServerProcess) -
     s.batch(1, run.run_id, "x", list(range(100)))  # fills the queue for the linger time
     s.batch(2, run.run_id, "x", list(range(100, 150)))  # waits for room: not read yet
     time.sleep(0.3)  # both batches reach the server well within the 1.5 s linger
+    # A client that may not wait (retry_seconds=0) gets the refusal; one that may would wait
+    # out its RetryInfo delay and retry.
+    impatient = TracklineClient(slow_flush.address, retry_seconds=0)
     with pytest.raises(ResourceExhausted) as err:
-        client.log_metric(run.run_id, "y", 1.0)
+        impatient.log_metric(run.run_id, "y", 1.0)
     assert err.value.reason == "INGEST_QUEUE_FULL"
+    assert err.value.retry_delay is not None and err.value.retry_delay > 0
+    impatient.close()
     assert s.until(2)[-1].acked_seq == 2  # the held batch goes through once there is room
     assert history(client, run.run_id, "x") == list(range(150))
     s.close()

@@ -1,4 +1,8 @@
-"""One IngestService.StreamMetrics call driven step by step from a test."""
+"""One IngestService.StreamMetrics call driven step by step from a test.
+
+Every stream opened is remembered until ``close_open_streams`` closes it (the test session's
+autouse fixture calls that after each test): a stream a failed test left open would keep a
+gRPC call in progress, and every later fork in the process would skip gRPC's fork handlers."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ class Stream:
         self, address: str, writer_id: str, key: bytes = KEY, token: str | None = None
     ) -> None:
         self.channel = grpc.insecure_channel(address)
+        _open.append(self)
         self.requests: queue.Queue[ipb.StreamMetricsRequest | None] = queue.Queue()
         metadata = [("authorization", f"Bearer {token}")] if token else None
         self.responses = ingest_pb2_grpc.IngestServiceStub(self.channel).StreamMetrics(
@@ -54,5 +59,16 @@ class Stream:
         raise AssertionError(f"stream ended before seq {seq} was acked")
 
     def close(self) -> None:
+        """Ends the stream; safe to call more than once."""
         self.requests.put(None)
         self.channel.close()
+        if self in _open:
+            _open.remove(self)
+
+
+_open: list[Stream] = []
+
+
+def close_open_streams() -> None:
+    while _open:
+        _open[-1].close()
