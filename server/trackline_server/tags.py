@@ -4,10 +4,11 @@ tags next). Keys and values are checked by the caller (validation.check_tags).""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, insert, select, update
+from sqlalchemy import Select, Table, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .errors import NotFound, shown
@@ -20,9 +21,18 @@ async def read(
     """(owner, key, value) of every tag of ``owners``."""
     if not owners:
         return []
-    owner = table.c[_owner_column(table)]
-    rows = await conn.execute(select(owner, table.c.key, table.c.value).where(owner.in_(owners)))
+    rows = await conn.execute(_tags_of(table), {"owners": owners})
     return [(o, k, v) for o, k, v in rows]
+
+
+@functools.cache
+def _tags_of(table: Table) -> Select[Any]:
+    """The statement reading the tags of some owners (``{"owners": [...]}``), built once per
+    table (statement construction showed in profiles of GetRun)."""
+    owner = table.c[_owner_column(table)]
+    return select(owner, table.c.key, table.c.value).where(
+        owner.in_(bindparam("owners", expanding=True))
+    )
 
 
 async def insert_new(

@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
 from trackline.v1 import resources_pb2 as pb
 
 from .. import lifecycle, tags
@@ -36,6 +37,13 @@ class RunRow:
     tags: dict[str, str] = field(default_factory=dict)
     # (key, value, step, timestamp) of each metric's latest point.
     latest_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+
+
+# Built once: constructing these statements took about a tenth of a GetRun's event-loop time
+# (select() and in_() in a py-spy profile). Each takes {"ids": [...]}.
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_RUNS_OF = select(runs).where(runs.c.run_id.in_(_IDS))
+_PARAMS_OF = select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(_IDS))
 
 
 def not_found(run_id: str, field_name: str = "run_id") -> NotFound:
@@ -205,13 +213,10 @@ async def load(conn: AsyncConnection, run_ids: list[str]) -> list[RunRow]:
     if not run_ids:
         return []
     found = {
-        row.run_id: RunRow(**row._mapping)
-        for row in await conn.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
+        row.run_id: RunRow(**row._mapping) for row in await conn.execute(_RUNS_OF, {"ids": run_ids})
     }
     ids = list(found)
-    for run_id, key, value in await conn.execute(
-        select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(ids))
-    ):
+    for run_id, key, value in await conn.execute(_PARAMS_OF, {"ids": ids}):
         found[run_id].params[key] = value
     for run_id, key, value in await tags.read(conn, run_tags, ids):
         found[run_id].tags[key] = value
