@@ -23,11 +23,18 @@ def stage_name(stage: int) -> str:
     return "deleted" if stage == DELETED else "active"
 
 
+def inactive(stage: int, reason: str, what: str) -> FailedPrecondition | None:
+    """FAILED_PRECONDITION ``reason`` (e.g. RUN_DELETED) when ``stage`` is not active, else
+    None; ``what`` names the resource for the message ("run 'abc'")."""
+    if stage == ACTIVE:
+        return None
+    return FailedPrecondition(reason, f"{what} is deleted; restore it first")
+
+
 def require_active(stage: int, reason: str, what: str) -> None:
-    """FAILED_PRECONDITION ``reason`` (e.g. RUN_DELETED) when ``stage`` is not active; ``what``
-    names the resource for the message ("run 'abc'")."""
-    if stage != ACTIVE:
-        raise FailedPrecondition(reason, f"{what} is deleted; restore it first")
+    """Raises ``inactive``'s error when ``stage`` is not active."""
+    if (error := inactive(stage, reason, what)) is not None:
+        raise error
 
 
 async def move(

@@ -23,6 +23,7 @@ CODES = {
     "FilterError": "INVALID_ARGUMENT",
     "FailedPrecondition": "FAILED_PRECONDITION",
     "require_active": "FAILED_PRECONDITION",
+    "inactive": "FAILED_PRECONDITION",
     "Unauthenticated": "UNAUTHENTICATED",
     "PermissionDenied": "PERMISSION_DENIED",
     "Aborted": "ABORTED",
@@ -62,7 +63,7 @@ def raised() -> dict[str, set[str]]:
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
                 args = [a for a in node.args if isinstance(a, ast.Constant)]
-                if name == "require_active" and len(node.args) > 1:
+                if name in ("require_active", "inactive") and len(node.args) > 1:
                     args = [a for a in node.args[1:2] if isinstance(a, ast.Constant)]
                 if name in CODES or name in REJECTIONS:
                     for arg in args[:1]:

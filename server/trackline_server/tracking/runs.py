@@ -14,7 +14,7 @@ from trackline.v1 import resources_pb2 as pb
 
 from .. import lifecycle, tags
 from ..clock import now_ms
-from ..errors import InvalidArgument, NotFound, shown
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from ..metrics import latest_values
 from ..models import experiments, params, runs
 from ..models import tags as run_tags
@@ -111,13 +111,23 @@ async def get_active(conn: AsyncConnection, run_id: str) -> RunRow:
     fields = dict(row._mapping)
     experiment_stage = fields.pop("experiment_stage")
     run = RunRow(**fields)
-    lifecycle.require_active(run.lifecycle_stage, "RUN_DELETED", f"run {shown(run_id)}")
-    lifecycle.require_active(
+    error = unwritable(run_id, run.experiment_id, run.lifecycle_stage, experiment_stage)
+    if error is not None:
+        raise error
+    return run
+
+
+def unwritable(
+    run_id: str, experiment_id: int, stage: int, experiment_stage: int
+) -> FailedPrecondition | None:
+    """Why a run in these lifecycle stages takes no writes (RUN_DELETED, EXPERIMENT_DELETED),
+    or None: the one rule for unary writes (``get_active``) and the writer's flushes
+    (``writable.refused_runs``)."""
+    return lifecycle.inactive(stage, "RUN_DELETED", f"run {shown(run_id)}") or lifecycle.inactive(
         experiment_stage,
         "EXPERIMENT_DELETED",
-        f"the experiment of run {shown(run_id)} ('{run.experiment_id}')",
+        f"the experiment of run {shown(run_id)} ('{experiment_id}')",
     )
-    return run
 
 
 async def get(conn: AsyncConnection, run_id: str) -> RunRow:

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import lifecycle
 from ..database import among, fetch_all
-from ..errors import shown
 from ..metrics.writer import Rejection
 from ..models import experiments, runs
+from .runs import not_found, unwritable
 
 
 async def refused_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, Rejection]:
@@ -24,24 +23,24 @@ async def refused_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[st
     join = runs.join(experiments, runs.c.experiment_id == experiments.c.experiment_id)
     found = await fetch_all(
         conn,
-        select(runs.c.run_id, runs.c.lifecycle_stage, experiments.c.lifecycle_stage)
+        select(
+            runs.c.run_id,
+            runs.c.experiment_id,
+            runs.c.lifecycle_stage,
+            experiments.c.lifecycle_stage,
+        )
         .select_from(join)
         .where(await among(conn, runs.c.run_id, wanted)),
     )
     refused: dict[str, Rejection] = {}
-    for run_id, stage, experiment_stage in found:
-        if stage != lifecycle.ACTIVE:
-            refused[run_id] = Rejection(
-                "RUN_DELETED", f"run {shown(run_id)} is deleted; restore it first"
-            )
-        elif experiment_stage != lifecycle.ACTIVE:
-            refused[run_id] = Rejection(
-                "EXPERIMENT_DELETED",
-                f"the experiment of run {shown(run_id)} is deleted; restore it first",
-            )
+    for run_id, experiment_id, stage, experiment_stage in found:
+        error = unwritable(run_id, experiment_id, stage, experiment_stage)
+        if error is not None:
+            refused[run_id] = Rejection(error.reason, error.message)
     if len(found) < len(set(wanted)):
-        stored = {run_id for run_id, _, _ in found}
+        stored = {row[0] for row in found}
         for run_id in wanted:
             if run_id not in stored:
-                refused[run_id] = Rejection("RUN_NOT_FOUND", f"no run with id {shown(run_id)}")
+                missing = not_found(run_id)
+                refused[run_id] = Rejection(missing.reason, missing.message)
     return refused

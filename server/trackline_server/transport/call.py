@@ -12,8 +12,10 @@ a ``@reads``/``@writes`` method never commits.
 from __future__ import annotations
 
 import enum
+import functools
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,9 +60,18 @@ class Call:
     set no deadline."""
 
     method: str
-    principal: str | None = None
+    metadata: Sequence[tuple[str, str | bytes]] = ()
     deadline: float | None = None
     connection: AsyncConnection | None = None
+
+    @functools.cached_property
+    def principal(self) -> str | None:
+        """Computed when asked for (only writers that need an owner do), not per call."""
+        for name, value in self.metadata:
+            if name == "authorization":
+                raw = value.encode() if isinstance(value, str) else value
+                return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
+        return None
 
     @property
     def conn(self) -> AsyncConnection:

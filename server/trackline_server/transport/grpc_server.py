@@ -21,7 +21,6 @@ A service that lacks a method, or a method that declares no unit of work, fails 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -150,18 +149,9 @@ def _call(path: str, context: grpc.aio.ServicerContext) -> Call:
     left = context.time_remaining()
     return Call(
         path,
-        principal=principal(context.invocation_metadata() or ()),
+        metadata=tuple(context.invocation_metadata() or ()),
         deadline=None if left is None else time.monotonic() + left,
     )
-
-
-def principal(metadata: Any) -> str | None:
-    """The SHA-256 (hex) of the call's bearer token, or None when it carries none."""
-    for name, value in metadata:
-        if name == "authorization":
-            raw = value.encode() if isinstance(value, str) else value
-            return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
-    return None
 
 
 def failing(handler: grpc.RpcMethodHandler, error: TracklineError) -> grpc.RpcMethodHandler:
