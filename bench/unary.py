@@ -31,6 +31,8 @@ from tests.support.servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 GHZ_VERSION = "v0.120.0"
+# The standard health service's proto (Check only), for the floor: a call that does nothing.
+HEALTH_PROTO = ("bench/protos", "grpc/health/v1/health.proto")
 SEARCH_RUNS = 1_000  # SearchRuns runs over this many runs, about half of them matching
 
 
@@ -50,16 +52,22 @@ def ghz_binary() -> str:
 
 
 def ghz(
-    address: str, method: str, data: dict[str, object], concurrency: int, seconds: float
+    address: str,
+    method: str,
+    data: dict[str, object],
+    concurrency: int,
+    seconds: float,
+    proto: tuple[str, str] = ("protos", "trackline/v1/tracking.proto"),
 ) -> str:
-    """Runs ghz against ``address`` and returns "calls/s, p50, p99" (errors named)."""
+    """Runs ghz against ``address`` and returns "calls/s, p50, p99" (errors named).
+    ``method`` is a full name (package.Service.Method) from ``proto`` (import path, file)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(data, f)
     try:
         out = subprocess.run(
             [
-                ghz_binary(), "--insecure", "--proto", "protos/trackline/v1/tracking.proto",
-                "--import-paths", "protos", "--call", f"trackline.v1.TrackingService.{method}",
+                ghz_binary(), "--insecure", "--proto", f"{proto[0]}/{proto[1]}",
+                "--import-paths", proto[0], "--call", method,
                 "--data-file", f.name, "--concurrency", str(concurrency), "--connections", "1",
                 "--duration", f"{seconds}s", "--duration-stop", "wait", "--format", "json",
                 address,
@@ -128,11 +136,17 @@ def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) 
                  {"experiment_ids": list(search.experiment_ids), "filter": search.filter}),
                 ("LogBatch 10 series x 100 points", "LogBatch", log_batch_data(run_id)),
             ]  # fmt: skip
+            for concurrency in (1, 16):
+                figures = ghz(srv.address, "grpc.health.v1.Health.Check", {}, concurrency,
+                              seconds, HEALTH_PROTO)  # fmt: skip
+                print(f"{label}, health Check (the transport's floor), concurrency {concurrency}:"
+                      f" {figures}", flush=True)  # fmt: skip
             found = client.stub.SearchRuns(search)
             print(f"{label}: SearchRuns matches {len(found.runs)} runs, {found.ByteSize():,} bytes")
             for name, method, data in calls:
                 for concurrency in (1, 16):
-                    figures = ghz(srv.address, method, data, concurrency, seconds)
+                    figures = ghz(srv.address, f"trackline.v1.TrackingService.{method}", data,
+                                  concurrency, seconds)  # fmt: skip
                     print(f"{label}, {name}, concurrency {concurrency}: {figures}", flush=True)
             print(f"{label}, one-point log_metric, one client: "
                   f"{one_point_writes(client, run_id, seconds)}", flush=True)  # fmt: skip

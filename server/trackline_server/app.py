@@ -181,7 +181,14 @@ def run(args: argparse.Namespace) -> None:
     failure to start (a bad setting, a store or port the server cannot use) is one line on
     stderr, ``trackline: <why>``, and exit status 2."""
     try:
-        asyncio.run(serve(from_args(args)))
+        import os
+
+        if os.environ.get("XUV"):
+            import uvloop
+
+            uvloop.run(serve(from_args(args)))
+        else:
+            asyncio.run(serve(from_args(args)))
     except StartupError as err:
         print(f"trackline: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

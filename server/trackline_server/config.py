@@ -16,6 +16,8 @@ from sqlalchemy.exc import ArgumentError
 
 from . import limits
 
+EVENT_LOOPS = ("uvloop", "asyncio")
+
 
 class StartupError(Exception):
     """The server cannot start; the message is the one line the operator sees."""
@@ -32,6 +34,7 @@ class Settings:
     ingest_max_bytes: int = limits.INGEST_MAX_BYTES
     ingest_linger_ms: float = limits.INGEST_LINGER_MS
     max_inflight_bytes: int = limits.MAX_INFLIGHT_BYTES
+    event_loop: str = "uvloop"
 
     @property
     def shown_store_uri(self) -> str:
@@ -95,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " RESOURCE_EXHAUSTED (reason SERVER_BUSY) with a retry delay, a stream message"
         " waits (env TRACKLINE_MAX_INFLIGHT_BYTES)",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=env("TRACKLINE_EVENT_LOOP", "uvloop"),
+        help="the asyncio event loop: uvloop (the default: unary calls 10-15%% faster than on"
+        " asyncio's own, measured in bench/unary.py) or asyncio (env TRACKLINE_EVENT_LOOP)",
+    )
 
 
 def from_args(ns: argparse.Namespace) -> Settings:
@@ -115,7 +125,17 @@ def from_args(ns: argparse.Namespace) -> Settings:
         max_inflight_bytes=_integer(
             ns.max_inflight_bytes, "--max-inflight-bytes", "TRACKLINE_MAX_INFLIGHT_BYTES", 1
         ),
+        event_loop=_event_loop(ns.event_loop),
     )
+
+
+def _event_loop(name: str) -> str:
+    """argparse checks the flag's choices, not its default from the environment."""
+    if name not in EVENT_LOOPS:
+        raise StartupError(
+            f"TRACKLINE_EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, not {name!r}"
+        )
+    return name
 
 
 def _tokens(flags: list[str] | None) -> tuple[str, ...]:

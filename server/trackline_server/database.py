@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import operator
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, String, any_, bindparam, event, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from . import migrate, store_checks
 from .errors import TracklineError, Unavailable, store_failure
+from .snapshot import EngineSnapshot, Snapshot, SqliteReaders, postgres_snapshot
 
 log = logging.getLogger("trackline.database")
 
@@ -53,6 +49,11 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._checkpoints: asyncio.Task[None] | None = None
         self._page_size: int | None = None
+        self._readers: SqliteReaders | None = None
+        if self.is_sqlite:
+            if self.files is None or database is None:  # config.py refuses it to users
+                raise ValueError("an in-memory SQLite database cannot be shared by connections")
+            self._readers = SqliteReaders(database, self.engine.dialect, BUSY_TIMEOUT_S)
         if self.is_sqlite:
             event.listen(
                 self.engine.sync_engine,
@@ -84,6 +85,8 @@ class Database:
                         yield conn
                     if self.files is not None and (lost := self.files.lost()) is not None:
                         self.problem = lost
+                        if self._readers is not None:
+                            self._readers.discard()
                         raise lost
             else:
                 async with self.engine.begin() as conn:
@@ -100,6 +103,24 @@ class Database:
                     await conn.execution_options(**{_READ_ONLY: True})
                 yield conn
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        """A read-only transaction on the driver directly (``snapshot.py``): the unit of work
+        of ``@reads`` methods, whose queries run through ``sql.rows``. Like ``read``, it
+        neither waits for the writer nor holds it up, and goes on while the store has a
+        ``problem``: on SQLite then on the engine's connections, opened while it had none."""
+        with _store_errors():
+            if self._readers is not None and self.problem is None:
+                async with self._readers.snapshot() as snap:
+                    yield snap
+            elif self._readers is not None:
+                # The file is lost or read-only: on the connections opened while it was well.
+                async with self.read() as conn, conn.begin():  # read-only: nothing to commit
+                    yield EngineSnapshot(conn)
+            else:
+                async with postgres_snapshot(self.engine) as snap:
+                    yield snap
+
     async def check_store(self) -> Unavailable | None:
         """Looks at the store now and sets ``problem``: a SQLite file deleted or replaced (for
         good: only a restart opens the path again), read-only (clears once writable again), a
@@ -110,6 +131,8 @@ class Database:
             problem = self.files.lost() or self.files.holds_deleted() or self.files.read_only()
         else:
             problem = await store_checks.probe_postgres(self.engine)
+        if problem is not None and self._readers is not None:
+            self._readers.discard()
         self.problem = problem
         return problem
 
@@ -163,81 +186,9 @@ class Database:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
+        if self._readers is not None:
+            self._readers.close()
         await self.engine.dispose()
-
-
-# Hot statements go to the driver in one call each. Through SQLAlchemy's aiosqlite adapter a
-# statement costs three or four hops to the driver's thread and back (cursor, execute, fetch,
-# close), and each hop waits for a turn of the event loop, which under streaming load is busy
-# with gRPC reads: the group-commit writer, whose flushes run one after another, spent more
-# time waiting for those turns than the database spent working. On PostgreSQL, SQLAlchemy's
-# Python work per row and parameter (100,000 rows: seconds on the event loop) is skipped;
-# asyncpg converts them in C.
-
-
-async def fetch_all(conn: AsyncConnection, stmt: Executable) -> list[Any]:
-    """The rows of a SELECT, in the caller's transaction: tuples (asyncpg's records on
-    PostgreSQL, which unpack and compare as tuples do). Column values come back as the driver
-    returns them (no SQLAlchemy result types): for integer and text columns."""
-    compiled = _compile(conn, stmt, compile_kwargs={"render_postcompile": True})
-    # ``compiled.params`` builds a new dict on every access: read it once, or an IN list of
-    # n values costs n dicts of n entries.
-    values = compiled.params
-    params = [values[name] for name in compiled.positiontup or ()]
-    driver = await _driver_in_transaction(conn)
-    if conn.dialect.name == "sqlite":
-        return list(await driver.execute_fetchall(compiled.string, params))
-    return list(await driver.fetch(compiled.string, *params))
-
-
-async def execute_many(
-    conn: AsyncConnection, stmt: Executable, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """Runs a statement once per row (dicts with the same keys), in the caller's
-    transaction. Values go to the driver as they are (no SQLAlchemy bind processing): for
-    integer, float, text and bytes columns."""
-    if not rows:
-        return
-    compiled = _compile(conn, stmt, column_keys=list(rows[0]))
-    names = list(compiled.positiontup or ())
-    pick = operator.itemgetter(*names)  # a row's values in one C call
-    params = [pick(row) for row in rows] if len(names) > 1 else [(pick(row),) for row in rows]
-    driver = await _driver_in_transaction(conn)
-    if conn.dialect.name != "sqlite":
-        await driver.executemany(compiled.string, params)
-    elif len(params) == 1:
-        await driver.execute(compiled.string, params[0])
-    else:
-        await driver.executemany(compiled.string, params)
-
-
-async def among(
-    conn: AsyncConnection, column: ColumnElement[str], ids: list[str]
-) -> ColumnElement[bool]:
-    """``column IN ids`` as one bound parameter (an array on PostgreSQL, a JSON list on
-    SQLite): any number of ids, where an IN list takes a parameter each (at most 32,767 on
-    asyncpg, 32,766 on SQLite) and costs SQLAlchemy Python work per id to compile."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
-    # About 1 us an id: a long list is encoded off the event loop.
-    listed = json.dumps(ids) if len(ids) < 20_000 else await asyncio.to_thread(json.dumps, ids)
-    return column.in_(select(func.json_each(listed).table_valued("value").c.value))
-
-
-def _compile(conn: AsyncConnection, stmt: Executable, **kwargs: Any) -> SQLCompiler:
-    """``stmt`` as the dialect's SQL with positional parameters (``?`` on SQLite, ``$n`` on
-    PostgreSQL)."""
-    compiled = cast(ClauseElement, stmt).compile(dialect=conn.dialect, **kwargs)
-    return cast(SQLCompiler, compiled)
-
-
-async def _driver_in_transaction(conn: AsyncConnection) -> Any:
-    """``driver_connection``, with the transaction begun: SQLAlchemy's asyncpg adapter opens
-    it on the first statement that passes through it."""
-    driver = await driver_connection(conn)
-    if conn.dialect.name == "postgresql" and not driver.is_in_transaction():
-        await conn.exec_driver_sql("SELECT 1")
-    return driver
 
 
 async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:

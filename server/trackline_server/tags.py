@@ -8,30 +8,27 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .errors import NotFound, shown
+from .sql import Query, Reader, among, rows
 from .validation import findable
 
 
-async def read(
-    conn: AsyncConnection, table: Table, owners: list[Any]
-) -> list[tuple[Any, str, str]]:
+async def read(reader: Reader, table: Table, owners: list[Any]) -> list[tuple[Any, str, str]]:
     """(owner, key, value) of every tag of ``owners``."""
     if not owners:
         return []
-    rows = await conn.execute(_tags_of(table), {"owners": owners})
-    return [(o, k, v) for o, k, v in rows]
+    return [(o, k, v) for o, k, v in await rows(reader, _tags_of(table), {"owners": owners})]
 
 
 @functools.cache
-def _tags_of(table: Table) -> Select[Any]:
-    """The statement reading the tags of some owners (``{"owners": [...]}``), built once per
-    table (statement construction showed in profiles of GetRun)."""
+def _tags_of(table: Table) -> Query:
+    """The query reading the tags of some owners (``owners=[...]``), one per table."""
     owner = table.c[_owner_column(table)]
-    return select(owner, table.c.key, table.c.value).where(
-        owner.in_(bindparam("owners", expanding=True))
+    return Query(
+        lambda d: select(owner, table.c.key, table.c.value).where(among(owner, "owners", d))
     )
 
 

@@ -1,14 +1,17 @@
-"""The database layer on a real SQLite file and a real PostgreSQL: read transactions beside
-the writer, and the driver-level statements of the ingest hot path."""
+"""The database layer on a real SQLite file and a real PostgreSQL: read transactions and
+snapshots beside the writer, and the driver-level statements of the hot paths."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
-from trackline_server.database import Database, execute_many, fetch_all
+from trackline_server.database import Database
 from trackline_server.models import ingest_writers, metric_log
+from trackline_server.sql import Query, among, compile_sql, execute_many, rows
 
 
 def run(coro: object) -> None:
@@ -54,32 +57,134 @@ def test_reads_neither_wait_for_nor_block_an_open_write(database_url: str) -> No
     run(main())
 
 
-def test_driver_statements_match_sqlalchemy(database_url: str) -> None:
-    """fetch_all and execute_many give what conn.execute gives: one row, many rows, IN lists
-    (empty and long), unicode and the extremes of int64."""
-    rows = [{"writer_id": f"w-{i}-ü", "seq": i * 2**40, "updated_time": -i} for i in range(1500)]
-    rows.append({"writer_id": "max", "seq": 2**63 - 1, "updated_time": -(2**63)})
+SEQ = Query(lambda _: select(ingest_writers.c.seq))
+
+
+def test_a_snapshot_reads_one_view_beside_the_writer(database_url: str) -> None:
+    """A snapshot (the unit of work of @reads) answers while a write transaction holds the
+    lock, lets the writer commit while it is open, and sees one state for all its
+    statements: what was committed before its first read, nothing committed after."""
 
     async def main() -> None:
         db = await open_db(database_url)
         try:
             async with db.write() as conn:
-                await execute_many(conn, insert(ingest_writers), rows[:1])
-                await execute_many(conn, insert(ingest_writers), rows[1:])
+                await conn.execute(
+                    insert(ingest_writers).values(writer_id="w", seq=1, updated_time=0)
+                )
+            async with db.write() as conn:
+                await conn.execute(ingest_writers.update().values(seq=2))
+                async with db.snapshot() as snap:  # the write is open and holds the lock
+                    seen = await asyncio.wait_for(rows(snap, SEQ), timeout=5)
+                assert seen == [(1,)]
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(2,)]
+
+                async def write() -> None:
+                    async with db.write() as conn:
+                        await conn.execute(ingest_writers.update().values(seq=3))
+
+                await asyncio.wait_for(write(), timeout=5)  # the snapshot stays open meanwhile
+                assert [tuple(r) for r in await rows(snap, SEQ, aside=True)] == [(2,)]
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(3,)]
+        finally:
+            await db.close()
+
+    run(main())
+
+
+def test_a_snapshot_cannot_write(database_url: str) -> None:
+    """The read-only unit of work refuses a write in the database itself (query_only on
+    SQLite, a READ ONLY transaction on PostgreSQL), and the pool stays usable after it."""
+    bump = ingest_writers.update().values(seq=9)
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    insert(ingest_writers).values(writer_id="w", seq=1, updated_time=0)
+                )
+            with pytest.raises(Exception, match="(?i)read.?only|readonly"):
+                async with db.snapshot() as snap:
+                    await snap.fetch(*_sql(bump, db))
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(1,)]
+        finally:
+            await db.close()
+
+    run(main())
+
+
+def test_many_concurrent_snapshots(database_url: str) -> None:
+    """Sixty-four snapshots at once, half with statements run aside on worker threads, each
+    see the committed row."""
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    insert(ingest_writers).values(writer_id="w", seq=5, updated_time=0)
+                )
+
+            async def read(i: int) -> list[tuple[int]]:
+                async with db.snapshot() as snap:
+                    await asyncio.sleep(0)  # every snapshot open at once
+                    return [tuple(r) for r in await rows(snap, SEQ, aside=i % 2 == 0)]
+
+            assert await asyncio.gather(*(read(i) for i in range(64))) == [[(5,)]] * 64
+        finally:
+            await db.close()
+
+    run(main())
+
+
+def _sql(stmt: Any, db: Database) -> tuple[str, list[Any]]:
+    compiled = compile_sql(stmt, db.engine.dialect)
+    return compiled.sql, compiled.values({}, db.engine.dialect.name)
+
+
+def test_driver_statements_match_sqlalchemy(database_url: str) -> None:
+    """sql.rows and execute_many give what conn.execute gives: one row, many rows, IN lists
+    (empty and long, as a statement's own and as one ``among`` parameter), unicode and the
+    extremes of int64; in a write transaction and on a read snapshot alike."""
+    rows_in = [{"writer_id": f"w-{i}-ü", "seq": i * 2**40, "updated_time": -i} for i in range(1500)]
+    rows_in.append({"writer_id": "max", "seq": 2**63 - 1, "updated_time": -(2**63)})
+    w = ingest_writers.c
+    by_ids = Query(
+        lambda d: (
+            select(w.writer_id, w.seq, w.updated_time)
+            .where(among(w.writer_id, "ids", d))
+            .order_by(w.writer_id)
+        )
+    )
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            async with db.write() as conn:
+                await execute_many(conn, insert(ingest_writers), rows_in[:1])
+                await execute_many(conn, insert(ingest_writers), rows_in[1:])
                 await execute_many(conn, insert(ingest_writers), [])
             async with db.read() as conn:
-                cols = (ingest_writers.c.writer_id, ingest_writers.c.seq,
-                        ingest_writers.c.updated_time)  # fmt: skip
-                everything = select(*cols).order_by(ingest_writers.c.writer_id)
+                everything = select(w.writer_id, w.seq, w.updated_time).order_by(w.writer_id)
                 want = [tuple(r) for r in await conn.execute(everything)]
-                assert sorted(want) == sorted((r["writer_id"], r["seq"], r["updated_time"])
-                                              for r in rows)  # fmt: skip
-                assert await fetch_all(conn, everything) == want
-                ids = [r["writer_id"] for r in rows[::3]] + ["absent"]
-                some = everything.where(ingest_writers.c.writer_id.in_(ids))
-                assert await fetch_all(conn, some) == [tuple(r) for r in await conn.execute(some)]
-                none = everything.where(ingest_writers.c.writer_id.in_([]))
-                assert await fetch_all(conn, none) == []
+                ids = [r["writer_id"] for r in rows_in[::3]] + ["absent"]
+                some = everything.where(w.writer_id.in_(ids))
+                want_some = [tuple(r) for r in await conn.execute(some)]
+            assert sorted(want) == sorted((r["writer_id"], r["seq"], r["updated_time"])
+                                          for r in rows_in)  # fmt: skip
+            none = everything.where(w.writer_id.in_([]))
+            async with db.write() as conn, db.snapshot() as snap:
+                for reader in (conn, snap):
+                    assert [tuple(r) for r in await rows(reader, everything)] == want
+                    assert [tuple(r) for r in await rows(reader, some)] == want_some
+                    assert await rows(reader, none) == []
+                    found = await rows(reader, by_ids, {"ids": ids})
+                    assert [tuple(r) for r in found] == want_some
+                    assert await rows(reader, by_ids, {"ids": []}) == []
         finally:
             await db.close()
 

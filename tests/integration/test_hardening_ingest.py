@@ -331,7 +331,7 @@ def test_a_flush_that_fails_fails_only_the_items_that_broke_it(
             good = [StreamBatch(f"w{i}", 1, one_point(run_id, i)) for i in range(6)]
             bad = StreamBatch("poisoned", 1, one_point(run_id, 9, key="bad"))
             later = StreamBatch("poisoned", 2, one_point(run_id, 10))
-            job = Job(job_fn, segments.empty())
+            job = Job(run_id, job_fn, segments.empty())
             for batch in (*good[:3], bad, later, *good[3:]):
                 await writer.put_batch(batch)  # all in one flush: none waits for room
             writer.put_job(job)

@@ -126,7 +126,7 @@ def test_only_the_points_of_jobs_that_apply_are_stored(tmp_path: Path) -> None:
                     raise InvalidArgument("PARAM_CONFLICT", "refused", "params")
                 return applies
 
-            return Job(apply, one_point(run_id, 7, key))
+            return Job(run_id, apply, one_point(run_id, 7, key))
 
         try:
             batch = StreamBatch("w", 1, one_point(run_id, 1, "streamed"))

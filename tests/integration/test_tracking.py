@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -239,6 +240,38 @@ def test_delete_and_restore_run(client: TracklineClient) -> None:
     assert client.get_run(run.run_id).lifecycle_stage == pb.LIFECYCLE_STAGE_ACTIVE
     with pytest.raises(NotFound):
         client.delete_run("missing")
+
+
+def test_concurrent_point_batches_are_each_checked_against_their_run(
+    client: TracklineClient,
+) -> None:
+    """Points-only LogBatch calls share flushes and one run check per flush: sent at once to
+    live, deleted and missing runs and to a run of a deleted experiment, each call gets its
+    own run's answer and only the live runs' points are stored."""
+    live = [client.create_run().run_id for _ in range(6)]
+    deleted = client.create_run().run_id
+    client.delete_run(deleted)
+    gone_exp = client.create_experiment("gone")
+    orphan = client.create_run(gone_exp.experiment_id).run_id
+    client.delete_experiment(gone_exp.experiment_id)
+    targets = [*live, deleted, orphan, "0" * 32] * 4
+
+    def send(i: int, run_id: str) -> str:
+        series = pb.MetricSeries(key="loss", steps=[i], timestamps=[1], values=[0.5])
+        try:
+            client.log_batch(run_id, metrics=[series])
+        except (FailedPrecondition, NotFound) as err:
+            return err.reason
+        return "OK"
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(len(targets)), targets))
+    expected = {deleted: "RUN_DELETED", orphan: "EXPERIMENT_DELETED", "0" * 32: "RUN_NOT_FOUND"}
+    assert answers == [expected.get(run_id, "OK") for run_id in targets]
+    for run_id in live:
+        assert len(list(client.get_metric_history(run_id, "loss"))) == 4
+    client.restore_run(deleted)
+    assert list(client.get_metric_history(deleted, "loss")) == []
 
 
 def test_delete_and_restore_experiment(client: TracklineClient) -> None:

@@ -18,8 +18,9 @@ from sqlalchemy import and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import driver_connection, execute_many
+from ..database import driver_connection
 from ..models import latest_metrics
+from ..sql import execute_many
 from . import codec, segments, summary
 from .segments import Segments
 

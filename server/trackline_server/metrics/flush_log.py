@@ -42,8 +42,8 @@ import numpy.typing as npt
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import execute_many
 from ..models import metric_log
+from ..sql import execute_many
 from .segments import Segments
 
 _MAGIC = b"TLLOG\x00\x00"

@@ -18,9 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..clock import now_ms
-from ..database import among, execute_many, fetch_all
 from ..errors import FailedPrecondition, PermissionDenied
 from ..models import ingest_rejections, ingest_writers
+from ..sql import Query, among, execute_many, rows
 
 # Rejections a handshake returns, and how long they are kept.
 REMEMBERED_REJECTIONS = 1000
@@ -106,12 +106,19 @@ async def mark(conn: AsyncConnection, writer_id: str) -> tuple[int, list[tuple[i
     return int(seq or 0), await _rejections(conn, writer_id)
 
 
+def _read_marks(d: str) -> Select[Any]:
+    w = ingest_writers.c
+    query = select(w.writer_id, w.seq, w.epoch).where(among(w.writer_id, "ids", d))
+    return query.with_for_update() if d == "postgresql" else query  # as ``_locked``
+
+
+_READ_MARKS = Query(_read_marks)
+
+
 async def read(conn: AsyncConnection, writer_ids: list[str]) -> list[Any]:
     """The stored (writer id, seq, epoch) rows of the known ones among ``writer_ids``; on
     PostgreSQL locked, so that replicas serialise on a writer's row with its handshakes."""
-    query = select(ingest_writers.c.writer_id, ingest_writers.c.seq, ingest_writers.c.epoch)
-    query = query.where(await among(conn, ingest_writers.c.writer_id, writer_ids))
-    return await fetch_all(conn, _locked(conn, query))
+    return await rows(conn, _READ_MARKS, {"ids": writer_ids})
 
 
 async def move(conn: AsyncConnection, marks: dict[str, int]) -> None:

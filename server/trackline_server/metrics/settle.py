@@ -28,7 +28,8 @@ from .segments import Segments
 # Which of the given run ids may not be written, each with its rejection (RUN_NOT_FOUND,
 # RUN_DELETED, EXPERIMENT_DELETED), in the flush's transaction. Tracking owns runs, so it
 # provides the check (tracking/writable.py) and the writer is given one.
-RunCheck = Callable[[AsyncConnection, Sequence[str]], Awaitable[Mapping[str, Rejection]]]
+# Which of some runs may not take points, each with the error that says why.
+RunCheck = Callable[[AsyncConnection, Sequence[str]], Awaitable[Mapping[str, TracklineError]]]
 
 # Series with at least this many points in one flush are written as chunks at once.
 DIRECT_CHUNK_POINTS = 1024
@@ -159,7 +160,7 @@ class Settled:
         cls,
         batches: Sequence[StreamBatch],
         writers: list[Any],
-        unwritable: Mapping[str, Rejection],
+        unwritable: Mapping[str, TracklineError],
         stats: WriterStats,
     ) -> Settled:
         """From the stored (writer id, seq, epoch) rows of the batches' writers and the
@@ -219,12 +220,13 @@ def _distinct_runs(batches: Sequence[StreamBatch]) -> list[str]:
     return list({s[0]: None for b in batches for s in b.segs.series})
 
 
-def _check_runs(batch: StreamBatch, unwritable: Mapping[str, Rejection]) -> Rejection | None:
+def _check_runs(batch: StreamBatch, unwritable: Mapping[str, TracklineError]) -> Rejection | None:
     """The rejection of the batch's first run that may not be written, if any."""
     if unwritable:
         for run_id in batch.segs.run_ids:
             if run_id in unwritable:
-                return unwritable[run_id]
+                error = unwritable[run_id]
+                return Rejection(error.reason, error.message)
     return None
 
 

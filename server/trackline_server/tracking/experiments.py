@@ -13,6 +13,7 @@ from .. import lifecycle, limits, tags
 from ..clock import now_ms
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from ..models import experiment_tags, experiments
+from ..sql import Query, Reader, among, first, rows
 from ..validation import (
     check_artifact_location,
     check_experiment_name,
@@ -23,10 +24,14 @@ from ..validation import (
 )
 
 DEFAULT_EXPERIMENT_ID = 0
-# Built once (statement construction showed in profiles of GetRun); takes {"ids": [...]}.
-_EXPERIMENTS_OF = select(experiments).where(
-    experiments.c.experiment_id.in_(bindparam("ids", expanding=True))
-)
+_E = experiments.c
+# The experiment's own columns, in ExperimentRow's order.
+_EXPERIMENT = (
+    _E.experiment_id, _E.name, _E.artifact_location, _E.lifecycle_stage, _E.creation_time,
+    _E.last_update_time,
+)  # fmt: skip
+_EXPERIMENTS_OF = Query(lambda d: select(*_EXPERIMENT).where(among(_E.experiment_id, "ids", d)))
+_ID_BY_NAME = Query(lambda _: select(_E.experiment_id).where(_E.name == bindparam("name")))
 
 
 @dataclass
@@ -106,9 +111,9 @@ async def create(
     return exp_id
 
 
-async def get(conn: AsyncConnection, exp_id: int) -> ExperimentRow:
+async def get(reader: Reader, exp_id: int) -> ExperimentRow:
     """The experiment with its tags; NOT_FOUND EXPERIMENT_NOT_FOUND when absent."""
-    found = await load(conn, [exp_id])
+    found = await load(reader, [exp_id])
     if not found:
         raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment with id '{exp_id}'", "experiment_id")
     return found[0]
@@ -122,15 +127,11 @@ async def get_active(conn: AsyncConnection, exp_id: int) -> ExperimentRow:
     return exp
 
 
-async def get_by_name(conn: AsyncConnection, name: str) -> ExperimentRow:
-    exp_id = None
-    if findable(name):
-        exp_id = await conn.scalar(
-            select(experiments.c.experiment_id).where(experiments.c.name == name)
-        )
-    if exp_id is None:
+async def get_by_name(reader: Reader, name: str) -> ExperimentRow:
+    row = await first(reader, _ID_BY_NAME, {"name": name}) if findable(name) else None
+    if row is None:
         raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment named {shown(name)}", "name")
-    return await get(conn, exp_id)
+    return await get(reader, row[0])
 
 
 async def set_stage(conn: AsyncConnection, exp_id: int, stage: int) -> None:
@@ -194,15 +195,14 @@ async def _touch(conn: AsyncConnection, exp_id: int) -> None:
     )
 
 
-async def load(conn: AsyncConnection, exp_ids: list[int]) -> list[ExperimentRow]:
+async def load(reader: Reader, exp_ids: list[int]) -> list[ExperimentRow]:
     """The experiments with their tags, in the order of ``exp_ids`` (absent ones left out);
     two queries whatever their number."""
     if not exp_ids:
         return []
     found = {
-        row.experiment_id: ExperimentRow(**row._mapping)
-        for row in await conn.execute(_EXPERIMENTS_OF, {"ids": exp_ids})
+        row[0]: ExperimentRow(*row) for row in await rows(reader, _EXPERIMENTS_OF, {"ids": exp_ids})
     }
-    for exp_id, key, value in await tags.read(conn, experiment_tags, list(found)):
+    for exp_id, key, value in await tags.read(reader, experiment_tags, list(found)):
         found[exp_id].tags[key] = value
     return [found[e] for e in exp_ids if e in found]

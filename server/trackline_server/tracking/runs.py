@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import BindParameter
 from trackline.v1 import resources_pb2 as pb
 
 from .. import lifecycle, tags
@@ -18,6 +17,7 @@ from ..errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from ..metrics import latest_values
 from ..models import experiments, params, runs
 from ..models import tags as run_tags
+from ..sql import Query, Reader, among, first, rows
 from ..validation import check_run_name, check_run_status, check_tags, check_time, findable
 from . import experiments as experiment_queries
 
@@ -39,11 +39,26 @@ class RunRow:
     latest_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
 
 
-# Built once: constructing these statements took about a tenth of a GetRun's event-loop time
-# (select() and in_() in a py-spy profile). Each takes {"ids": [...]}.
-_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
-_RUNS_OF = select(runs).where(runs.c.run_id.in_(_IDS))
-_PARAMS_OF = select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(_IDS))
+# The run's own columns, in RunRow's order.
+_RUN = (
+    runs.c.run_id, runs.c.experiment_id, runs.c.run_name, runs.c.status, runs.c.start_time,
+    runs.c.end_time, runs.c.lifecycle_stage, runs.c.parent_run_id, runs.c.artifact_uri,
+)  # fmt: skip
+_RUN_BY_ID = Query(lambda _: select(*_RUN).where(runs.c.run_id == bindparam("run_id")))
+_RUNS_OF = Query(lambda d: select(*_RUN).where(among(runs.c.run_id, "ids", d)))
+_PARAMS_OF = Query(
+    lambda d: select(params.c.run_id, params.c.key, params.c.value).where(
+        among(params.c.run_id, "ids", d)
+    )
+)
+# The run and its experiment's stage, for a write to the run.
+_ACTIVE = Query(
+    lambda _: (
+        select(*_RUN, experiments.c.lifecycle_stage)
+        .join(experiments, experiments.c.experiment_id == runs.c.experiment_id)
+        .where(runs.c.run_id == bindparam("run_id"))
+    )
+)
 
 
 def not_found(run_id: str, field_name: str = "run_id") -> NotFound:
@@ -83,34 +98,23 @@ async def create(
     return run_id
 
 
-async def get_row(conn: AsyncConnection, run_id: str, field_name: str = "run_id") -> RunRow:
+async def get_row(reader: Reader, run_id: str, field_name: str = "run_id") -> RunRow:
     """The run's own row (no params, tags or metrics); NOT_FOUND RUN_NOT_FOUND, naming
     ``field_name``, when absent."""
-    row = None
-    if findable(run_id):
-        row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+    row = await first(reader, _RUN_BY_ID, {"run_id": run_id}) if findable(run_id) else None
     if row is None:
         raise not_found(run_id, field_name)
-    return RunRow(**row._mapping)
+    return RunRow(*row)
 
 
 async def get_active(conn: AsyncConnection, run_id: str) -> RunRow:
     """The run, for a write to it: FAILED_PRECONDITION when the run (RUN_DELETED) or its
     experiment (EXPERIMENT_DELETED) is soft-deleted. One query."""
-    row = None
-    if findable(run_id):
-        row = (
-            await conn.execute(
-                select(runs, experiments.c.lifecycle_stage.label("experiment_stage"))
-                .join(experiments, experiments.c.experiment_id == runs.c.experiment_id)
-                .where(runs.c.run_id == run_id)
-            )
-        ).first()
+    row = await first(conn, _ACTIVE, {"run_id": run_id}) if findable(run_id) else None
     if row is None:
         raise not_found(run_id)
-    fields = dict(row._mapping)
-    experiment_stage = fields.pop("experiment_stage")
-    run = RunRow(**fields)
+    *fields, experiment_stage = row
+    run = RunRow(*fields)
     error = unwritable(run_id, run.experiment_id, run.lifecycle_stage, experiment_stage)
     if error is not None:
         raise error
@@ -130,9 +134,9 @@ def unwritable(
     )
 
 
-async def get(conn: AsyncConnection, run_id: str) -> RunRow:
+async def get(reader: Reader, run_id: str) -> RunRow:
     """The run with its params, tags and latest metrics."""
-    found = await load(conn, [run_id]) if findable(run_id) else []
+    found = await load(reader, [run_id]) if findable(run_id) else []
     if not found:
         raise not_found(run_id)
     return found[0]
@@ -217,19 +221,17 @@ async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
     await tags.delete(conn, run_tags, run_id, key, f"run {shown(run_id)}")
 
 
-async def load(conn: AsyncConnection, run_ids: list[str]) -> list[RunRow]:
+async def load(reader: Reader, run_ids: list[str]) -> list[RunRow]:
     """The runs with their params, tags and latest metrics, in the order of ``run_ids``
     (absent ones left out); four queries whatever the number of runs."""
     if not run_ids:
         return []
-    found = {
-        row.run_id: RunRow(**row._mapping) for row in await conn.execute(_RUNS_OF, {"ids": run_ids})
-    }
+    found = {row[0]: RunRow(*row) for row in await rows(reader, _RUNS_OF, {"ids": run_ids})}
     ids = list(found)
-    for run_id, key, value in await conn.execute(_PARAMS_OF, {"ids": ids}):
+    for run_id, key, value in await rows(reader, _PARAMS_OF, {"ids": ids}):
         found[run_id].params[key] = value
-    for run_id, key, value in await tags.read(conn, run_tags, ids):
+    for run_id, key, value in await tags.read(reader, run_tags, ids):
         found[run_id].tags[key] = value
-    for run_id, metric in await latest_values.of_runs(conn, ids):
+    for run_id, metric in await latest_values.of_runs(reader, ids):
         found[run_id].latest_metrics.append(metric)
     return [found[r] for r in run_ids if r in found]

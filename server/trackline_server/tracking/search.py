@@ -17,14 +17,13 @@ from sqlalchemy import (
     LargeBinary,
     Select,
     and_,
+    bindparam,
     cast,
     false,
     func,
     select,
     union_all,
 )
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 
@@ -41,6 +40,7 @@ from ..search import (
     parse_filter,
     parse_order_by,
 )
+from ..sql import Query, Reader, among, rows
 from .experiments import ExperimentRow
 from .experiments import load as load_experiments
 from .runs import RunRow
@@ -65,7 +65,7 @@ Id = TypeVar("Id", str, int)
 
 
 async def search_runs(
-    conn: AsyncConnection,
+    reader: Reader,
     experiment_ids: Sequence[str],
     filter_text: str,
     order_by: Sequence[str],
@@ -84,18 +84,18 @@ async def search_runs(
     if experiment_ids:
         where.append(runs.c.experiment_id.in_(exp_ids) if exp_ids else false())
     if expr is not None:
-        where.append(filter_clause(RUNS, expr, conn.dialect.name))
+        where.append(filter_clause(RUNS, expr, reader.dialect.name))
     query = select(runs.c.run_id).where(and_(*where))
     query = apply_order(RUNS, query, keys).offset(offset).limit(size + 1)
-    async with _time_limit(conn):
-        ids: list[str] = list(await conn.scalars(query))
-        found = await _fill(conn, ids[:size], _run_sizes, load_runs, "run")
+    async with _time_limit(reader):
+        ids: list[str] = [row[0] for row in await rows(reader, query, aside=True)]
+        found = await _fill(reader, ids[:size], _RUN_SIZES, load_runs, "run")
     more = len(found) < len(ids)
     return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
 
 
 async def search_experiments(
-    conn: AsyncConnection,
+    reader: Reader,
     filter_text: str,
     order_by: Sequence[str],
     page_size: int,
@@ -110,35 +110,33 @@ async def search_experiments(
 
     where = [_stage(experiments.c.lifecycle_stage, view_type)]
     if expr is not None:
-        where.append(filter_clause(EXPERIMENTS, expr, conn.dialect.name))
+        where.append(filter_clause(EXPERIMENTS, expr, reader.dialect.name))
     query = select(experiments.c.experiment_id).where(and_(*where))
-    query = apply_order(EXPERIMENTS, query, keys)
-    async with _time_limit(conn):
-        ids: list[int] = list(await conn.scalars(query.offset(offset).limit(size + 1)))
-        found = await _fill(conn, ids[:size], _experiment_sizes, load_experiments, "experiment")
+    query = apply_order(EXPERIMENTS, query, keys).offset(offset).limit(size + 1)
+    async with _time_limit(reader):
+        ids: list[int] = [row[0] for row in await rows(reader, query, aside=True)]
+        found = await _fill(reader, ids[:size], _EXPERIMENT_SIZES, load_experiments, "experiment")
     more = len(found) < len(ids)
     return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
 
 
 @asynccontextmanager
-async def _time_limit(conn: AsyncConnection) -> AsyncIterator[None]:
+async def _time_limit(reader: Reader) -> AsyncIterator[None]:
     """On PostgreSQL: the statement timeout for the rest of the transaction, and no JIT (with
     hundreds of comparisons JIT compilation took 16 of a query's 17 s); a statement cut off
     by the timeout becomes QUERY_TOO_EXPENSIVE."""
-    if conn.dialect.name != "postgresql":
+    if reader.dialect.name != "postgresql":
         yield
         return
-    timeout_ms = str(limits.SEARCH_STATEMENT_TIMEOUT_S * 1000)
-    await conn.execute(
-        select(
-            func.set_config("statement_timeout", timeout_ms, True),
-            func.set_config("jit", "off", True),
-        )
-    )
+    await rows(reader, _TIME_LIMIT, {"timeout": str(limits.SEARCH_STATEMENT_TIMEOUT_S * 1000)})
     try:
         yield
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != _QUERY_CANCELED:
+    except Exception as exc:
+        # asyncpg's error on a snapshot; SQLAlchemy's, with asyncpg's as ``orig``, otherwise.
+        state = getattr(exc, "sqlstate", None) or getattr(
+            getattr(exc, "orig", None), "sqlstate", None
+        )
+        if state != _QUERY_CANCELED:
             raise
         raise ResourceExhausted(
             "QUERY_TOO_EXPENSIVE",
@@ -147,10 +145,10 @@ async def _time_limit(conn: AsyncConnection) -> AsyncIterator[None]:
 
 
 async def _fill(
-    conn: AsyncConnection,
+    reader: Reader,
     ids: list[Id],
-    sizes: Callable[[AsyncConnection, list[Id]], CompoundSelect[Any]],
-    load: Callable[[AsyncConnection, list[Id]], Awaitable[list[Row]]],
+    sizes: Query,
+    load: Callable[[Reader, list[Id]], Awaitable[list[Row]]],
     noun: str,
 ) -> list[Row]:
     """The rows of the longest prefix of ``ids`` within the reply budget (at least one row),
@@ -160,13 +158,13 @@ async def _fill(
     for start in range(0, len(ids), _SLICE):
         part = ids[start : start + _SLICE]
         estimates: dict[Id, int] = dict.fromkeys(part, 0)
-        for row_id, size in await conn.execute(sizes(conn, part)):
+        for row_id, size in await rows(reader, sizes, {"ids": part}):
             estimates[row_id] += int(size or 0)
         take: list[Id] = []
         for row_id in part:
             size = estimates[row_id]
             if (found or take) and used + size > limits.MAX_SEARCH_REPLY_BYTES:
-                return found + await load(conn, take)
+                return found + await load(reader, take)
             if size > _MAX_SINGLE_BYTES:
                 raise ResourceExhausted(
                     "REPLY_TOO_LARGE",
@@ -176,42 +174,55 @@ async def _fill(
                 )
             take.append(row_id)
             used += size
-        found += await load(conn, take)
+        found += await load(reader, take)
     return found
 
 
-def _octets(conn: AsyncConnection, column: Any) -> ColumnElement[int]:
+def _octets(dialect_name: str, column: Any) -> ColumnElement[int]:
     """The UTF-8 length of a text column; PostgreSQL reads it without detoasting the value."""
-    if conn.dialect.name == "postgresql":
+    if dialect_name == "postgresql":
         return func.octet_length(column)
     return func.length(cast(column, LargeBinary))
 
 
-def _run_sizes(conn: AsyncConnection, ids: list[str]) -> CompoundSelect[Any]:
+def _run_sizes(d: str) -> CompoundSelect[Any]:
     r, p, t, m = runs.c, params.c, tags.c, latest_metrics.c
 
     def entries(c: Any) -> Select[Any]:
-        total = func.sum(_octets(conn, c.key) + _octets(conn, c.value) + _ENTRY_OVERHEAD)
-        return select(c.run_id, total).where(c.run_id.in_(ids)).group_by(c.run_id)
+        total = func.sum(_octets(d, c.key) + _octets(d, c.value) + _ENTRY_OVERHEAD)
+        return select(c.run_id, total).where(among(c.run_id, "ids", d)).group_by(c.run_id)
 
-    own = _RUN_OVERHEAD + _octets(conn, r.run_name) + _octets(conn, r.artifact_uri)
-    metrics = func.sum(_octets(conn, m.key) + _METRIC_OVERHEAD)
+    own = _RUN_OVERHEAD + _octets(d, r.run_name) + _octets(d, r.artifact_uri)
+    metrics = func.sum(_octets(d, m.key) + _METRIC_OVERHEAD)
     return union_all(
-        select(r.run_id, own).where(r.run_id.in_(ids)),
+        select(r.run_id, own).where(among(r.run_id, "ids", d)),
         entries(p),
         entries(t),
-        select(m.run_id, metrics).where(m.run_id.in_(ids)).group_by(m.run_id),
+        select(m.run_id, metrics).where(among(m.run_id, "ids", d)).group_by(m.run_id),
     )
 
 
-def _experiment_sizes(conn: AsyncConnection, ids: list[int]) -> CompoundSelect[Any]:
+def _experiment_sizes(d: str) -> CompoundSelect[Any]:
     e, t = experiments.c, experiment_tags.c
-    own = _EXPERIMENT_OVERHEAD + _octets(conn, e.name) + _octets(conn, e.artifact_location)
-    total = func.sum(_octets(conn, t.key) + _octets(conn, t.value) + _ENTRY_OVERHEAD)
+    own = _EXPERIMENT_OVERHEAD + _octets(d, e.name) + _octets(d, e.artifact_location)
+    total = func.sum(_octets(d, t.key) + _octets(d, t.value) + _ENTRY_OVERHEAD)
     return union_all(
-        select(e.experiment_id, own).where(e.experiment_id.in_(ids)),
-        select(t.experiment_id, total).where(t.experiment_id.in_(ids)).group_by(t.experiment_id),
+        select(e.experiment_id, own).where(among(e.experiment_id, "ids", d)),
+        select(t.experiment_id, total)
+        .where(among(t.experiment_id, "ids", d))
+        .group_by(t.experiment_id),
     )
+
+
+# (id, estimated bytes) rows of some runs or experiments, to size a page before loading it.
+_RUN_SIZES = Query(_run_sizes)
+_EXPERIMENT_SIZES = Query(_experiment_sizes)
+_TIME_LIMIT = Query(
+    lambda _: select(
+        func.set_config("statement_timeout", bindparam("timeout"), True),
+        func.set_config("jit", "off", True),
+    )
+)
 
 
 def _experiment_ids(raw_ids: Sequence[str]) -> list[int]:

@@ -3,7 +3,8 @@ written once for every transport (the gRPC edge in ``transport/grpc_server.py`` 
 Connect side later).
 
 Each method takes the request and a ``Call``; ``@reads``/``@writes`` methods run inside the
-unit of work the edge opened (``call.conn``) and never commit. LogBatch hands its write to the
+unit of work the edge opened (``call.reader``, a snapshot; ``call.conn``, a write transaction)
+and never commit. LogBatch hands its write to the
 group-commit writer, which commits it with every other pending write (``@own_transactions``: no
 transaction of its own); metric reads first let the compactor settle what is still in the
 metric log.
@@ -64,14 +65,14 @@ class TrackingService:
         self, request: tpb.GetExperimentRequest, call: Call
     ) -> tpb.GetExperimentResponse:
         exp_id = validation.parse_experiment_id(request.experiment_id)
-        exp = await experiments.get(call.conn, exp_id)
+        exp = await experiments.get(call.reader, exp_id)
         return tpb.GetExperimentResponse(experiment=messages.experiment(exp))
 
     @reading
     async def get_experiment_by_name(
         self, request: tpb.GetExperimentByNameRequest, call: Call
     ) -> tpb.GetExperimentByNameResponse:
-        exp = await experiments.get_by_name(call.conn, request.name)
+        exp = await experiments.get_by_name(call.reader, request.name)
         return tpb.GetExperimentByNameResponse(experiment=messages.experiment(exp))
 
     @writes
@@ -120,7 +121,7 @@ class TrackingService:
         self, request: tpb.SearchExperimentsRequest, call: Call
     ) -> tpb.SearchExperimentsResponse:
         found, token = await search.search_experiments(
-            call.conn,
+            call.reader,
             request.filter,
             list(request.order_by),
             request.page_size,
@@ -154,7 +155,7 @@ class TrackingService:
 
     @reading
     async def get_run(self, request: tpb.GetRunRequest, call: Call) -> tpb.GetRunResponse:
-        return tpb.GetRunResponse(run=messages.run(await runs.get(call.conn, request.run_id)))
+        return tpb.GetRunResponse(run=messages.run(await runs.get(call.reader, request.run_id)))
 
     @writes
     async def update_run(self, request: tpb.UpdateRunRequest, call: Call) -> tpb.UpdateRunResponse:
@@ -191,7 +192,7 @@ class TrackingService:
         self, request: tpb.SearchRunsRequest, call: Call
     ) -> tpb.SearchRunsResponse:
         found, token = await search.search_runs(
-            call.conn,
+            call.reader,
             list(request.experiment_ids),
             request.filter,
             list(request.order_by),
@@ -235,7 +236,9 @@ class TrackingService:
             await runs.log_params_and_tags(conn, run_id, param_pairs, tag_pairs)
             return True
 
-        await self.writer.put_job(Job(apply, points, request.ByteSize()))
+        # Points alone: the writer checks the run with the flush's others.
+        bare = not (rid or param_pairs or tag_pairs)
+        await self.writer.put_job(Job(run_id, None if bare else apply, points, request.ByteSize()))
         return tpb.LogBatchResponse()
 
     # Metric reads

@@ -9,38 +9,42 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import among, fetch_all
-from ..metrics.writer import Rejection
+from ..errors import FailedPrecondition, NotFound
 from ..models import experiments, runs
+from ..sql import Query, among, rows
 from .runs import not_found, unwritable
 
-
-async def refused_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, Rejection]:
-    """The runs among ``run_ids`` that may not be written, each with why: RUN_NOT_FOUND,
-    RUN_DELETED, or EXPERIMENT_DELETED (the run's experiment is deleted). One query in the
-    caller's transaction, however many runs (a flush may name tens of thousands)."""
-    wanted = list(run_ids)
-    join = runs.join(experiments, runs.c.experiment_id == experiments.c.experiment_id)
-    found = await fetch_all(
-        conn,
+_STAGES = Query(
+    lambda d: (
         select(
             runs.c.run_id,
             runs.c.experiment_id,
             runs.c.lifecycle_stage,
             experiments.c.lifecycle_stage,
         )
-        .select_from(join)
-        .where(await among(conn, runs.c.run_id, wanted)),
+        .select_from(runs.join(experiments, runs.c.experiment_id == experiments.c.experiment_id))
+        .where(among(runs.c.run_id, "ids", d))
     )
-    refused: dict[str, Rejection] = {}
+)
+
+
+async def refused_runs(
+    conn: AsyncConnection, run_ids: Sequence[str]
+) -> dict[str, NotFound | FailedPrecondition]:
+    """The runs among ``run_ids`` that may not be written, each with why: NOT_FOUND
+    RUN_NOT_FOUND, FAILED_PRECONDITION RUN_DELETED or EXPERIMENT_DELETED (the run's experiment
+    is deleted). One query in the caller's transaction, however many runs (a flush may name
+    tens of thousands)."""
+    wanted = list(run_ids)
+    found = await rows(conn, _STAGES, {"ids": wanted})
+    refused: dict[str, NotFound | FailedPrecondition] = {}
     for run_id, experiment_id, stage, experiment_stage in found:
         error = unwritable(run_id, experiment_id, stage, experiment_stage)
         if error is not None:
-            refused[run_id] = Rejection(error.reason, error.message)
+            refused[run_id] = error
     if len(found) < len(set(wanted)):
         stored = {row[0] for row in found}
         for run_id in wanted:
             if run_id not in stored:
-                missing = not_found(run_id)
-                refused[run_id] = Rejection(missing.reason, missing.message)
+                refused[run_id] = not_found(run_id)
     return refused

@@ -1,12 +1,13 @@
 """What a domain's service method sees of its call: a small context and, when the method
-declares one, the connection of the unit of work the edge opened for it.
+declares one, the unit of work the edge opened for it.
 
 A service method is declared with the unit of work it needs: ``@reads`` (a read-only
-transaction, rolled back at its end), ``@writes`` (a read-write transaction, committed when
-the method returns and rolled back when it raises) or ``@own_transactions`` (none: a
-streaming call, a call that hands its write to the group-commit writer, or a read that must
-first let the compactor settle, opens what it needs itself). The edge reads the declaration;
-a ``@reads``/``@writes`` method never commits.
+snapshot on the driver, ``call.reader``, rolled back at its end: ``snapshot.py``),
+``@writes`` (a read-write transaction, ``call.conn``, committed when the method returns and
+rolled back when it raises) or ``@own_transactions`` (none: a streaming call, a call that
+hands its write to the group-commit writer, or a read that must first let the compactor
+settle, opens what it needs itself). The edge reads the declaration; a ``@reads``/``@writes``
+method never commits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..snapshot import Snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE = "__trackline_unit_of_work__"
@@ -63,6 +66,7 @@ class Call:
     metadata: Sequence[tuple[str, str | bytes]] = ()
     deadline: float | None = None
     connection: AsyncConnection | None = None
+    snapshot: Snapshot | None = None
 
     @functools.cached_property
     def principal(self) -> str | None:
@@ -75,10 +79,17 @@ class Call:
 
     @property
     def conn(self) -> AsyncConnection:
-        """The open transaction's connection (``@reads`` and ``@writes`` methods only)."""
+        """The open write transaction's connection (``@writes`` methods only)."""
         if self.connection is None:
-            raise RuntimeError(f"{self.method} declares no unit of work, so it has no connection")
+            raise RuntimeError(f"{self.method} is not @writes, so it has no connection")
         return self.connection
+
+    @property
+    def reader(self) -> Snapshot:
+        """The open read-only snapshot (``@reads`` methods only)."""
+        if self.snapshot is None:
+            raise RuntimeError(f"{self.method} is not @reads, so it has no snapshot")
+        return self.snapshot
 
     def time_left(self) -> float | None:
         """Seconds until the deadline (never negative), or None without one."""

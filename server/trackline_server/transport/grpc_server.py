@@ -20,11 +20,9 @@ A service that lacks a method, or a method that declares no unit of work, fails 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import grpc
@@ -35,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..database import Database
 from ..errors import TracklineError, from_exception, grpc_status
 from ..shield import shielded
+from ..snapshot import Snapshot
 from .call import Call, UnitOfWork, unit_of_work
 
 
@@ -103,11 +102,13 @@ def _handler(
         return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
 
     async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _call(path, context)
-        async with _unit(db, kind) as conn:
-            if conn is not None:
-                call = dataclasses.replace(call, connection=conn)
-            return await impl(request, call)
+        if kind is UnitOfWork.WRITE:
+            async with db.write() as conn:
+                return await impl(request, _call(path, context, connection=conn))
+        if kind is UnitOfWork.READ:
+            async with db.snapshot() as snap:
+                return await impl(request, _call(path, context, snapshot=snap))
+        return await impl(request, _call(path, context))
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -124,14 +125,6 @@ def _handler(
     return grpc.unary_unary_rpc_method_handler(unary, des, ser)
 
 
-def _unit(db: Database, kind: UnitOfWork) -> AbstractAsyncContextManager[AsyncConnection | None]:
-    if kind is UnitOfWork.WRITE:
-        return db.write()
-    if kind is UnitOfWork.READ:
-        return db.read()
-    return nullcontext()
-
-
 async def _streamed(
     responses: AsyncIterator[Any], context: grpc.aio.ServicerContext, name: str
 ) -> AsyncIterator[Any]:
@@ -145,12 +138,19 @@ async def _streamed(
         await context.abort_with_status(grpc_status(from_exception(exc, name)))
 
 
-def _call(path: str, context: grpc.aio.ServicerContext) -> Call:
+def _call(
+    path: str,
+    context: grpc.aio.ServicerContext,
+    connection: AsyncConnection | None = None,
+    snapshot: Snapshot | None = None,
+) -> Call:
     left = context.time_remaining()
     return Call(
         path,
         metadata=tuple(context.invocation_metadata() or ()),
         deadline=None if left is None else time.monotonic() + left,
+        connection=connection,
+        snapshot=snapshot,
     )
 
 

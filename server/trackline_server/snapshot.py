@@ -1,0 +1,170 @@
+"""The read-only unit of work (``@reads``): a consistent view of the store, on the driver.
+
+SQLite: a pool of the process's own ``sqlite3`` connections to the file, set ``query_only``,
+each read in a DEFERRED transaction, which in WAL mode reads one snapshot for all its
+statements and neither waits for the writer nor holds it up. Statements run on the event
+loop's thread: a lookup by key takes microseconds in SQLite, far less than a hop to a driver
+thread and back, which under load waits for a turn of the busy event loop. A statement whose
+cost grows with the store (a search's filter over every run of some experiments) is run aside,
+on a worker thread (``fetch(..., aside=True)``), so that the loop is never held for long. A
+statement that meets a lock (only while another process recovers the WAL) does not wait on
+the loop either: it is retried aside with the full busy timeout.
+
+PostgreSQL: asyncpg's connection from the engine's pool, in a REPEATABLE READ READ ONLY
+transaction (one snapshot for every statement, like SQLite's), with asyncpg's own cache of
+prepared statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_IDLE_SQLITE_READERS = 32  # connections kept open between reads (more open when needed)
+
+
+class Snapshot:
+    """One read-only transaction. ``fetch`` runs SQL the dialect's compiler wrote (``sql.py``
+    builds it) with positional values and returns the rows."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
+        raise NotImplementedError
+
+
+class _SqliteSnapshot(Snapshot):
+    def __init__(self, dialect: Dialect, conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+        super().__init__(dialect)
+        self._conn = conn
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self.begun = False
+
+    async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
+        if not self.begun:
+            self._conn.execute("BEGIN")
+            self.begun = True
+        if aside:
+            return await asyncio.to_thread(self._waiting, sql, values)
+        try:
+            return self._conn.execute(sql, values).fetchall()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        return await asyncio.to_thread(self._waiting, sql, values)
+
+    def _waiting(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        """On a worker thread: the statement, waiting up to the busy timeout for a lock."""
+        self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        try:
+            return self._conn.execute(sql, values).fetchall()
+        finally:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+
+
+class SqliteReaders:
+    """The pool of read-only connections to one SQLite file."""
+
+    def __init__(self, path: str, dialect: Dialect, busy_timeout_s: float) -> None:
+        self._path = path
+        self._dialect = dialect
+        self._busy_timeout_s = busy_timeout_s
+        self._idle: list[sqlite3.Connection] = []
+        self._generation = 0  # connections opened before ``discard`` are not reused
+
+    def discard(self) -> None:
+        """Closes the idle connections, and the others once their reads end: the store had a
+        problem (``Database.problem``), and a connection opened then may hold a file that is
+        not the one the server serves, or hold it read-only."""
+        self._generation += 1
+        self.close()
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        conn = self._idle.pop() if self._idle else self._open()
+        generation = self._generation
+        snap = _SqliteSnapshot(self._dialect, conn, self._busy_timeout_s)
+        healthy = False
+        try:
+            yield snap
+            healthy = True
+        finally:
+            if snap.begun:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    healthy = False
+            if (
+                healthy
+                and generation == self._generation
+                and len(self._idle) < _IDLE_SQLITE_READERS
+            ):
+                self._idle.append(conn)
+            else:
+                conn.close()
+
+    def _open(self) -> sqlite3.Connection:
+        # check_same_thread off: a statement run aside runs on a worker thread, while the
+        # snapshot's coroutine waits for it (never two threads at once on one connection).
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        # LIKE is case-sensitive as on PostgreSQL (the writer's connections say the same).
+        conn.execute("PRAGMA case_sensitive_like = ON")
+        return conn
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
+class EngineSnapshot(Snapshot):
+    """A snapshot in a read transaction on one of the engine's own aiosqlite connections,
+    for once the file was deleted or replaced under the server (STORE_LOST): those
+    connections still hold the file it served, where the pool would open another. A hop to
+    the driver's thread per statement."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn.dialect)
+        self._conn = conn
+
+    async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
+        raw = await self._conn.get_raw_connection()
+        return list(await cast(Any, raw.driver_connection).execute_fetchall(sql, values))
+
+
+class _PostgresSnapshot(Snapshot):
+    def __init__(self, dialect: Dialect, driver: Any) -> None:
+        super().__init__(dialect)
+        self._driver = driver
+
+    async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
+        # asyncpg decodes rows in C, off nothing: ``aside`` changes nothing here.
+        return cast(list[Any], await self._driver.fetch(sql, *values))
+
+
+@asynccontextmanager
+async def postgres_snapshot(engine: AsyncEngine) -> AsyncIterator[Snapshot]:
+    """A REPEATABLE READ READ ONLY transaction on a pooled asyncpg connection, rolled back at
+    the end. SQLAlchemy's adapter does not see it (it begins its own lazily, on a first
+    statement through it, and none goes through it here)."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = cast(Any, raw.driver_connection)
+        transaction = driver.transaction(isolation="repeatable_read", readonly=True)
+        await transaction.start()
+        try:
+            yield _PostgresSnapshot(engine.dialect, driver)
+        finally:
+            try:
+                await transaction.rollback()
+            except Exception:
+                # The pool's reset would not end a transaction its adapter never saw begin:
+                # a connection that cannot roll back is thrown away instead.
+                await conn.invalidate()
