@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from . import migrate, store_checks
+from . import inline_sqlite, migrate, store_checks
 from .errors import TracklineError, Unavailable, store_failure
 from .snapshot import EngineSnapshot, Snapshot, SqliteReaders, postgres_snapshot
 
@@ -42,25 +42,44 @@ class Database:
             store_checks.SqliteFiles(database) if database and database != ":memory:" else None
         )
         self.problem: Unavailable | None = None
-        kwargs: dict[str, Any] = {}
-        if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.engine: AsyncEngine
+        # On SQLite two engines over the file: writes (``engine``) through inline_sqlite.py,
+        # reads that may return megabytes (``read``) and checkpoints through aiosqlite.
+        self._read_engine: AsyncEngine
+        if self.is_sqlite and (self.files is None or database is None):  # config.py refuses it
+            raise ValueError("an in-memory SQLite database cannot be shared by connections")
+        if self.is_sqlite and database is not None:
+            self.engine = create_async_engine(
+                url,
+                async_creator=inline_sqlite.connector(database, BUSY_TIMEOUT_S, self._may_create),
+            )
+            self._read_engine = create_async_engine(
+                url,
+                async_creator=inline_sqlite.aiosqlite_connector(
+                    database, BUSY_TIMEOUT_S, self._may_create
+                ),
+            )
+        else:
+            self.engine = self._read_engine = create_async_engine(url)
         self._write_lock = asyncio.Lock()
         self._checkpoints: asyncio.Task[None] | None = None
         self._page_size: int | None = None
         self._readers: SqliteReaders | None = None
-        if self.is_sqlite:
-            if self.files is None or database is None:  # config.py refuses it to users
-                raise ValueError("an in-memory SQLite database cannot be shared by connections")
+        if self.is_sqlite and database is not None:
             self._readers = SqliteReaders(database, self.engine.dialect, BUSY_TIMEOUT_S)
         if self.is_sqlite:
-            event.listen(
-                self.engine.sync_engine,
-                "connect",
-                functools.partial(_sqlite_pragmas, wal_limit=wal_restart_bytes),
-            )
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            for engine in {self.engine, self._read_engine}:
+                event.listen(
+                    engine.sync_engine,
+                    "connect",
+                    functools.partial(_sqlite_pragmas, wal_limit=wal_restart_bytes),
+                )
+                event.listen(engine.sync_engine, "begin", _sqlite_begin)
+
+    def _may_create(self) -> bool:
+        """Whether a new SQLite connection may create the file: until ``create_schema`` took
+        the one at the path as the server's."""
+        return self.files is None or not self.files.recorded
 
     async def create_schema(self) -> None:
         """Creates or upgrades the schema to the newest migration; on SQLite the file it
@@ -98,7 +117,7 @@ class Database:
         mode it reads a snapshot and neither waits for the writer nor holds it up. Reads go on
         while the store has a ``problem``, as far as the database answers them."""
         with _store_errors():
-            async with self.engine.connect() as conn:
+            async with self._read_engine.connect() as conn:
                 if self.is_sqlite:
                     await conn.execution_options(**{_READ_ONLY: True})
                 yield conn
@@ -114,9 +133,12 @@ class Database:
                 async with self._readers.snapshot() as snap:
                     yield snap
             elif self._readers is not None:
-                # The file is lost or read-only: on the connections opened while it was well.
-                async with self.read() as conn, conn.begin():  # read-only: nothing to commit
-                    yield EngineSnapshot(conn)
+                # The file is lost or read-only: on the writer's connections, opened while it
+                # was well (the store refuses writes meanwhile, so they are free).
+                async with self.engine.connect() as conn:
+                    await conn.execution_options(**{_READ_ONLY: True})
+                    async with conn.begin():  # read-only: nothing to commit
+                        yield EngineSnapshot(conn)
             else:
                 async with postgres_snapshot(self.engine) as snap:
                     yield snap
@@ -165,7 +187,7 @@ class Database:
         in which no flush commits. So it runs only when the WAL has grown that large."""
         if not self.is_sqlite:
             return
-        async with self.engine.connect() as conn:
+        async with self._read_engine.connect() as conn:
             # On the driver's connection: through SQLAlchemy the pragma would run inside the
             # BEGIN of the "begin" hook, and a checkpoint cannot.
             driver = await driver_connection(conn)
@@ -189,6 +211,8 @@ class Database:
         if self._readers is not None:
             self._readers.close()
         await self.engine.dispose()
+        if self._read_engine is not self.engine:
+            await self._read_engine.dispose()
 
 
 async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:
@@ -206,7 +230,9 @@ async def driver_connection(conn: AsyncConnection) -> Any:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, wal_limit: int) -> None:
     # The driver's own transaction handling is turned off; the "begin" hook emits BEGIN.
-    dbapi_conn.isolation_level = None
+    # (inline_sqlite.py's connections are opened so.)
+    if dbapi_conn.isolation_level is not None:
+        dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,9 +18,25 @@ from . import limits
 from .clock import now_ms
 from .errors import Aborted, InvalidArgument, shown
 from .models import applied_requests
+from .sql import Query, among, execute_many, rows
 
 # time.monotonic() before which applied_requests is not pruned again (per server process).
 _next_prune = 0.0
+_A = applied_requests.c
+_APPLIED_OF = Query(
+    lambda d: select(_A.request_id, _A.resource, _A.method).where(among(_A.request_id, "ids", d))
+)
+_RECORD = Query(lambda _: insert(applied_requests))
+# PostgreSQL: the ids of a flush in one statement, skipping (and not returning) those that a
+# concurrent transaction stored first.
+_RECORD_NEW = Query(
+    lambda _: text(
+        "INSERT INTO applied_requests (request_id, resource, method, applied_time)"
+        " SELECT r, s, CAST(:method AS TEXT), CAST(:now AS BIGINT)"
+        " FROM unnest(CAST(:ids AS TEXT[]), CAST(:resources AS TEXT[])) AS u(r, s)"
+        " ON CONFLICT DO NOTHING RETURNING request_id"
+    )
+)
 
 
 async def applied(conn: AsyncConnection, request_id: str, method: str) -> str | None:
@@ -40,6 +56,46 @@ async def applied(conn: AsyncConnection, request_id: str, method: str) -> str | 
     if row.method != method:
         raise reused(request_id, f"a {row.method} call")
     return str(row.resource)
+
+
+async def applied_many(conn: AsyncConnection, request_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """(resource, method) of each of ``request_ids`` that an earlier request recorded: the
+    check of a whole flush's calls in one query (``applied`` checks one). Prunes on the way."""
+    if not request_ids:
+        return {}
+    await _prune(conn)
+    found = await rows(conn, _APPLIED_OF, {"ids": request_ids})
+    return {rid: (resource, method) for rid, resource, method in found}
+
+
+def in_flight(request_id: str) -> Aborted:
+    return Aborted(
+        "REQUEST_ID_IN_FLIGHT",
+        f"another call with request_id {shown(request_id)} was applied meanwhile; retry to"
+        " get its result",
+    )
+
+
+async def record_many(conn: AsyncConnection, method: str, done: dict[str, str]) -> set[str]:
+    """Remembers each request id of ``done`` as applying ``method`` to its resource, and
+    returns those that a concurrent attempt recorded first (PostgreSQL lets both look before
+    either writes): their calls must not apply (``in_flight``). On SQLite the write lock
+    makes that impossible."""
+    if not done:
+        return set()
+    now = now_ms()
+    new = [
+        {"request_id": rid, "resource": res, "method": method, "applied_time": now}
+        for rid, res in done.items()
+    ]
+    if conn.dialect.name == "sqlite":
+        await execute_many(conn, _RECORD, new)
+        return set()
+    ids, resources = list(done), list(done.values())
+    stored = await rows(
+        conn, _RECORD_NEW, {"ids": ids, "resources": resources, "method": method, "now": now}
+    )
+    return set(ids) - {row[0] for row in stored}
 
 
 def reused(request_id: str, by: str) -> InvalidArgument:
@@ -62,11 +118,7 @@ async def record(conn: AsyncConnection, request_id: str, method: str, resource: 
             )
         )
     except IntegrityError:
-        raise Aborted(
-            "REQUEST_ID_IN_FLIGHT",
-            f"another call with request_id {shown(request_id)} was applied meanwhile; retry to"
-            " get its result",
-        ) from None
+        raise in_flight(request_id) from None
 
 
 async def _prune(conn: AsyncConnection) -> None:

@@ -125,10 +125,10 @@ class SqliteReaders:
 
 
 class EngineSnapshot(Snapshot):
-    """A snapshot in a read transaction on one of the engine's own aiosqlite connections,
-    for once the file was deleted or replaced under the server (STORE_LOST): those
-    connections still hold the file it served, where the pool would open another. A hop to
-    the driver's thread per statement."""
+    """A snapshot in a read transaction on one of the write engine's connections
+    (inline_sqlite.py), for while the store has a problem (the file deleted, replaced or
+    read-only under the server): they hold the file it served, and opening another
+    connection now could open another file, or none."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         super().__init__(conn.dialect)

@@ -50,12 +50,15 @@ class Query:
 
     def __init__(self, build: Callable[[str], Executable]) -> None:
         self._build = build
-        self._compiled: dict[str, Compiled] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...]], Compiled] = {}
 
-    def compiled(self, dialect: Dialect) -> Compiled:
-        found = self._compiled.get(dialect.name)
+    def compiled(self, dialect: Dialect, column_keys: tuple[str, ...] = ()) -> Compiled:
+        """The SQL for ``dialect``; an INSERT's for the columns ``column_keys``."""
+        found = self._compiled.get((dialect.name, column_keys))
         if found is None:
-            found = self._compiled[dialect.name] = compile_sql(self._build(dialect.name), dialect)
+            stmt = self._build(dialect.name)
+            found = compile_sql(stmt, dialect, list(column_keys) if column_keys else None)
+            self._compiled[(dialect.name, column_keys)] = found
         return found
 
 
@@ -93,11 +96,15 @@ class Compiled:
         return self.values(params, dialect_name)
 
 
-def compile_sql(stmt: Executable, dialect: Dialect) -> Compiled:
+def compile_sql(
+    stmt: Executable, dialect: Dialect, column_keys: list[str] | None = None
+) -> Compiled:
     compiled = cast(
         SQLCompiler,
         cast(ClauseElement, stmt).compile(
-            dialect=dialect, compile_kwargs={"render_postcompile": True}
+            dialect=dialect,
+            column_keys=column_keys,
+            compile_kwargs={"render_postcompile": True},
         ),
     )
     # ``compiled.params`` builds a new dict on every access: read it once.
@@ -105,27 +112,30 @@ def compile_sql(stmt: Executable, dialect: Dialect) -> Compiled:
 
 
 async def execute_many(
-    conn: AsyncConnection, stmt: Executable, rows: Sequence[Mapping[str, Any]]
+    conn: AsyncConnection, stmt: Query | Executable, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Runs a statement once per row (dicts with the same keys), in the caller's
     transaction. Values go to the driver as they are (no SQLAlchemy bind processing): for
-    integer, float, text and bytes columns."""
+    integer, float, text and bytes columns. A ``Query`` is compiled once per set of keys (an
+    upsert's compilation took ~0.3 ms, most of a one-point flush's statements)."""
     if not rows:
         return
-    compiled = cast(
-        SQLCompiler,
-        cast(ClauseElement, stmt).compile(dialect=conn.dialect, column_keys=list(rows[0])),
+    keys = tuple(rows[0])
+    compiled = (
+        stmt.compiled(conn.dialect, keys)
+        if isinstance(stmt, Query)
+        else compile_sql(stmt, conn.dialect, list(keys))
     )
-    names = list(compiled.positiontup or ())
-    pick = operator.itemgetter(*names)  # a row's values in one C call
-    params = [pick(row) for row in rows] if len(names) > 1 else [(pick(row),) for row in rows]
+    pick = operator.itemgetter(*compiled.names)  # a row's values in one C call
+    many = len(compiled.names) > 1
+    params = [pick(row) for row in rows] if many else [(pick(row),) for row in rows]
     driver = await _driver_in_transaction(conn)
     if conn.dialect.name != "sqlite":
-        await driver.executemany(compiled.string, params)
+        await driver.executemany(compiled.sql, params)
     elif len(params) == 1:
-        await driver.execute(compiled.string, params[0])
+        await driver.execute(compiled.sql, params[0])
     else:
-        await driver.executemany(compiled.string, params)
+        await driver.executemany(compiled.sql, params)
 
 
 async def rows(

@@ -52,6 +52,11 @@ class SqliteFiles:
         self._identity = (st.st_dev, st.st_ino)
         self._wal = os.path.exists(self.path + "-wal")
 
+    @property
+    def recorded(self) -> bool:
+        """Whether ``record`` took a file (from then on a missing file is a lost one)."""
+        return self._identity is not None
+
     def lost(self) -> Unavailable | None:
         """STORE_LOST when the path no longer names the opened file, or its -wal is gone (a
         committed WAL transaction leaves the -wal in place while a connection is open: the

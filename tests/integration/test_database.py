@@ -4,6 +4,7 @@ snapshots beside the writer, and the driver-level statements of the hot paths.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,49 @@ def test_many_concurrent_snapshots(database_url: str) -> None:
 def _sql(stmt: Any, db: Database) -> tuple[str, list[Any]]:
     compiled = compile_sql(stmt, db.engine.dialect)
     return compiled.sql, compiled.values({}, db.engine.dialect.name)
+
+
+def test_a_write_waiting_for_another_process_does_not_hold_the_loop(tmp_path: Path) -> None:
+    """SQLite writes run their statements on the event loop's thread (inline_sqlite.py); one
+    that meets the write lock of another process waits for it on a worker thread instead, so
+    the loop goes on meanwhile, and the write commits once the lock is released."""
+    path = tmp_path / "trackline.db"
+
+    async def main() -> None:
+        db = await open_db(f"sqlite+aiosqlite:///{path}")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(tick())
+
+            async def write() -> None:
+                async with db.write() as conn:
+                    await conn.execute(
+                        insert(ingest_writers).values(writer_id="w", seq=1, updated_time=0)
+                    )
+
+            pending = asyncio.create_task(write())
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+            assert ticks >= 10  # the loop ran while the write waited
+            other.execute("ROLLBACK")
+            await asyncio.wait_for(pending, timeout=10)
+            ticker.cancel()
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(1,)]
+        finally:
+            other.close()
+            await db.close()
+
+    run(main())
 
 
 def test_driver_statements_match_sqlalchemy(database_url: str) -> None:

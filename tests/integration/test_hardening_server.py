@@ -146,8 +146,10 @@ def test_deleted_sqlite_file_refuses_every_write_and_goes_not_serving(
     # It stays so: a deleted file does not come back.
     time.sleep(1.5)
     assert _health(address) == not_serving
-    # Reads go on from the file the server still holds open.
+    # Reads go on from the file the server still holds open, and nothing makes a new one.
     assert client.get_run(run.run_id).run_id == run.run_id
+    assert run.run_id in [r.run_id for r in client.search_runs([exp.experiment_id])]
+    assert not db.exists()
     client.close()
 
 

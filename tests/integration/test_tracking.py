@@ -209,6 +209,37 @@ def test_retried_log_batch_is_applied_once(client: TracklineClient) -> None:
     assert info.value.reason == "INVALID_REQUEST_ID"
 
 
+@pytest.mark.parametrize("with_tags", [False, True], ids=["points-only", "with-tags"])
+def test_concurrent_attempts_of_one_request_apply_once(
+    client: TracklineClient, with_tags: bool
+) -> None:
+    """Eight attempts of one LogBatch sent at once (most share a flush): one applies, the
+    others find it applied; the id then used on another run, or first by CreateRun, is
+    REQUEST_ID_REUSED. Points-only calls are checked by the writer in bulk, the others in
+    their savepoints: the answers are the same."""
+    run = client.create_run()
+    tags = [pb.Tag(key="t", value="v")] if with_tags else []
+    req = tpb.LogBatchRequest(
+        run_id=run.run_id,
+        metrics=[pb.MetricSeries(key="loss", steps=[1, 2], timestamps=[1, 1], values=[0.1, 0.2])],
+        tags=tags,
+        request_id=f"attempt-{with_tags}",
+    )
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: client.calls.LogBatch(req), range(8)))
+    assert len(list(client.get_metric_history(run.run_id, "loss"))) == 2
+    req.run_id = client.create_run().run_id
+    with pytest.raises(InvalidArgument) as info:
+        client.calls.LogBatch(req)
+    assert info.value.reason == "REQUEST_ID_REUSED"
+    client.calls.CreateRun(tpb.CreateRunRequest(request_id=f"made-{with_tags}"))
+    req.request_id = f"made-{with_tags}"
+    with pytest.raises(InvalidArgument) as info:
+        client.calls.LogBatch(req)
+    assert info.value.reason == "REQUEST_ID_REUSED"
+    assert len(list(client.get_metric_history(req.run_id, "loss"))) == 0
+
+
 def test_health_and_reflection(server: ServerProcess) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc

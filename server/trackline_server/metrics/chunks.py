@@ -14,13 +14,13 @@ import math
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, or_
+from sqlalchemy import Executable, and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..database import driver_connection
 from ..models import latest_metrics
-from ..sql import execute_many
+from ..sql import Query, execute_many
 from . import codec, segments, summary
 from .segments import Segments
 
@@ -152,12 +152,15 @@ async def upsert_latest_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) 
     """Moves each (run, key)'s stored latest value forward to that of ``rows`` (from
     ``latest_rows``) where that one is later (by step, then timestamp; a tie goes to the new
     one), in the caller's transaction."""
-    if not rows:
-        return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    if rows:
+        await execute_many(conn, _UPSERT_LATEST, rows)
+
+
+def _upsert_latest(dialect_name: str) -> Executable:
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
     stmt = dialect.insert(latest_metrics)
     new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    upsert: Executable = stmt.on_conflict_do_update(
         index_elements=[latest_metrics.c.run_id, latest_metrics.c.key],
         set_={"value": new.value, "step": new.step, "timestamp": new.timestamp},
         where=or_(
@@ -165,7 +168,10 @@ async def upsert_latest_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) 
             and_(new.step == latest_metrics.c.step, new.timestamp >= latest_metrics.c.timestamp),
         ),
     )
-    await execute_many(conn, stmt, rows)
+    return upsert
+
+
+_UPSERT_LATEST = Query(_upsert_latest)
 
 
 _COLUMNS = ("run_id", "key", "rank", "n", "min_step", "max_step", "points", "summary")

@@ -43,7 +43,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..models import metric_log
-from ..sql import execute_many
+from ..sql import Query, execute_many
 from .segments import Segments
 
 _MAGIC = b"TLLOG\x00\x00"
@@ -125,4 +125,7 @@ def decode(body: bytes) -> Segments:
 
 async def append(conn: AsyncConnection, points: int, body: bytes) -> None:
     """Adds a row (``encode``'s body of ``points`` points) in the caller's transaction."""
-    await execute_many(conn, insert(metric_log), [{"points": points, "body": body}])
+    await execute_many(conn, _APPEND, [{"points": points, "body": body}])
+
+
+_APPEND = Query(lambda _: insert(metric_log))

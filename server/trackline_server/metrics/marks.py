@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Executable, Select, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -124,17 +124,24 @@ async def read(conn: AsyncConnection, writer_ids: list[str]) -> list[Any]:
 async def move(conn: AsyncConnection, marks: dict[str, int]) -> None:
     """Moves each writer's high-water mark up to ``marks``' (never down), creating the rows of
     writers that never shook hands."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    now = now_ms()
+    await execute_many(
+        conn, _MOVE, [{"writer_id": w, "seq": s, "updated_time": now} for w, s in marks.items()]
+    )
+
+
+def _move(dialect_name: str) -> Executable:
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
     stmt = dialect.insert(ingest_writers)
-    stmt = stmt.on_conflict_do_update(
+    upsert: Executable = stmt.on_conflict_do_update(
         index_elements=[ingest_writers.c.writer_id],
         set_={"seq": stmt.excluded.seq, "updated_time": stmt.excluded.updated_time},
         where=stmt.excluded.seq > ingest_writers.c.seq,
     )
-    now = now_ms()
-    await execute_many(
-        conn, stmt, [{"writer_id": w, "seq": s, "updated_time": now} for w, s in marks.items()]
-    )
+    return upsert
+
+
+_MOVE = Query(_move)
 
 
 async def remember(conn: AsyncConnection, refused: list[tuple[str, int, Rejection]]) -> None:

@@ -236,9 +236,12 @@ class TrackingService:
             await runs.log_params_and_tags(conn, run_id, param_pairs, tag_pairs)
             return True
 
-        # Points alone: the writer checks the run with the flush's others.
-        bare = not (rid or param_pairs or tag_pairs)
-        await self.writer.put_job(Job(run_id, None if bare else apply, points, request.ByteSize()))
+        # Points alone: the writer checks the run and the request id with the flush's others.
+        if param_pairs or tag_pairs:
+            job = Job(run_id, apply, points, request.ByteSize())
+        else:
+            job = Job(run_id, None, points, request.ByteSize(), request_id=rid)
+        await self.writer.put_job(job)
         return tpb.LogBatchResponse()
 
     # Metric reads
