@@ -23,6 +23,7 @@ log = logging.getLogger("trackline.database")
 BUSY_TIMEOUT_S = 30  # how long a SQLite statement waits for a lock another process holds
 RESTART_WAIT_MS = 100  # how long a WAL restart waits for readers of older snapshots
 WAL_RESTART_BYTES = 128 * 1024 * 1024  # the WAL is started over once it holds this much
+PG_POOL_SIZE = 32  # PostgreSQL connections a server keeps open (as many more while busy)
 
 
 class Database:
@@ -60,7 +61,12 @@ class Database:
                 ),
             )
         else:
-            self.engine = self._read_engine = create_async_engine(url)
+            # Connections beyond pool_size are closed when returned, and opening one took
+            # ~100 ms under load: GetRun's p99 at 16 concurrent calls was 170 ms with the
+            # default 5 (+10). PG_POOL_SIZE covers a busy server's concurrent calls.
+            self.engine = self._read_engine = create_async_engine(
+                url, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_SIZE
+            )
         self._write_lock = asyncio.Lock()
         self._checkpoints: asyncio.Task[None] | None = None
         self._page_size: int | None = None

@@ -96,6 +96,12 @@ class Compiled:
         return self.values(params, dialect_name)
 
 
+def by_code_point(column: ColumnElement[str], dialect_name: str) -> ColumnElement[str]:
+    """``column`` ordered by code point, as Python sorts strings: SQLite's BINARY collation
+    does; PostgreSQL's default follows the database's locale, "C" compares bytes."""
+    return column.collate("C") if dialect_name == "postgresql" else column
+
+
 def compile_sql(
     stmt: Executable, dialect: Dialect, column_keys: list[str] | None = None
 ) -> Compiled:

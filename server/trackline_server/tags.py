@@ -12,12 +12,12 @@ from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .errors import NotFound, shown
-from .sql import Query, Reader, among, rows
+from .sql import Query, Reader, among, by_code_point, rows
 from .validation import findable
 
 
 async def read(reader: Reader, table: Table, owners: list[Any]) -> list[tuple[Any, str, str]]:
-    """(owner, key, value) of every tag of ``owners``."""
+    """(owner, key, value) of every tag of ``owners``, in key order."""
     if not owners:
         return []
     return [(o, k, v) for o, k, v in await rows(reader, _tags_of(table), {"owners": owners})]
@@ -28,7 +28,11 @@ def _tags_of(table: Table) -> Query:
     """The query reading the tags of some owners (``owners=[...]``), one per table."""
     owner = table.c[_owner_column(table)]
     return Query(
-        lambda d: select(owner, table.c.key, table.c.value).where(among(owner, "owners", d))
+        lambda d: (
+            select(owner, table.c.key, table.c.value)
+            .where(among(owner, "owners", d))
+            .order_by(by_code_point(table.c.key, d))
+        )
     )
 
 

@@ -189,16 +189,22 @@ async def _fifty_thousand(url: str) -> None:
             )
             await conn.execute(insert(params), [dict(run_id=r, key="p", value="v") for r in ids])
             await conn.execute(insert(tags), [dict(run_id=r, key="t", value=r) for r in ids])
-        async with db.read() as conn:
-            page, token = await queries.search_runs(
-                conn, [str(exp_id)], "params.p = 'v'", [], limits.MAX_SEARCH_PAGE, "", 1
+        page, rest = tpb.SearchRunsResponse(), tpb.SearchRunsResponse()
+        async with db.snapshot() as snap:
+            token = await queries.search_runs(
+                snap, [str(exp_id)], "params.p = 'v'", [], limits.MAX_SEARCH_PAGE, "", 1,
+                page.runs.add,
+            )  # fmt: skip
+            end = await queries.search_runs(
+                snap, [str(exp_id)], "params.p = 'v'", [], 0, token, 1, rest.runs.add
             )
-            rest, end = await queries.search_runs(
-                conn, [str(exp_id)], "params.p = 'v'", [], 0, token, 1
-            )
-        assert len(page) == limits.MAX_SEARCH_PAGE and token and end == ""
-        assert all(r.params == {"p": "v"} and r.tags == {"t": r.run_id} for r in page)
-        assert {r.run_id for r in page + rest} == set(ids)
+        assert len(page.runs) == limits.MAX_SEARCH_PAGE and token and end == ""
+        assert all(
+            [(p.key, p.value) for p in r.params] == [("p", "v")]
+            and [(t.key, t.value) for t in r.tags] == [("t", r.run_id)]
+            for r in page.runs
+        )
+        assert {r.run_id for r in [*page.runs, *rest.runs]} == set(ids)
     finally:
         await db.close()
 
@@ -262,9 +268,9 @@ async def _too_large(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
                 [dict(run_id=run_id, key=f"t{k}", value="v" * 65536) for k in range(40)],
             )
         monkeypatch.setattr(queries, "_MAX_SINGLE_BYTES", 2 * 1024 * 1024)
-        async with db.read() as conn:
+        async with db.snapshot() as snap:
             with pytest.raises(ResourceExhausted) as err:
-                await queries.search_runs(conn, [], "", [], 0, "", 1)
+                await queries.search_runs(snap, [], "", [], 0, "", 1, pb.Run)
         assert err.value.reason == "REPLY_TOO_LARGE"
         assert run_id in err.value.message
     finally:
@@ -285,9 +291,9 @@ async def _timeout(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         await db.create_schema()
         monkeypatch.setattr(limits, "SEARCH_STATEMENT_TIMEOUT_S", 0.001)
         text = " OR ".join(f"params.p{i} = 'v'" for i in range(1000))
-        async with db.read() as conn:
+        async with db.snapshot() as snap:
             with pytest.raises(ResourceExhausted) as err:
-                await queries.search_runs(conn, [], text, [], 0, "", 1)
+                await queries.search_runs(snap, [], text, [], 0, "", 1, pb.Run)
         assert err.value.reason == "QUERY_TOO_EXPENSIVE"
         assert "narrow the filter" in err.value.message
     finally:

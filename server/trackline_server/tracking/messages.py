@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from trackline.v1 import resources_pb2 as pb
 
 from .experiments import ExperimentRow
-from .runs import RunRow
 
 
 def experiment(e: ExperimentRow) -> pb.Experiment:
@@ -22,23 +22,20 @@ def experiment(e: ExperimentRow) -> pb.Experiment:
     )
 
 
-def run(r: RunRow) -> pb.Run:
-    msg = pb.Run(
-        run_id=r.run_id,
-        experiment_id=str(r.experiment_id),
-        run_name=r.run_name,
-        status=cast(pb.RunStatus, r.status),
-        start_time=r.start_time,
-        lifecycle_stage=cast(pb.LifecycleStage, r.lifecycle_stage),
-        parent_run_id=r.parent_run_id or "",
-        artifact_uri=r.artifact_uri,
-        params=[pb.Param(key=k, value=v) for k, v in sorted(r.params.items())],
-        tags=[pb.Tag(key=k, value=v) for k, v in sorted(r.tags.items())],
-        latest_metrics=[
-            pb.Metric(key=k, value=v, step=s, timestamp=t)
-            for k, v, s, t in sorted(r.latest_metrics)
-        ],
+def run(add: Callable[..., pb.Run], row: Sequence[Any]) -> pb.Run:
+    """The message of a run's own row (``runs.COLUMNS``), made by ``add`` (``pb.Run``, or a
+    repeated field's ``add``); its params, tags and metrics are added after."""
+    run_id, experiment_id, name, status, start, end, stage, parent, artifact_uri = row
+    msg = add(
+        run_id=run_id,
+        experiment_id=str(experiment_id),
+        run_name=name,
+        status=status,
+        start_time=start,
+        lifecycle_stage=stage,
+        parent_run_id=parent or "",
+        artifact_uri=artifact_uri,
     )
-    if r.end_time is not None:
-        msg.end_time = r.end_time
+    if end is not None:
+        msg.end_time = end
     return msg

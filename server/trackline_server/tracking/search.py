@@ -41,10 +41,10 @@ from ..search import (
     parse_order_by,
 )
 from ..sql import Query, Reader, among, rows
+from . import runs as run_queries
 from .experiments import ExperimentRow
 from .experiments import load as load_experiments
-from .runs import RunRow
-from .runs import load as load_runs
+from .runs import AddRun
 from .search_schema import EXPERIMENT_ID, EXPERIMENTS, RUNS
 
 # Ids per IN list when sizing and loading a page: the sizing statement binds four lists,
@@ -60,7 +60,7 @@ _METRIC_OVERHEAD = 48
 _MAX_SINGLE_BYTES = limits.MAX_MESSAGE_BYTES - 1024 * 1024
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut off by its timeout
 
-Row = TypeVar("Row", RunRow, ExperimentRow)
+Row = TypeVar("Row", pb.Run, ExperimentRow)
 Id = TypeVar("Id", str, int)
 
 
@@ -72,8 +72,10 @@ async def search_runs(
     page_size: int,
     page_token: str,
     view_type: int,
-) -> tuple[list[RunRow], str]:
-    """One page of matching runs and the token of the next page ("" at the end)."""
+    add: AddRun,
+) -> str:
+    """Adds one page of matching runs with ``add`` (``response.runs.add``) and returns the
+    token of the next page ("" at the end)."""
     exp_ids = _experiment_ids(experiment_ids)
     expr, keys = _parse(filter_text, order_by, RUNS)
     size = _page_size(page_size)
@@ -85,13 +87,19 @@ async def search_runs(
         where.append(runs.c.experiment_id.in_(exp_ids) if exp_ids else false())
     if expr is not None:
         where.append(filter_clause(RUNS, expr, reader.dialect.name))
-    query = select(runs.c.run_id).where(and_(*where))
+    # The runs' own columns come with the match: no second query for them.
+    query = select(*run_queries.COLUMNS).where(and_(*where))
     query = apply_order(RUNS, query, keys).offset(offset).limit(size + 1)
     async with _time_limit(reader):
-        ids: list[str] = [row[0] for row in await rows(reader, query, aside=True)]
-        found = await _fill(reader, ids[:size], _RUN_SIZES, load_runs, "run")
-    more = len(found) < len(ids)
-    return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
+        matched = await rows(reader, query, aside=True)
+        own = {row[0]: row for row in matched[:size]}
+
+        async def load(reader: Reader, ids: list[str]) -> list[pb.Run]:
+            return await run_queries.fill(reader, [own[i] for i in ids], add)
+
+        found = await _fill(reader, list(own), _RUN_SIZES, load, "run")
+    more = len(found) < len(matched)
+    return page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
 
 
 async def search_experiments(

@@ -151,11 +151,11 @@ class TrackingService:
             )
             if rid:
                 await idempotency.record(conn, rid, "CreateRun", run_id)
-        return tpb.CreateRunResponse(run=messages.run(await runs.get(conn, run_id)))
+        return tpb.CreateRunResponse(run=await runs.get(conn, run_id))
 
     @reading
     async def get_run(self, request: tpb.GetRunRequest, call: Call) -> tpb.GetRunResponse:
-        return tpb.GetRunResponse(run=messages.run(await runs.get(call.reader, request.run_id)))
+        return tpb.GetRunResponse(run=await runs.get(call.reader, request.run_id))
 
     @writes
     async def update_run(self, request: tpb.UpdateRunRequest, call: Call) -> tpb.UpdateRunResponse:
@@ -166,7 +166,7 @@ class TrackingService:
             request.end_time if request.HasField("end_time") else None,
             request.run_name if request.HasField("run_name") else None,
         )
-        return tpb.UpdateRunResponse(run=messages.run(await runs.get(call.conn, request.run_id)))
+        return tpb.UpdateRunResponse(run=await runs.get(call.conn, request.run_id))
 
     @writes
     async def delete_run(self, request: tpb.DeleteRunRequest, call: Call) -> tpb.DeleteRunResponse:
@@ -191,7 +191,8 @@ class TrackingService:
     async def search_runs(
         self, request: tpb.SearchRunsRequest, call: Call
     ) -> tpb.SearchRunsResponse:
-        found, token = await search.search_runs(
+        response = tpb.SearchRunsResponse()
+        response.next_page_token = await search.search_runs(
             call.reader,
             list(request.experiment_ids),
             request.filter,
@@ -199,8 +200,9 @@ class TrackingService:
             request.page_size,
             request.page_token,
             request.view_type,
+            response.runs.add,
         )
-        return tpb.SearchRunsResponse(runs=[messages.run(r) for r in found], next_page_token=token)
+        return response
 
     @own_transactions
     async def log_batch(self, request: tpb.LogBatchRequest, call: Call) -> tpb.LogBatchResponse:
