@@ -88,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ingest-linger-ms",
         default=env("TRACKLINE_INGEST_LINGER_MS", str(limits.INGEST_LINGER_MS)),
-        help="how long a flush gathers writes before its transaction"
-        " (env TRACKLINE_INGEST_LINGER_MS)",
+        help="how long a flush gathers stream batches before its transaction; unary calls"
+        " alone do not wait (env TRACKLINE_INGEST_LINGER_MS)",
     )
     parser.add_argument(
         "--max-inflight-bytes",

@@ -27,9 +27,12 @@ PG_POOL_SIZE = 32  # PostgreSQL connections a server keeps open (as many more wh
 
 
 class Database:
-    """Owns the engine. On SQLite, writes are serialised in-process (one writer at a time is
-    all SQLite allows) and run under BEGIN IMMEDIATE; WAL + synchronous=FULL make every
-    committed transaction survive a process kill.
+    """Owns the engines and opens the units of work: ``write`` (a read-write transaction),
+    ``snapshot`` (the read-only one of ``@reads`` calls, on the driver: ``snapshot.py``) and
+    ``read`` (a read transaction through SQLAlchemy, for the metric store's reads). On SQLite,
+    writes are serialised in-process (one writer at a time is all SQLite allows), run under
+    BEGIN IMMEDIATE and their statements on the event loop's thread (``inline_sqlite.py``);
+    WAL + synchronous=FULL make every committed transaction survive a process kill.
 
     The store is watched (store_checks.py, store_watch.py): ``problem`` is why it cannot take
     writes now (STORE_LOST, STORE_READ_ONLY, STORE_UNAVAILABLE), None while it can."""

@@ -1,8 +1,9 @@
 """The group-commit writer: one task per server process turns every pending write (stream
 batches and unary LogBatch calls alike) into one transaction per flush.
 
-A flush starts when the first item arrives and gathers for ``linger`` seconds, or less when
-``flush_points`` points wait, and takes at most that many points. Its transaction settles the
+A flush starts when the first item arrives and gathers for ``linger`` seconds (when stream
+batches are queued; unary calls alone are flushed at once), or less when ``flush_points``
+points wait, and takes at most that many points. Its transaction settles the
 stream batches (``settle.py``: fenced streams refused, resends skipped, batches for runs that
 may not be written rejected), runs each unary job in a savepoint so one bad call cannot undo
 the others, then writes the points of the accepted batches and of the jobs that apply, all
