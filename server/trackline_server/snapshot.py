@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _IDLE_SQLITE_READERS = 32  # connections kept open between reads (more open when needed)
+BATCH_ROWS = 256  # rows a snapshot's ``batches`` reads at a time
 
 
 class Snapshot:
@@ -38,6 +39,16 @@ class Snapshot:
 
     async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
         raise NotImplementedError
+
+    def batches(self, sql: str, values: Sequence[Any]) -> AsyncGenerator[list[Any], None]:
+        """The rows in batches of at most BATCH_ROWS, read as the caller asks for them: one
+        that stops early (a reply full) has held no more than a batch beyond what it kept."""
+        return self._all_at_once(sql, values)
+
+    async def _all_at_once(
+        self, sql: str, values: Sequence[Any]
+    ) -> AsyncGenerator[list[Any], None]:
+        yield await self.fetch(sql, values)
 
 
 class _SqliteSnapshot(Snapshot):
@@ -59,6 +70,17 @@ class _SqliteSnapshot(Snapshot):
             if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
         return await asyncio.to_thread(self._waiting, sql, values)
+
+    async def batches(self, sql: str, values: Sequence[Any]) -> AsyncGenerator[list[Any], None]:
+        if not self.begun:
+            self._conn.execute("BEGIN")
+            self.begun = True
+        cursor = self._conn.execute(sql, values)
+        try:
+            while batch := cursor.fetchmany(BATCH_ROWS):
+                yield batch
+        finally:
+            cursor.close()
 
     def _waiting(self, sql: str, values: Sequence[Any]) -> list[Any]:
         """On a worker thread: the statement, waiting up to the busy timeout for a lock."""
@@ -147,6 +169,11 @@ class _PostgresSnapshot(Snapshot):
     async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
         # asyncpg decodes rows in C, off nothing: ``aside`` changes nothing here.
         return cast(list[Any], await self._driver.fetch(sql, *values))
+
+    async def batches(self, sql: str, values: Sequence[Any]) -> AsyncGenerator[list[Any], None]:
+        cursor = await self._driver.cursor(sql, *values)  # in the snapshot's transaction
+        while batch := await cursor.fetch(BATCH_ROWS):
+            yield batch
 
 
 @asynccontextmanager

@@ -17,13 +17,24 @@ and index as tuples do), without SQLAlchemy's result types: integer, float, text
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Executable, String, any_, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    LargeBinary,
+    String,
+    any_,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -96,6 +107,27 @@ class Compiled:
         return self.values(params, dialect_name)
 
 
+def positioned(name: str, dialect_name: str) -> tuple[Any, ColumnElement[int], Any]:
+    """The list parameter ``name`` as a table of (position from 0, value), and those two
+    columns: joined to a table and ordered by the position, rows come in the list's order."""
+    if dialect_name == "postgresql":
+        listed = (
+            func.unnest(bindparam(name, type_=ARRAY(String)))
+            .table_valued("value", with_ordinality="pos")
+            .render_derived()
+        )
+        return listed, listed.c.pos - 1, listed.c.value
+    listed = func.json_each(bindparam(name, type_=String)).table_valued("key", "value")
+    return listed, listed.c.key, listed.c.value
+
+
+def octets(column: Any, dialect_name: str) -> ColumnElement[int]:
+    """The UTF-8 length of a text column; PostgreSQL reads it without detoasting the value."""
+    if dialect_name == "postgresql":
+        return func.octet_length(column)
+    return func.length(cast_(column, LargeBinary))
+
+
 def by_code_point(column: ColumnElement[str], dialect_name: str) -> ColumnElement[str]:
     """``column`` ordered by code point, as Python sorts strings: SQLite's BINARY collation
     does; PostgreSQL's default follows the database's locale, "C" compares bytes."""
@@ -162,6 +194,22 @@ async def rows(
     if isinstance(reader, Snapshot):
         return await reader.fetch(compiled.sql, values, aside=aside)
     return await _fetch_in_transaction(reader, compiled.sql, values)
+
+
+async def batches(
+    reader: Reader, query: Query, params: Mapping[str, Any] | None = None
+) -> AsyncIterator[list[Any]]:
+    """The rows of a SELECT in batches, read as they are asked for (``Snapshot.batches``);
+    in a write transaction, all in one batch."""
+    dialect = reader.dialect
+    compiled = query.compiled(dialect)
+    values = await compiled.values_off_loop(params or {}, dialect.name)
+    if isinstance(reader, Snapshot):
+        async with contextlib.aclosing(reader.batches(compiled.sql, values)) as found:
+            async for batch in found:
+                yield batch
+    else:
+        yield await _fetch_in_transaction(reader, compiled.sql, values)
 
 
 async def first(

@@ -193,10 +193,10 @@ async def _fifty_thousand(url: str) -> None:
         async with db.snapshot() as snap:
             token = await queries.search_runs(
                 snap, [str(exp_id)], "params.p = 'v'", [], limits.MAX_SEARCH_PAGE, "", 1,
-                page.runs.add,
+                page.runs,
             )  # fmt: skip
             end = await queries.search_runs(
-                snap, [str(exp_id)], "params.p = 'v'", [], 0, token, 1, rest.runs.add
+                snap, [str(exp_id)], "params.p = 'v'", [], 0, token, 1, rest.runs
             )
         assert len(page.runs) == limits.MAX_SEARCH_PAGE and token and end == ""
         assert all(
@@ -270,7 +270,7 @@ async def _too_large(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(queries, "_MAX_SINGLE_BYTES", 2 * 1024 * 1024)
         async with db.snapshot() as snap:
             with pytest.raises(ResourceExhausted) as err:
-                await queries.search_runs(snap, [], "", [], 0, "", 1, pb.Run)
+                await queries.search_runs(snap, [], "", [], 0, "", 1, tpb.SearchRunsResponse().runs)
         assert err.value.reason == "REPLY_TOO_LARGE"
         assert run_id in err.value.message
     finally:
@@ -293,7 +293,9 @@ async def _timeout(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         text = " OR ".join(f"params.p{i} = 'v'" for i in range(1000))
         async with db.snapshot() as snap:
             with pytest.raises(ResourceExhausted) as err:
-                await queries.search_runs(snap, [], text, [], 0, "", 1, pb.Run)
+                await queries.search_runs(
+                    snap, [], text, [], 0, "", 1, tpb.SearchRunsResponse().runs
+                )
         assert err.value.reason == "QUERY_TOO_EXPENSIVE"
         assert "narrow the filter" in err.value.message
     finally:

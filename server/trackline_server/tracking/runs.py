@@ -4,6 +4,7 @@ writer's flush (LogBatch) does."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +17,9 @@ from trackline.v1 import resources_pb2 as pb
 from .. import lifecycle, tags
 from ..clock import now_ms
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, shown
-from ..metrics import latest_values
-from ..models import experiments, params, runs
+from ..models import experiments, latest_metrics, params, runs
 from ..models import tags as run_tags
-from ..sql import Query, Reader, among, by_code_point, first, rows
+from ..sql import Query, Reader, among, batches, by_code_point, first, octets, positioned, rows
 from ..validation import check_run_name, check_run_status, check_tags, check_time, findable
 from . import experiments as experiment_queries
 from . import messages
@@ -50,13 +50,6 @@ COLUMNS = (
 )  # fmt: skip
 _RUN_BY_ID = Query(lambda _: select(*COLUMNS).where(runs.c.run_id == bindparam("run_id")))
 _RUNS_OF = Query(lambda d: select(*COLUMNS).where(among(runs.c.run_id, "ids", d)))
-_PARAMS_OF = Query(
-    lambda d: (
-        select(params.c.run_id, params.c.key, params.c.value)
-        .where(among(params.c.run_id, "ids", d))
-        .order_by(by_code_point(params.c.key, d))
-    )
-)
 # The run and its experiment's stage, for a write to the run.
 _ACTIVE = Query(
     lambda _: (
@@ -236,17 +229,118 @@ async def load(reader: Reader, run_ids: list[str], add: AddRun = pb.Run) -> list
     return await fill(reader, [own[r] for r in run_ids if r in own], add)
 
 
-async def fill(reader: Reader, run_rows: list[Any], add: AddRun = pb.Run) -> list[pb.Run]:
+@dataclass(frozen=True)
+class Budget:
+    """A reply's room for runs: a page ends before the run that would take its estimated
+    size past ``max_bytes`` (it keeps at least one run), and a first run past ``max_single``
+    is refused with ``too_large(run_id, size)``."""
+
+    max_bytes: int
+    max_single: int
+    too_large: Callable[[str, int], Exception]
+
+
+# Upper bounds of the protobuf framing around the stored strings: a run's own fields, one
+# param or tag, one latest metric (its value, step and timestamp included).
+RUN_OVERHEAD = 256
+ENTRY_OVERHEAD = 16
+METRIC_OVERHEAD = 48
+
+
+async def fill(
+    reader: Reader, run_rows: list[Any], add: AddRun = pb.Run, budget: Budget | None = None
+) -> list[pb.Run]:
     """``load``, for runs whose own rows (``COLUMNS``) the caller has read: three queries.
-    Params, tags and metrics come in key order, as clients see them."""
-    found = {row[0]: messages.run(add, row) for row in run_rows}
-    ids = list(found)
-    if not ids:
-        return []
-    for run_id, key, value in await rows(reader, _PARAMS_OF, {"ids": ids}):
-        found[run_id].params.add(key=key, value=value)
-    for run_id, key, value in await tags.read(reader, run_tags, ids):
-        found[run_id].tags.add(key=key, value=value)
-    for run_id, (key, value, step, ts) in await latest_values.of_runs(reader, ids):
-        found[run_id].latest_metrics.add(key=key, value=value, step=step, timestamp=ts)
-    return list(found.values())
+    Params, tags and metrics come in key order, as clients see them.
+
+    With a ``budget``, the runs of the longest prefix of ``run_rows`` within it. Params,
+    tags and metrics are read in the runs' order, in batches, each with its stored size,
+    and reading stops at the first run that would not fit: sizing a page never reads its
+    rows twice, and never holds more than a batch beyond what the reply can carry. The
+    messages of runs past the page were made with ``add`` all the same; the caller drops
+    them (``del reply.runs[len(page):]``)."""
+    found = [messages.run(add, row) for row in run_rows]
+    used = [RUN_OVERHEAD + len(row[2].encode()) + len(row[8].encode()) for row in run_rows]
+    limit = _within(used, budget, run_rows)
+    for query, put in _ENTRIES:
+        if not limit:
+            break
+        ids = [row[0] for row in run_rows[:limit]]
+        prefix, upto = 0, 0  # prefix == sum(used[:upto])
+        async for batch in batches(reader, query, {"ids": ids}):
+            for row in batch:
+                i = row[0]
+                put(found[i], row)
+                used[i] += row[-1]
+                if budget is None:
+                    continue
+                while upto < i:
+                    prefix += used[upto]
+                    upto += 1
+                if i and prefix + used[i] > budget.max_bytes:
+                    limit = i  # run i and those after it wait for the next page
+                    break
+                if not i and used[0] > budget.max_single:
+                    raise budget.too_large(run_rows[0][0], used[0])
+            else:
+                continue
+            break
+        limit = _within(used[:limit], budget, run_rows)
+    return found[:limit]
+
+
+def _within(used: list[int], budget: Budget | None, run_rows: list[Any]) -> int:
+    """How many of the runs of sizes ``used`` (a prefix, at least one) fit ``budget``."""
+    if budget is None or not used:
+        return len(used)
+    if used[0] > budget.max_single:
+        raise budget.too_large(run_rows[0][0], used[0])
+    total = 0
+    for n, size in enumerate(used):
+        total += size
+        if n and total > budget.max_bytes:
+            return n
+    return len(used)
+
+
+def _entries(table: Any, columns: tuple[Any, ...], size: Callable[[str], Any]) -> Query:
+    """The rows of ``table`` for the runs ``ids`` as (position of the run in ``ids``,
+    *columns, stored size), in the runs' order and by key within a run."""
+
+    def build(d: str) -> Any:
+        listed, position, run_id = positioned("ids", d)
+        return (
+            select(position, *columns, size(d))
+            .select_from(listed.join(table, table.c.run_id == run_id))
+            .order_by(position, by_code_point(table.c.key, d))
+        )
+
+    return Query(build)
+
+
+def _text_size(table: Any) -> Callable[[str], Any]:
+    return lambda d: octets(table.c.key, d) + octets(table.c.value, d) + ENTRY_OVERHEAD
+
+
+_LM = latest_metrics.c
+_ENTRIES: tuple[tuple[Query, Callable[[pb.Run, Any], object]], ...] = (
+    (
+        _entries(params, (params.c.key, params.c.value), _text_size(params)),
+        lambda msg, row: msg.params.add(key=row[1], value=row[2]),
+    ),
+    (
+        _entries(run_tags, (run_tags.c.key, run_tags.c.value), _text_size(run_tags)),
+        lambda msg, row: msg.tags.add(key=row[1], value=row[2]),
+    ),
+    (
+        _entries(
+            latest_metrics,
+            (_LM.key, _LM.value, _LM.step, _LM.timestamp),
+            lambda d: octets(_LM.key, d) + METRIC_OVERHEAD,
+        ),
+        # A NaN value is stored as NULL.
+        lambda msg, row: msg.latest_metrics.add(
+            key=row[1], value=math.nan if row[2] is None else row[2], step=row[3], timestamp=row[4]
+        ),
+    ),
+)

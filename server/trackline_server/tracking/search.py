@@ -1,7 +1,8 @@
 """SearchRuns and SearchExperiments: filter, order, page, then load the page's rows in bulk.
 
-A page holds at most ``page_size`` rows and, as estimated from the stored sizes before loading,
-at most limits.MAX_SEARCH_REPLY_BYTES; its token continues right after its last row. On
+A page holds at most ``page_size`` rows and, as estimated from the stored sizes, at most
+limits.MAX_SEARCH_REPLY_BYTES (runs are sized as they load, ``runs.fill``; experiments
+before); its token continues right after its last row. On
 PostgreSQL each statement of a search is cut off after limits.SEARCH_STATEMENT_TIMEOUT_S.
 """
 
@@ -11,14 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
-    LargeBinary,
-    Select,
     and_,
     bindparam,
-    cast,
     false,
     func,
     select,
@@ -29,7 +28,7 @@ from trackline.v1 import tracking_pb2 as tpb
 
 from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted, shown
-from ..models import experiment_tags, experiments, latest_metrics, params, runs, tags
+from ..models import experiment_tags, experiments, runs
 from ..search import (
     EntitySchema,
     Expr,
@@ -40,27 +39,24 @@ from ..search import (
     parse_filter,
     parse_order_by,
 )
-from ..sql import Query, Reader, among, rows
+from ..sql import Query, Reader, among, octets, rows
 from . import runs as run_queries
 from .experiments import ExperimentRow
 from .experiments import load as load_experiments
-from .runs import AddRun
 from .search_schema import EXPERIMENT_ID, EXPERIMENTS, RUNS
 
 # Ids per IN list when sizing and loading a page: the sizing statement binds four lists,
 # 20,000 parameters, below both backends' limits (SQLite 32,766, asyncpg 32,767).
 _SLICE = 5_000
-# Upper bounds of the protobuf framing around the stored strings: a run's or experiment's
-# own fields, one param or tag, one latest metric (its value, step and timestamp included).
-_RUN_OVERHEAD = 256
+# Upper bounds of the protobuf framing around an experiment's own fields and one tag (runs'
+# are in runs.py, where a page of runs is sized as it loads).
 _EXPERIMENT_OVERHEAD = 128
-_ENTRY_OVERHEAD = 16
-_METRIC_OVERHEAD = 48
+_ENTRY_OVERHEAD = run_queries.ENTRY_OVERHEAD
 # What a page of a single row may hold: the send limit less room for the token and framing.
 _MAX_SINGLE_BYTES = limits.MAX_MESSAGE_BYTES - 1024 * 1024
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut off by its timeout
 
-Row = TypeVar("Row", pb.Run, ExperimentRow)
+Row = TypeVar("Row", bound=ExperimentRow)
 Id = TypeVar("Id", str, int)
 
 
@@ -72,10 +68,10 @@ async def search_runs(
     page_size: int,
     page_token: str,
     view_type: int,
-    add: AddRun,
+    page: RepeatedCompositeFieldContainer[pb.Run],
 ) -> str:
-    """Adds one page of matching runs with ``add`` (``response.runs.add``) and returns the
-    token of the next page ("" at the end)."""
+    """Adds one page of matching runs to ``page`` (a reply's ``runs``) and returns the token
+    of the next page ("" at the end)."""
     exp_ids = _experiment_ids(experiment_ids)
     expr, keys = _parse(filter_text, order_by, RUNS)
     size = _page_size(page_size)
@@ -92,12 +88,9 @@ async def search_runs(
     query = apply_order(RUNS, query, keys).offset(offset).limit(size + 1)
     async with _time_limit(reader):
         matched = await rows(reader, query, aside=True)
-        own = {row[0]: row for row in matched[:size]}
-
-        async def load(reader: Reader, ids: list[str]) -> list[pb.Run]:
-            return await run_queries.fill(reader, [own[i] for i in ids], add)
-
-        found = await _fill(reader, list(own), _RUN_SIZES, load, "run")
+        budget = run_queries.Budget(limits.MAX_SEARCH_REPLY_BYTES, _MAX_SINGLE_BYTES, _too_large)
+        found = await run_queries.fill(reader, matched[:size], page.add, budget)
+        del page[len(found) :]
     more = len(found) < len(matched)
     return page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
 
@@ -174,46 +167,25 @@ async def _fill(
             if (found or take) and used + size > limits.MAX_SEARCH_REPLY_BYTES:
                 return found + await load(reader, take)
             if size > _MAX_SINGLE_BYTES:
-                raise ResourceExhausted(
-                    "REPLY_TOO_LARGE",
-                    f"{noun} {shown(str(row_id))} holds about {size >> 20} MiB of data, more "
-                    f"than one reply can carry ({limits.MAX_MESSAGE_BYTES >> 20} MiB); "
-                    "delete some of its tags or params",
-                )
+                raise _too_large(str(row_id), size, noun)
             take.append(row_id)
             used += size
         found += await load(reader, take)
     return found
 
 
-def _octets(dialect_name: str, column: Any) -> ColumnElement[int]:
-    """The UTF-8 length of a text column; PostgreSQL reads it without detoasting the value."""
-    if dialect_name == "postgresql":
-        return func.octet_length(column)
-    return func.length(cast(column, LargeBinary))
-
-
-def _run_sizes(d: str) -> CompoundSelect[Any]:
-    r, p, t, m = runs.c, params.c, tags.c, latest_metrics.c
-
-    def entries(c: Any) -> Select[Any]:
-        total = func.sum(_octets(d, c.key) + _octets(d, c.value) + _ENTRY_OVERHEAD)
-        return select(c.run_id, total).where(among(c.run_id, "ids", d)).group_by(c.run_id)
-
-    own = _RUN_OVERHEAD + _octets(d, r.run_name) + _octets(d, r.artifact_uri)
-    metrics = func.sum(_octets(d, m.key) + _METRIC_OVERHEAD)
-    return union_all(
-        select(r.run_id, own).where(among(r.run_id, "ids", d)),
-        entries(p),
-        entries(t),
-        select(m.run_id, metrics).where(among(m.run_id, "ids", d)).group_by(m.run_id),
+def _too_large(row_id: str, size: int, noun: str = "run") -> ResourceExhausted:
+    return ResourceExhausted(
+        "REPLY_TOO_LARGE",
+        f"{noun} {shown(row_id)} holds about {size >> 20} MiB of data, more than one reply"
+        f" can carry ({limits.MAX_MESSAGE_BYTES >> 20} MiB); delete some of its tags or params",
     )
 
 
 def _experiment_sizes(d: str) -> CompoundSelect[Any]:
     e, t = experiments.c, experiment_tags.c
-    own = _EXPERIMENT_OVERHEAD + _octets(d, e.name) + _octets(d, e.artifact_location)
-    total = func.sum(_octets(d, t.key) + _octets(d, t.value) + _ENTRY_OVERHEAD)
+    own = _EXPERIMENT_OVERHEAD + octets(e.name, d) + octets(e.artifact_location, d)
+    total = func.sum(octets(t.key, d) + octets(t.value, d) + _ENTRY_OVERHEAD)
     return union_all(
         select(e.experiment_id, own).where(among(e.experiment_id, "ids", d)),
         select(t.experiment_id, total)
@@ -222,8 +194,7 @@ def _experiment_sizes(d: str) -> CompoundSelect[Any]:
     )
 
 
-# (id, estimated bytes) rows of some runs or experiments, to size a page before loading it.
-_RUN_SIZES = Query(_run_sizes)
+# (id, estimated bytes) rows of some experiments, to size a page before loading it.
 _EXPERIMENT_SIZES = Query(_experiment_sizes)
 _TIME_LIMIT = Query(
     lambda _: select(

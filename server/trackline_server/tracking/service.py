@@ -200,7 +200,7 @@ class TrackingService:
             request.page_size,
             request.page_token,
             request.view_type,
-            response.runs.add,
+            response.runs,
         )
         return response
 
