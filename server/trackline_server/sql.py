@@ -121,6 +121,24 @@ def positioned(name: str, dialect_name: str) -> tuple[Any, ColumnElement[int], A
     return listed, listed.c.key, listed.c.value
 
 
+def in_order_of(
+    table: Any, owner: ColumnElement[Any], columns: Sequence[Any], size: Callable[[str], Any]
+) -> Query:
+    """The rows of ``table`` whose ``owner`` is among the list parameter ``ids``, as (position
+    of the owner in ``ids``, *columns, ``size(dialect)``): in the owners' order, and by key
+    (code point) within an owner."""
+
+    def build(d: str) -> Executable:
+        listed, position, value = positioned("ids", d)
+        return (
+            select(position, *columns, size(d))
+            .select_from(listed.join(table, owner == value))
+            .order_by(position, by_code_point(table.c.key, d))
+        )
+
+    return Query(build)
+
+
 def octets(column: Any, dialect_name: str) -> ColumnElement[int]:
     """The UTF-8 length of a text column; PostgreSQL reads it without detoasting the value."""
     if dialect_name == "postgresql":

@@ -69,10 +69,7 @@ def test_a_snapshot_reads_one_view_beside_the_writer(database_url: str) -> None:
     async def main() -> None:
         db = await open_db(database_url)
         try:
-            async with db.write() as conn:
-                await conn.execute(
-                    insert(ingest_writers).values(writer_id="w", seq=1, updated_time=0)
-                )
+            await _writer_row(db, 1)
             async with db.write() as conn:
                 await conn.execute(ingest_writers.update().values(seq=2))
                 async with db.snapshot() as snap:  # the write is open and holds the lock
@@ -103,10 +100,7 @@ def test_a_snapshot_cannot_write(database_url: str) -> None:
     async def main() -> None:
         db = await open_db(database_url)
         try:
-            async with db.write() as conn:
-                await conn.execute(
-                    insert(ingest_writers).values(writer_id="w", seq=1, updated_time=0)
-                )
+            await _writer_row(db, 1)
             with pytest.raises(Exception, match="(?i)read.?only|readonly"):
                 async with db.snapshot() as snap:
                     await snap.fetch(*_sql(bump, db))
@@ -125,10 +119,7 @@ def test_many_concurrent_snapshots(database_url: str) -> None:
     async def main() -> None:
         db = await open_db(database_url)
         try:
-            async with db.write() as conn:
-                await conn.execute(
-                    insert(ingest_writers).values(writer_id="w", seq=5, updated_time=0)
-                )
+            await _writer_row(db, 5)
 
             async def read(i: int) -> list[tuple[int]]:
                 async with db.snapshot() as snap:
@@ -140,6 +131,12 @@ def test_many_concurrent_snapshots(database_url: str) -> None:
             await db.close()
 
     run(main())
+
+
+async def _writer_row(db: Database, seq: int) -> None:
+    """Commits the one ingest_writers row these tests read (``SEQ``)."""
+    async with db.write() as conn:
+        await conn.execute(insert(ingest_writers).values(writer_id="w", seq=seq, updated_time=0))
 
 
 def _sql(stmt: Any, db: Database) -> tuple[str, list[Any]]:
@@ -168,13 +165,7 @@ def test_a_write_waiting_for_another_process_does_not_hold_the_loop(tmp_path: Pa
 
             ticker = asyncio.create_task(tick())
 
-            async def write() -> None:
-                async with db.write() as conn:
-                    await conn.execute(
-                        insert(ingest_writers).values(writer_id="w", seq=1, updated_time=0)
-                    )
-
-            pending = asyncio.create_task(write())
+            pending = asyncio.create_task(_writer_row(db, 1))
             await asyncio.sleep(0.3)
             assert not pending.done()
             assert ticks >= 10  # the loop ran while the write waited

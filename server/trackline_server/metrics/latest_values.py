@@ -4,30 +4,26 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from sqlalchemy import select
+from trackline.v1 import resources_pb2 as pb
 
 from ..models import latest_metrics
-from ..sql import Query, Reader, among, by_code_point, rows
+from ..sql import in_order_of, octets
+
+METRIC_OVERHEAD = 48  # bound of a latest metric's protobuf framing (value, step, timestamp)
 
 _LM = latest_metrics.c
-_OF_RUNS = Query(
-    lambda d: (
-        select(_LM.run_id, _LM.key, _LM.value, _LM.step, _LM.timestamp)
-        .where(among(_LM.run_id, "ids", d))
-        .order_by(by_code_point(_LM.key, d))
-    )
+# (position of the run in ``ids``, key, value, step, timestamp, estimated reply bytes)
+OF_RUNS = in_order_of(
+    latest_metrics,
+    _LM.run_id,
+    (_LM.key, _LM.value, _LM.step, _LM.timestamp),
+    lambda d: octets(_LM.key, d) + METRIC_OVERHEAD,
 )
 
 
-async def of_runs(
-    reader: Reader, run_ids: list[str]
-) -> list[tuple[str, tuple[str, float, int, int]]]:
-    """(run id, (key, value, step, timestamp)) of the latest point of every metric of
-    ``run_ids``, in key order; a NaN value (stored as NULL) comes back as NaN."""
-    if not run_ids:
-        return []
-    return [
-        (run_id, (key, math.nan if value is None else value, step, ts))
-        for run_id, key, value, step, ts in await rows(reader, _OF_RUNS, {"ids": run_ids})
-    ]
+def put(run: pb.Run, row: Any) -> None:
+    """Adds an ``OF_RUNS`` row to the run's latest metrics; a NaN (stored as NULL) as NaN."""
+    value = math.nan if row[2] is None else row[2]
+    run.latest_metrics.add(key=row[1], value=value, step=row[3], timestamp=row[4])

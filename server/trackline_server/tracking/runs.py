@@ -4,7 +4,6 @@ writer's flush (LogBatch) does."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +16,10 @@ from trackline.v1 import resources_pb2 as pb
 from .. import lifecycle, tags
 from ..clock import now_ms
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, shown
-from ..models import experiments, latest_metrics, params, runs
+from ..metrics import latest_values
+from ..models import experiments, params, runs
 from ..models import tags as run_tags
-from ..sql import Query, Reader, among, batches, by_code_point, first, octets, positioned, rows
+from ..sql import Query, Reader, among, batches, first, in_order_of, octets, rows
 from ..validation import check_run_name, check_run_status, check_tags, check_time, findable
 from . import experiments as experiment_queries
 from . import messages
@@ -241,10 +241,9 @@ class Budget:
 
 
 # Upper bounds of the protobuf framing around the stored strings: a run's own fields, one
-# param or tag, one latest metric (its value, step and timestamp included).
+# param or tag (a latest metric's: latest_values.METRIC_OVERHEAD).
 RUN_OVERHEAD = 256
 ENTRY_OVERHEAD = 16
-METRIC_OVERHEAD = 48
 
 
 async def fill(
@@ -303,44 +302,21 @@ def _within(used: list[int], budget: Budget | None, run_rows: list[Any]) -> int:
     return len(used)
 
 
-def _entries(table: Any, columns: tuple[Any, ...], size: Callable[[str], Any]) -> Query:
-    """The rows of ``table`` for the runs ``ids`` as (position of the run in ``ids``,
-    *columns, stored size), in the runs' order and by key within a run."""
-
-    def build(d: str) -> Any:
-        listed, position, run_id = positioned("ids", d)
-        return (
-            select(position, *columns, size(d))
-            .select_from(listed.join(table, table.c.run_id == run_id))
-            .order_by(position, by_code_point(table.c.key, d))
-        )
-
-    return Query(build)
-
-
 def _text_size(table: Any) -> Callable[[str], Any]:
     return lambda d: octets(table.c.key, d) + octets(table.c.value, d) + ENTRY_OVERHEAD
 
 
-_LM = latest_metrics.c
+# What a run's message is filled from: (query, how a row is added to the message).
 _ENTRIES: tuple[tuple[Query, Callable[[pb.Run, Any], object]], ...] = (
     (
-        _entries(params, (params.c.key, params.c.value), _text_size(params)),
+        in_order_of(params, params.c.run_id, (params.c.key, params.c.value), _text_size(params)),
         lambda msg, row: msg.params.add(key=row[1], value=row[2]),
     ),
     (
-        _entries(run_tags, (run_tags.c.key, run_tags.c.value), _text_size(run_tags)),
+        in_order_of(
+            run_tags, run_tags.c.run_id, (run_tags.c.key, run_tags.c.value), _text_size(run_tags)
+        ),
         lambda msg, row: msg.tags.add(key=row[1], value=row[2]),
     ),
-    (
-        _entries(
-            latest_metrics,
-            (_LM.key, _LM.value, _LM.step, _LM.timestamp),
-            lambda d: octets(_LM.key, d) + METRIC_OVERHEAD,
-        ),
-        # A NaN value is stored as NULL.
-        lambda msg, row: msg.latest_metrics.add(
-            key=row[1], value=math.nan if row[2] is None else row[2], step=row[3], timestamp=row[4]
-        ),
-    ),
+    (latest_values.OF_RUNS, latest_values.put),
 )
