@@ -231,8 +231,13 @@ async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:
 
 
 async def driver_connection(conn: AsyncConnection) -> Any:
-    """The driver's own connection under ``conn`` (aiosqlite's or asyncpg's), in the same
-    transaction."""
+    """The driver's own connection under ``conn`` (inline_sqlite's, aiosqlite's or
+    asyncpg's), in the same transaction. Read from the connection SQLAlchemy holds when it
+    holds one (``get_raw_connection`` passes through a greenlet, ~10 us, for what is an
+    attribute here); asked for otherwise."""
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        return sync.connection.driver_connection
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 
