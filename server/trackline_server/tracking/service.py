@@ -4,10 +4,9 @@ Connect side later).
 
 Each method takes the request and a ``Call``; ``@reads``/``@writes`` methods run inside the
 unit of work the edge opened (``call.reader``, a snapshot; ``call.conn``, a write transaction)
-and never commit. LogBatch hands its write to the
-group-commit writer, which commits it with every other pending write (``@own_transactions``: no
-transaction of its own); metric reads first let the compactor settle what is still in the
-metric log.
+and never commit. LogBatch hands its write to the group-commit writer, which commits it with
+every other pending write (``@own_transactions``: no transaction of its own); metric reads
+first let the compactor settle what is still in the metric log.
 """
 
 from __future__ import annotations
