@@ -43,19 +43,13 @@ async def applied(conn: AsyncConnection, request_id: str, method: str) -> str | 
     """The resource an earlier request with ``request_id`` wrote or created, or None when the
     id is new (or past its retention). An id used by another method is INVALID_ARGUMENT
     REQUEST_ID_REUSED. Prunes old ids on the way (``_prune``)."""
-    await _prune(conn)
-    row = (
-        await conn.execute(
-            select(applied_requests.c.resource, applied_requests.c.method).where(
-                applied_requests.c.request_id == request_id
-            )
-        )
-    ).first()
-    if row is None:
+    found = (await applied_many(conn, [request_id])).get(request_id)
+    if found is None:
         return None
-    if row.method != method:
-        raise reused(request_id, f"a {row.method} call")
-    return str(row.resource)
+    resource, by = found
+    if by != method:
+        raise reused(request_id, f"a {by} call")
+    return resource
 
 
 async def applied_many(conn: AsyncConnection, request_ids: list[str]) -> dict[str, tuple[str, str]]:

@@ -73,6 +73,34 @@ def aiosqlite_connector(
     return connect
 
 
+async def run(
+    conn: sqlite3.Connection,
+    busy_timeout_ms: int,
+    fn: Callable[..., T],
+    *args: Any,
+    aside: bool = False,
+) -> T:
+    """``fn(*args)``, a call on ``conn`` (opened with a busy timeout of 0), on this thread; on
+    a worker thread when ``aside``, or when it meets a lock another process holds: there it
+    waits for the lock up to ``busy_timeout_ms``. The one rule for every statement the server
+    runs on the event loop's thread (these writes, ``snapshot.py``'s reads)."""
+    if not aside:
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+    return await asyncio.to_thread(_waiting, conn, busy_timeout_ms, fn, *args)
+
+
+def _waiting(conn: sqlite3.Connection, busy_timeout_ms: int, fn: Callable[..., T], *args: Any) -> T:
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    try:
+        return fn(*args)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
 class _Result:
     """What aiosqlite's ``execute`` returns: awaitable, and an async context manager that
     closes the cursor."""
@@ -153,23 +181,7 @@ class InlineConnection:
         return self._conn.in_transaction
 
     async def run(self, fn: Callable[..., T], *args: Any, aside: bool = False) -> T:
-        """``fn(*args)`` on this thread, or on a worker thread when ``aside`` or when it
-        meets a lock another process holds (then waiting for it up to the busy timeout)."""
-        if not aside:
-            try:
-                return fn(*args)
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                    raise
-            return await asyncio.to_thread(self._waiting, fn, *args)
-        return await asyncio.to_thread(self._waiting, fn, *args)
-
-    def _waiting(self, fn: Callable[..., T], *args: Any) -> T:
-        self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        try:
-            return fn(*args)
-        finally:
-            self._conn.execute("PRAGMA busy_timeout = 0")
+        return await run(self._conn, self._busy_timeout_ms, fn, *args, aside=aside)
 
     def cursor(self) -> Awaitable[InlineCursor]:
         return self._new_cursor()

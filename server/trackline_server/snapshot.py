@@ -8,7 +8,8 @@ thread and back, which under load waits for a turn of the busy event loop. A sta
 cost grows with the store (a search's filter over every run of some experiments) is run aside,
 on a worker thread (``fetch(..., aside=True)``), so that the loop is never held for long. A
 statement that meets a lock (only while another process recovers the WAL) does not wait on
-the loop either: it is retried aside with the full busy timeout.
+the loop either: it is retried aside with the full busy timeout (``inline_sqlite.run``, the
+rule the writes follow too).
 
 PostgreSQL: asyncpg's connection from the engine's pool, in a REPEATABLE READ READ ONLY
 transaction (one snapshot for every statement, like SQLite's), with asyncpg's own cache of
@@ -17,7 +18,6 @@ prepared statements.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +25,9 @@ from typing import Any, cast
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import inline_sqlite
+from .inline_sqlite import existing_file
 
 _IDLE_SQLITE_READERS = 32  # connections kept open between reads (more open when needed)
 BATCH_ROWS = 256  # rows a snapshot's ``batches`` reads at a time
@@ -59,36 +62,27 @@ class _SqliteSnapshot(Snapshot):
         self.begun = False
 
     async def fetch(self, sql: str, values: Sequence[Any], *, aside: bool = False) -> list[Any]:
-        if not self.begun:
-            self._conn.execute("BEGIN")
-            self.begun = True
-        if aside:
-            return await asyncio.to_thread(self._waiting, sql, values)
-        try:
-            return self._conn.execute(sql, values).fetchall()
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-        return await asyncio.to_thread(self._waiting, sql, values)
+        self._begin()
+        return await inline_sqlite.run(self._conn, self._busy_timeout_ms, self._all, sql, values,
+                                       aside=aside)  # fmt: skip
 
     async def batches(self, sql: str, values: Sequence[Any]) -> AsyncGenerator[list[Any], None]:
-        if not self.begun:
-            self._conn.execute("BEGIN")
-            self.begun = True
-        cursor = self._conn.execute(sql, values)
+        self._begin()
+        cursor = await inline_sqlite.run(self._conn, self._busy_timeout_ms, self._conn.execute,
+                                         sql, values)  # fmt: skip
         try:
             while batch := cursor.fetchmany(BATCH_ROWS):
                 yield batch
         finally:
             cursor.close()
 
-    def _waiting(self, sql: str, values: Sequence[Any]) -> list[Any]:
-        """On a worker thread: the statement, waiting up to the busy timeout for a lock."""
-        self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        try:
-            return self._conn.execute(sql, values).fetchall()
-        finally:
-            self._conn.execute("PRAGMA busy_timeout = 0")
+    def _begin(self) -> None:
+        if not self.begun:
+            self._conn.execute("BEGIN")  # DEFERRED: the snapshot starts at the first read
+            self.begun = True
+
+    def _all(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        return self._conn.execute(sql, values).fetchall()
 
 
 class SqliteReaders:
@@ -135,7 +129,10 @@ class SqliteReaders:
     def _open(self) -> sqlite3.Connection:
         # check_same_thread off: a statement run aside runs on a worker thread, while the
         # snapshot's coroutine waits for it (never two threads at once on one connection).
-        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            existing_file(self._path), uri=True, timeout=0, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
         conn.execute("PRAGMA query_only = ON")
         # LIKE is case-sensitive as on PostgreSQL (the writer's connections say the same).
         conn.execute("PRAGMA case_sensitive_like = ON")

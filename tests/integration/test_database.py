@@ -133,6 +133,24 @@ def test_many_concurrent_snapshots(database_url: str) -> None:
     run(main())
 
 
+def test_a_snapshot_never_creates_the_file(tmp_path: Path) -> None:
+    """A read on a SQLite file that is not there fails; it does not make an empty one (and
+    serve it) in its place, as a plain sqlite3.connect would."""
+    path = tmp_path / "gone.db"
+
+    async def main() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            with pytest.raises(Exception, match="unable to open|cannot reach"):
+                async with db.snapshot() as snap:
+                    await rows(snap, SEQ)
+        finally:
+            await db.close()
+
+    run(main())
+    assert not path.exists()
+
+
 async def _writer_row(db: Database, seq: int) -> None:
     """Commits the one ingest_writers row these tests read (``SEQ``)."""
     async with db.write() as conn:

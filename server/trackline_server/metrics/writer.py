@@ -290,10 +290,10 @@ class GroupCommitWriter:
         new: dict[str, str] = {}  # request id -> run, of the calls that apply now
         for job in bare:
             outcomes[id(job)] = _outcome(job, refused.get(job.run_id), seen, new)
-        for rid in await idempotency.record_many(conn, LOG_BATCH, new):
-            for job in bare:
-                if job.request_id == rid and outcomes[id(job)] is True:
-                    outcomes[id(job)] = idempotency.in_flight(rid)
+        taken = await idempotency.record_many(conn, LOG_BATCH, new)
+        for job in bare:  # recorded first by a concurrent attempt: this one must not apply
+            if job.request_id in taken and outcomes[id(job)] is True:
+                outcomes[id(job)] = idempotency.in_flight(job.request_id)
         return [outcomes[id(job)] if job.apply is None else await _apply(conn, job) for job in jobs]
 
     async def _isolate(self, items: list[Item], err: Exception) -> None:

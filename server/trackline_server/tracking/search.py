@@ -8,9 +8,9 @@ PostgreSQL each statement of a search is cut off after limits.SEARCH_STATEMENT_T
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from sqlalchemy import (
@@ -45,9 +45,6 @@ from .experiments import ExperimentRow
 from .experiments import load as load_experiments
 from .search_schema import EXPERIMENT_ID, EXPERIMENTS, RUNS
 
-# Ids per IN list when sizing and loading a page: the sizing statement binds four lists,
-# 20,000 parameters, below both backends' limits (SQLite 32,766, asyncpg 32,767).
-_SLICE = 5_000
 # Upper bounds of the protobuf framing around an experiment's own fields and one tag (runs'
 # are in runs.py, where a page of runs is sized as it loads).
 _EXPERIMENT_OVERHEAD = 128
@@ -55,9 +52,6 @@ _ENTRY_OVERHEAD = run_queries.ENTRY_OVERHEAD
 # What a page of a single row may hold: the send limit less room for the token and framing.
 _MAX_SINGLE_BYTES = limits.MAX_MESSAGE_BYTES - 1024 * 1024
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut off by its timeout
-
-Row = TypeVar("Row", bound=ExperimentRow)
-Id = TypeVar("Id", str, int)
 
 
 async def search_runs(
@@ -116,7 +110,7 @@ async def search_experiments(
     query = apply_order(EXPERIMENTS, query, keys).offset(offset).limit(size + 1)
     async with _time_limit(reader):
         ids: list[int] = [row[0] for row in await rows(reader, query, aside=True)]
-        found = await _fill(reader, ids[:size], _EXPERIMENT_SIZES, load_experiments, "experiment")
+        found = await _fill_experiments(reader, ids[:size])
     more = len(found) < len(ids)
     return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
 
@@ -145,33 +139,24 @@ async def _time_limit(reader: Reader) -> AsyncIterator[None]:
         ) from None
 
 
-async def _fill(
-    reader: Reader,
-    ids: list[Id],
-    sizes: Query,
-    load: Callable[[Reader, list[Id]], Awaitable[list[Row]]],
-    noun: str,
-) -> list[Row]:
-    """The rows of the longest prefix of ``ids`` within the reply budget (at least one row),
-    loaded in slices. ``sizes`` selects (id, bytes) pairs whose sums per id are the estimates."""
-    found: list[Row] = []
-    used = 0
-    for start in range(0, len(ids), _SLICE):
-        part = ids[start : start + _SLICE]
-        estimates: dict[Id, int] = dict.fromkeys(part, 0)
-        for row_id, size in await rows(reader, sizes, {"ids": part}):
+async def _fill_experiments(reader: Reader, ids: list[int]) -> list[ExperimentRow]:
+    """The experiments of the longest prefix of ``ids`` within the reply budget (at least
+    one), sized by one statement before loading (runs are sized as they load: runs.fill)."""
+    estimates: dict[int, int] = dict.fromkeys(ids, 0)
+    if ids:
+        for row_id, size in await rows(reader, _EXPERIMENT_SIZES, {"ids": ids}):
             estimates[row_id] += int(size or 0)
-        take: list[Id] = []
-        for row_id in part:
-            size = estimates[row_id]
-            if (found or take) and used + size > limits.MAX_SEARCH_REPLY_BYTES:
-                return found + await load(reader, take)
-            if size > _MAX_SINGLE_BYTES:
-                raise _too_large(str(row_id), size, noun)
-            take.append(row_id)
-            used += size
-        found += await load(reader, take)
-    return found
+    take: list[int] = []
+    used = 0
+    for row_id in ids:
+        size = estimates[row_id]
+        if take and used + size > limits.MAX_SEARCH_REPLY_BYTES:
+            break
+        if size > _MAX_SINGLE_BYTES:
+            raise _too_large(str(row_id), size, "experiment")
+        take.append(row_id)
+        used += size
+    return await load_experiments(reader, take)
 
 
 def _too_large(row_id: str, size: int, noun: str = "run") -> ResourceExhausted:
