@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from trackline.v1 import ingest_pb2, tracking_pb2
@@ -181,14 +182,11 @@ def run(args: argparse.Namespace) -> None:
     failure to start (a bad setting, a store or port the server cannot use) is one line on
     stderr, ``trackline: <why>``, and exit status 2."""
     try:
-        import os
-
-        if os.environ.get("XUV"):
-            import uvloop
-
-            uvloop.run(serve(from_args(args)))
+        settings = from_args(args)
+        if settings.event_loop == "uvloop":
+            uvloop.run(serve(settings))
         else:
-            asyncio.run(serve(from_args(args)))
+            asyncio.run(serve(settings))
     except StartupError as err:
         print(f"trackline: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -198,14 +196,15 @@ async def serve(settings: Settings) -> None:
     running = await build(settings)
     _tune_garbage_collection()
     port = running.port
+    loop = asyncio.get_running_loop()
+    loop_name = type(loop).__module__.split(".")[0]  # the loop it runs on: uvloop or asyncio
     print(
         f"trackline: listening on {settings.host}:{port}; store {settings.shown_store_uri};"
         f" artifacts {settings.artifact_root}; auth"
-        f" {'bearer token' if settings.auth_tokens else 'off'}",
+        f" {'bearer token' if settings.auth_tokens else 'off'}; event loop {loop_name}",
         flush=True,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()

@@ -242,6 +242,7 @@ def test_second_server_on_a_port_in_use_is_refused(
         ([], {"TRACKLINE_AUTH_TOKENS": ""}, "TRACKLINE_AUTH_TOKENS"),
         (["--auth-token", " "], {}, "--auth-token"),
         (["--max-inflight-bytes", "0"], {}, "--max-inflight-bytes"),
+        ([], {"TRACKLINE_EVENT_LOOP": "trio"}, "TRACKLINE_EVENT_LOOP"),
     ],
 )
 def test_bad_setting_is_refused_in_one_line(
@@ -276,6 +277,24 @@ def test_mlflow_style_store_uri_serves(tmp_path: Path, form: str) -> None:
         client = TracklineClient(srv.address, retry_seconds=5)
         exp = client.create_experiment("mlflow-style")
         assert client.get_experiment(exp.experiment_id).name == "mlflow-style"
+        client.close()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "loop"), [([], "uvloop"), (["--event-loop", "asyncio"], "asyncio")]
+)
+def test_server_runs_on_the_event_loop_it_is_given(
+    tmp_path: Path, args: list[str], loop: str
+) -> None:
+    srv = start_server(tmp_path, extra_args=args)
+    try:
+        assert srv.banner.endswith(f"; event loop {loop}")
+        client = TracklineClient(srv.address)
+        run = client.create_run(run_name="on-" + loop)
+        client.log_metric(run.run_id, "m", 1.0)
+        assert [p.value for p in client.get_metric_history(run.run_id, "m")] == [1.0]
         client.close()
     finally:
         srv.stop()

@@ -25,6 +25,7 @@ class ServerProcess:
     address: str
     store_uri: str
     artifacts: Path
+    banner: str  # the line it printed once listening
 
     def kill(self) -> None:
         """SIGKILL, as a crash: nothing gets to run on the way out."""
@@ -80,7 +81,7 @@ def start_server(
         proc.wait(10)
         proc.stdout.close()
         raise RuntimeError(f"server did not start: {line!r}")
-    srv = ServerProcess(proc, match.group(1), store_uri, art)
+    srv = ServerProcess(proc, match.group(1), store_uri, art, line.strip())
     _started.append(srv)
     return srv
 
