@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from . import inline_sqlite, migrate, store_checks
 from .errors import TracklineError, Unavailable, store_failure
-from .snapshot import EngineSnapshot, Snapshot, SqliteReaders, postgres_snapshot
+from .snapshot import EngineSnapshot, Snapshot, SqliteReaders, Transaction, postgres_snapshot
 
 log = logging.getLogger("trackline.database")
 
@@ -28,6 +28,7 @@ PG_POOL_SIZE = 32  # PostgreSQL connections a server keeps open (as many more wh
 
 class Database:
     """Owns the engines and opens the units of work: ``write`` (a read-write transaction),
+    ``transaction`` (one on the driver, for the writer's flushes of unary metric writes),
     ``snapshot`` (the read-only one of ``@reads`` calls, on the driver: ``snapshot.py``) and
     ``read`` (a read transaction through SQLAlchemy, for the metric store's reads). On SQLite,
     writes are serialised in-process (one writer at a time is all SQLite allows), run under
@@ -74,6 +75,8 @@ class Database:
         self._checkpoints: asyncio.Task[None] | None = None
         self._page_size: int | None = None
         self._readers: SqliteReaders | None = None
+        self._direct: inline_sqlite.InlineConnection | None = None  # ``transaction``'s
+        self._database = database
         if self.is_sqlite and database is not None:
             self._readers = SqliteReaders(database, self.engine.dialect, BUSY_TIMEOUT_S)
         if self.is_sqlite:
@@ -111,14 +114,88 @@ class Database:
                 async with self._write_lock:
                     async with self.engine.begin() as conn:
                         yield conn
-                    if self.files is not None and (lost := self.files.lost()) is not None:
-                        self.problem = lost
-                        if self._readers is not None:
-                            self._readers.discard()
-                        raise lost
+                    self._check_file_after_commit()
             else:
                 async with self.engine.begin() as conn:
                     yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """What ``write`` gives, on the driver directly: a read-write transaction whose
+        statements go through ``sql.py`` only, for the writer's flushes of unary metric
+        writes (``snapshot.Transaction``). Commits when the block exits without raising, and
+        is refused, checked and mapped as ``write`` is. On SQLite it holds a connection of its
+        own, under the same write lock as ``write``'s."""
+        if self.problem is not None:
+            raise Unavailable(self.problem.reason, self.problem.message)
+        with _store_errors():
+            if self.is_sqlite:
+                async with self._write_lock:
+                    driver = self._direct or await self._open_direct()
+                    await driver.execute("BEGIN IMMEDIATE")
+                    committed = False
+                    try:
+                        yield Transaction(self.engine.dialect, driver)
+                        await driver.commit()
+                        committed = True
+                    finally:
+                        if not committed:
+                            await self._roll_back_direct(driver)
+                    self._check_file_after_commit()
+            else:
+                async with self.engine.connect() as conn:
+                    driver = await driver_connection(conn)
+                    transaction = driver.transaction()
+                    await transaction.start()
+                    committed = False
+                    try:
+                        yield Transaction(self.engine.dialect, driver)
+                        await transaction.commit()
+                        committed = True
+                    finally:
+                        if not committed:
+                            try:
+                                await transaction.rollback()
+                            except Exception:  # as in ``postgres_snapshot``: not reused
+                                await conn.invalidate()
+
+    async def _open_direct(self) -> inline_sqlite.InlineConnection:
+        assert self._database is not None
+        connect = inline_sqlite.connector(self._database, BUSY_TIMEOUT_S, self._may_create)
+        driver = await connect()
+        _sqlite_pragmas(driver.sqlite, None, wal_limit=self.wal_restart_bytes)
+        self._direct = driver
+        return driver
+
+    async def _roll_back_direct(self, driver: inline_sqlite.InlineConnection) -> None:
+        """Ends a ``transaction`` that did not commit; a connection that cannot roll back is
+        closed (the next one opens anew)."""
+        try:
+            await driver.rollback()
+        except Exception:
+            log.warning("a failed write's rollback failed; reopening", exc_info=True)
+            self._close_direct()
+
+    def _close_direct(self) -> None:
+        if self._direct is not None:
+            self._direct.stop()
+            self._direct = None
+
+    def _check_file_after_commit(self) -> None:
+        """Raises STORE_LOST when the SQLite file the server holds was deleted or replaced:
+        a commit into it must not be acknowledged."""
+        if self.files is not None and (lost := self.files.lost()) is not None:
+            self.problem = lost
+            self._discard_connections()
+            raise lost
+
+    def _discard_connections(self) -> None:
+        """After the store got a problem: the connections opened to the file by path are
+        closed, since the path may now name another file, or one that is read-only (the
+        engines' connections are kept: they hold the file that was served)."""
+        if self._readers is not None:
+            self._readers.discard()
+        self._close_direct()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -162,8 +239,8 @@ class Database:
             problem = self.files.lost() or self.files.holds_deleted() or self.files.read_only()
         else:
             problem = await store_checks.probe_postgres(self.engine)
-        if problem is not None and self._readers is not None:
-            self._readers.discard()
+        if problem is not None:
+            self._discard_connections()
         self.problem = problem
         return problem
 
@@ -219,6 +296,7 @@ class Database:
                 await self._checkpoints
         if self._readers is not None:
             self._readers.close()
+        self._close_direct()
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()

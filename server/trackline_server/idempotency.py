@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,7 +18,7 @@ from . import limits
 from .clock import now_ms
 from .errors import Aborted, InvalidArgument, shown
 from .models import applied_requests
-from .sql import Query, among, execute_many, rows
+from .sql import Query, Writer, among, execute, execute_many, rows
 
 # time.monotonic() before which applied_requests is not pruned again (per server process).
 _next_prune = 0.0
@@ -27,6 +27,17 @@ _APPLIED_OF = Query(
     lambda d: select(_A.request_id, _A.resource, _A.method).where(among(_A.request_id, "ids", d))
 )
 _RECORD = Query(lambda _: insert(applied_requests))
+# The oldest ids recorded before :cutoff, a batch at a time.
+_PRUNE = Query(
+    lambda _: delete(applied_requests).where(
+        _A.request_id.in_(
+            select(_A.request_id)
+            .where(_A.applied_time < bindparam("cutoff"))
+            .order_by(_A.applied_time)
+            .limit(limits.APPLIED_REQUEST_PRUNE_BATCH)
+        )
+    )
+)
 # PostgreSQL: the ids of a flush in one statement, skipping (and not returning) those that a
 # concurrent transaction stored first.
 _RECORD_NEW = Query(
@@ -52,7 +63,7 @@ async def applied(conn: AsyncConnection, request_id: str, method: str) -> str | 
     return resource
 
 
-async def applied_many(conn: AsyncConnection, request_ids: list[str]) -> dict[str, tuple[str, str]]:
+async def applied_many(conn: Writer, request_ids: list[str]) -> dict[str, tuple[str, str]]:
     """(resource, method) of each of ``request_ids`` that an earlier request recorded: the
     check of a whole flush's calls in one query (``applied`` checks one). Prunes on the way."""
     if not request_ids:
@@ -70,7 +81,7 @@ def in_flight(request_id: str) -> Aborted:
     )
 
 
-async def record_many(conn: AsyncConnection, method: str, done: dict[str, str]) -> set[str]:
+async def record_many(conn: Writer, method: str, done: dict[str, str]) -> set[str]:
     """Remembers each request id of ``done`` as applying ``method`` to its resource, and
     returns those that a concurrent attempt recorded first (PostgreSQL lets both look before
     either writes): their calls must not apply (``in_flight``). On SQLite the write lock
@@ -115,7 +126,7 @@ async def record(conn: AsyncConnection, request_id: str, method: str, resource: 
         raise in_flight(request_id) from None
 
 
-async def _prune(conn: AsyncConnection) -> None:
+async def _prune(conn: Writer) -> None:
     """Deletes up to APPLIED_REQUEST_PRUNE_BATCH request ids older than the retention, at most
     once per APPLIED_REQUEST_PRUNE_INTERVAL_S unless the last round found a full batch (then
     again at the next call, until the backlog is gone). A range scan of ix_applied_requests_
@@ -125,14 +136,6 @@ async def _prune(conn: AsyncConnection) -> None:
     if now < _next_prune:
         return
     cutoff = now_ms() - limits.APPLIED_REQUEST_RETENTION_S * 1000
-    old = (
-        select(applied_requests.c.request_id)
-        .where(applied_requests.c.applied_time < cutoff)
-        .order_by(applied_requests.c.applied_time)
-        .limit(limits.APPLIED_REQUEST_PRUNE_BATCH)
-    )
-    result = await conn.execute(
-        delete(applied_requests).where(applied_requests.c.request_id.in_(old))
-    )
-    full = result.rowcount >= limits.APPLIED_REQUEST_PRUNE_BATCH
+    pruned = await execute(conn, _PRUNE, {"cutoff": cutoff})
+    full = pruned >= limits.APPLIED_REQUEST_PRUNE_BATCH
     _next_prune = now if full else now + limits.APPLIED_REQUEST_PRUNE_INTERVAL_S

@@ -173,6 +173,11 @@ class InlineConnection:
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection under it (for its pragmas)."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 

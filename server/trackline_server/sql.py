@@ -6,7 +6,8 @@ four times to aiosqlite's thread and back (each hop waiting for a turn of the ev
 every row is wrapped; a GetRun took ~1.3 ms of which the database was 2%. Here a ``Query`` is
 compiled to the dialect's SQL once, and ``rows`` hands that string with positional parameters
 to the driver in one call: on a ``Snapshot`` (``snapshot.py``), the read-only unit of work;
-inside a write transaction, on its driver connection.
+on a ``Transaction`` (the writer's, on the driver); inside a SQLAlchemy write transaction, on
+its driver connection.
 
 Parameters are given by name (a mapping). A list binds as one parameter (``among``): an array on
 PostgreSQL, a JSON text on SQLite, so the SQL stays the same whatever the list's length.
@@ -42,13 +43,17 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .database import driver_connection
-from .snapshot import Snapshot
+from .snapshot import Snapshot, Transaction
 
 _LONG_LIST = 20_000  # values from which a list is encoded off the event loop
 
-Reader = AsyncConnection | Snapshot
-"""Where a read runs: a read-only ``Snapshot``, or the connection of a write transaction
-(a write that reads what it is about to change, or returns what it wrote)."""
+Writer = AsyncConnection | Transaction
+"""Where a write runs: SQLAlchemy's connection of a write transaction (``Database.write``), or
+the writer's ``Transaction`` on the driver (``Database.transaction``)."""
+
+Reader = Writer | Snapshot
+"""Where a read runs: a read-only ``Snapshot``, or a write transaction (a write that reads
+what it is about to change, or returns what it wrote)."""
 
 
 class Query:
@@ -168,7 +173,7 @@ def compile_sql(
 
 
 async def execute_many(
-    conn: AsyncConnection, stmt: Query | Executable, rows: Sequence[Mapping[str, Any]]
+    conn: Writer, stmt: Query | Executable, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Runs a statement once per row (dicts with the same keys), in the caller's
     transaction. Values go to the driver as they are (no SQLAlchemy bind processing): for
@@ -185,13 +190,26 @@ async def execute_many(
     pick = operator.itemgetter(*compiled.names)  # a row's values in one C call
     many = len(compiled.names) > 1
     params = [pick(row) for row in rows] if many else [(pick(row),) for row in rows]
-    driver = await _driver_in_transaction(conn)
+    driver = await driver_in_transaction(conn)
     if conn.dialect.name != "sqlite":
         await driver.executemany(compiled.sql, params)
     elif len(params) == 1:
         await driver.execute(compiled.sql, params[0])
     else:
         await driver.executemany(compiled.sql, params)
+
+
+async def execute(conn: Writer, query: Query, params: Mapping[str, Any] | None = None) -> int:
+    """Runs an UPDATE or DELETE with ``params`` by name, in the caller's transaction; the
+    number of rows it changed."""
+    compiled = query.compiled(conn.dialect)
+    values = await compiled.values_off_loop(params or {}, conn.dialect.name)
+    driver = await driver_in_transaction(conn)
+    if conn.dialect.name == "sqlite":
+        async with driver.execute(compiled.sql, values) as cursor:
+            return int(cursor.rowcount)
+    status = await driver.execute(compiled.sql, *values)  # "DELETE 3", "UPDATE 0"
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def rows(
@@ -244,18 +262,18 @@ def _bound(value: Any, dialect_name: str) -> Any:
     return value
 
 
-async def _fetch_in_transaction(
-    conn: AsyncConnection, sql: str, values: Sequence[Any]
-) -> list[Any]:
-    driver = await _driver_in_transaction(conn)
+async def _fetch_in_transaction(conn: Writer, sql: str, values: Sequence[Any]) -> list[Any]:
+    driver = await driver_in_transaction(conn)
     if conn.dialect.name == "sqlite":
         return list(await driver.execute_fetchall(sql, values))
     return list(await driver.fetch(sql, *values))
 
 
-async def _driver_in_transaction(conn: AsyncConnection) -> Any:
-    """``driver_connection``, with the transaction begun: SQLAlchemy's asyncpg adapter opens
-    it on the first statement that passes through it."""
+async def driver_in_transaction(conn: Writer) -> Any:
+    """The driver's connection of a write transaction, with the transaction begun:
+    SQLAlchemy's asyncpg adapter opens it on the first statement that passes through it."""
+    if isinstance(conn, Transaction):
+        return conn.driver
     driver = await driver_connection(conn)
     if conn.dialect.name == "postgresql" and not driver.is_in_transaction():
         await conn.exec_driver_sql("SELECT 1")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select
 from trackline_server.database import Database
 from trackline_server.models import ingest_writers, metric_log
-from trackline_server.sql import Query, among, compile_sql, execute_many, rows
+from trackline_server.sql import Query, among, compile_sql, execute, execute_many, rows
 
 
 def run(coro: object) -> None:
@@ -162,6 +162,68 @@ def _sql(stmt: Any, db: Database) -> tuple[str, list[Any]]:
     return compiled.sql, compiled.values({}, db.engine.dialect.name)
 
 
+W = ingest_writers.c
+BUMP = Query(lambda _: ingest_writers.update().values(seq=W.seq + 1))
+DROP_ABSENT = Query(lambda _: ingest_writers.delete().where(W.writer_id == "absent"))
+
+
+def test_a_driver_transaction_commits_or_rolls_back_as_a_whole(database_url: str) -> None:
+    """The writer's transaction on the driver (``Database.transaction``): what it wrote is
+    there once it commits, and nothing of one whose statement failed (a duplicate key), and
+    the next one goes on as usual; ``sql.execute`` counts the rows it changed."""
+    row = {"writer_id": "w", "seq": 1, "updated_time": 0}
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            async with db.transaction() as tx:
+                await execute_many(tx, insert(ingest_writers), [row])
+                assert [tuple(r) for r in await rows(tx, SEQ)] == [(1,)]  # its own write
+            with pytest.raises(Exception, match="(?i)unique|duplicate"):
+                async with db.transaction() as tx:
+                    assert await execute(tx, BUMP) == 1
+                    await execute_many(tx, insert(ingest_writers), [row])
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(1,)]
+            async with db.transaction() as tx:
+                assert await execute(tx, BUMP) == 1
+                assert await execute(tx, DROP_ABSENT) == 0
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(2,)]
+        finally:
+            await db.close()
+
+    run(main())
+
+
+def test_driver_transactions_and_sqlalchemy_writes_take_turns(database_url: str) -> None:
+    """Forty concurrent increments of one row, half through each unit of work: none is lost
+    (on SQLite both hold the one write lock; on PostgreSQL the row's lock)."""
+
+    async def main() -> None:
+        db = await open_db(database_url)
+        try:
+            await _writer_row(db, 0)
+
+            async def bump(i: int) -> None:
+                if i % 2:
+                    async with db.transaction() as tx:
+                        await asyncio.sleep(0)  # the others queue meanwhile
+                        await execute(tx, BUMP)
+                else:
+                    async with db.write() as conn:
+                        await asyncio.sleep(0)
+                        await conn.execute(ingest_writers.update().values(seq=W.seq + 1))
+
+            await asyncio.gather(*(bump(i) for i in range(40)))
+            async with db.snapshot() as snap:
+                assert [tuple(r) for r in await rows(snap, SEQ)] == [(40,)]
+        finally:
+            await db.close()
+
+    run(main())
+
+
 def test_a_write_waiting_for_another_process_does_not_hold_the_loop(tmp_path: Path) -> None:
     """SQLite writes run their statements on the event loop's thread (inline_sqlite.py); one
     that meets the write lock of another process waits for it on a worker thread instead, so
@@ -202,7 +264,7 @@ def test_a_write_waiting_for_another_process_does_not_hold_the_loop(tmp_path: Pa
 def test_driver_statements_match_sqlalchemy(database_url: str) -> None:
     """sql.rows and execute_many give what conn.execute gives: one row, many rows, IN lists
     (empty and long, as a statement's own and as one ``among`` parameter), unicode and the
-    extremes of int64; in a write transaction and on a read snapshot alike."""
+    extremes of int64; in a write transaction, the driver's and on a read snapshot alike."""
     rows_in = [{"writer_id": f"w-{i}-ü", "seq": i * 2**40, "updated_time": -i} for i in range(1500)]
     rows_in.append({"writer_id": "max", "seq": 2**63 - 1, "updated_time": -(2**63)})
     w = ingest_writers.c
@@ -238,6 +300,9 @@ def test_driver_statements_match_sqlalchemy(database_url: str) -> None:
                     found = await rows(reader, by_ids, {"ids": ids})
                     assert [tuple(r) for r in found] == want_some
                     assert await rows(reader, by_ids, {"ids": []}) == []
+            async with db.transaction() as tx:  # the writer's unit of work reads alike
+                assert [tuple(r) for r in await rows(tx, everything)] == want
+                assert [tuple(r) for r in await rows(tx, by_ids, {"ids": ids})] == want_some
         finally:
             await db.close()
 

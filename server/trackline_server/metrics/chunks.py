@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Executable, and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import driver_connection
 from ..models import latest_metrics
-from ..sql import Query, execute_many
+from ..sql import Query, Writer, driver_in_transaction, execute_many
 from . import codec, segments, summary
 from .segments import Segments
 
@@ -31,18 +29,16 @@ MAX_CHUNK_POINTS = 262_144
 Row = tuple[str, str, int, int, int, int, bytes, bytes | None]
 
 
-async def insert_rows(conn: AsyncConnection, rows: list[Row]) -> None:
+async def insert_rows(conn: Writer, rows: list[Row]) -> None:
     """Inserts chunk rows in the caller's transaction, bypassing SQLAlchemy's per-row
     parameter processing: the driver's executemany on SQLite, COPY on PostgreSQL (asyncpg's
     pipelined executemany stalled here with multi-MB rows)."""
     if not rows:
         return
+    driver = await driver_in_transaction(conn)
     if conn.dialect.name != "postgresql":
-        driver = await driver_connection(conn)
-        await driver.executemany(_insert_sql(), rows)  # one hop to the driver's thread
+        await driver.executemany(_insert_sql(), rows)
         return
-    await conn.exec_driver_sql("SELECT 1")  # the adapter opens its transaction on first use
-    driver = await driver_connection(conn)
     await driver.copy_records_to_table("metric_chunks", records=rows, columns=_COLUMNS)
 
 
@@ -148,7 +144,7 @@ def latest_rows(latest: Latest) -> list[dict[str, Any]]:
     ]
 
 
-async def upsert_latest_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+async def upsert_latest_rows(conn: Writer, rows: list[dict[str, Any]]) -> None:
     """Moves each (run, key)'s stored latest value forward to that of ``rows`` (from
     ``latest_rows``) where that one is later (by step, then timestamp; a tie goes to the new
     one), in the caller's transaction."""

@@ -40,10 +40,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..models import metric_log
-from ..sql import Query, execute_many
+from ..sql import Query, Writer, execute_many
 from .segments import Segments
 
 _MAGIC = b"TLLOG\x00\x00"
@@ -123,7 +122,7 @@ def decode(body: bytes) -> Segments:
     return Segments(series, seg_series, lengths, steps, stamps, values)
 
 
-async def append(conn: AsyncConnection, points: int, body: bytes) -> None:
+async def append(conn: Writer, points: int, body: bytes) -> None:
     """Adds a row (``encode``'s body of ``points`` points) in the caller's transaction."""
     await execute_many(conn, _APPEND, [{"points": points, "body": body}])
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Aborted, TracklineError
 from ..shield import retrieve
+from ..sql import Writer
 from . import chunks, flush_log, marks, segments
 from .marks import Rejection
 from .segments import Segments
@@ -29,7 +30,7 @@ from .segments import Segments
 # RUN_DELETED, EXPERIMENT_DELETED), in the flush's transaction. Tracking owns runs, so it
 # provides the check (tracking/writable.py) and the writer is given one.
 # Which of some runs may not take points, each with the error that says why.
-RunCheck = Callable[[AsyncConnection, Sequence[str]], Awaitable[Mapping[str, TracklineError]]]
+RunCheck = Callable[[Writer, Sequence[str]], Awaitable[Mapping[str, TracklineError]]]
 
 # Series with at least this many points in one flush are written as chunks at once.
 DIRECT_CHUNK_POINTS = 1024
@@ -136,7 +137,7 @@ class Writes:
         """``of``, in a worker thread when the parts are large."""
         return await _off_loop(sum(p.points + len(p.series) for p in parts), cls.of, parts)
 
-    async def store(self, conn: AsyncConnection) -> None:
+    async def store(self, conn: Writer) -> None:
         """Writes the rows, in the caller's transaction."""
         await chunks.insert_rows(conn, self.chunk_rows)
         if self.log_points:
@@ -154,6 +155,11 @@ class Settled:
     accepted: list[Segments]
     refused: list[tuple[str, int, Rejection]]
     moved: dict[str, int]  # writer id -> its new high-water mark
+
+    @classmethod
+    def none(cls) -> Settled:
+        """That of a flush without stream batches."""
+        return cls([], [], [], {})
 
     @classmethod
     def of(
@@ -208,7 +214,7 @@ async def settle(
     """Decides the flush's stream batches in its transaction (see the module's docstring);
     the caller stores the accepted points, then ``Settled.record``."""
     if not batches:
-        return Settled([], [], [], {})
+        return Settled.none()
     size = sum(len(b.segs.series) for b in batches)
     writers = await marks.read(conn, list(dict.fromkeys(b.writer_id for b in batches)))
     run_ids = await _off_loop(size, _distinct_runs, batches)

@@ -36,6 +36,7 @@ from .. import idempotency, limits
 from ..database import Database
 from ..errors import ResourceExhausted, TracklineError, Unavailable, internal
 from ..shield import shielded
+from ..sql import Writer
 from . import marks, settle
 from .marks import Handshake, Rejection
 from .segments import Segments
@@ -45,6 +46,10 @@ __all__ = ["GroupCommitWriter", "Handshake", "Job", "Rejection", "RunCheck", "St
 
 log = logging.getLogger("trackline.ingest")
 LOG_BATCH = "LogBatch"  # the method that request ids of jobs are recorded for
+# Turns of the event loop a flush of unary calls alone waits for calls already on their way
+# (``_gather_ready_calls``): at 16 concurrent LogBatch calls a flush then held ~5.5 calls
+# instead of ~4, and the server answered 5-15% more calls/s.
+UNARY_TURNS = 8
 
 
 @dataclass
@@ -195,10 +200,13 @@ class GroupCommitWriter:
                 continue
             # Streams linger so that their batches share the transaction: they keep sending,
             # and a batch that waits a few ms for company costs its sender nothing. Unary calls
-            # do not: each caller waits for its answer, so the flush goes at once, and the
-            # calls that arrive while it commits make up the next one (classic group commit;
-            # at 16 concurrent LogBatch calls a 4 ms linger held throughput to ~800 calls/s).
+            # do not: each caller waits for its answer, so the flush goes once the loop has run
+            # what it holds, and the calls that arrive while it commits make up the next one
+            # (classic group commit; at 16 concurrent LogBatch calls a 4 ms linger held
+            # throughput to ~800 calls/s).
             only_calls = all(isinstance(item, Job) for item in self._items)
+            if only_calls:
+                await self._gather_ready_calls()
             deadline = time.monotonic() + (0.0 if only_calls else self.linger)
             while self._queued_points < self.flush_points and not self._closing:
                 left = deadline - time.monotonic()
@@ -217,6 +225,15 @@ class GroupCommitWriter:
                 return
             if self._items:
                 self._arrived.set()
+
+    async def _gather_ready_calls(self) -> None:
+        """Lets the event loop run what it already holds for UNARY_TURNS turns, so that the
+        calls gRPC has handed to it join this flush: a call takes a few turns from there to
+        the queue (its task, the edge's), and a turn with nothing to run costs ~1 us."""
+        for _ in range(UNARY_TURNS):
+            if self._queued_points >= self.flush_points:
+                return
+            await asyncio.sleep(0)
 
     def _take(self) -> list[Item]:
         """Removes the oldest queued items, up to ``flush_points`` points (at least one item):
@@ -246,17 +263,24 @@ class GroupCommitWriter:
             # the transaction plans again in the rare flush where one does not.
             parts = [b.segs for b in batches if b.refused is None] + [j.segs for j in jobs]
             planned = await settle.Writes.planned(parts)
-            async with self.db.write() as conn:
-                settled = await settle.settle(conn, batches, self.check_runs, stats)
-                applied = await self._apply_jobs(conn, jobs)
-                parts = settled.accepted + [
-                    job.segs for job, ok in zip(jobs, applied, strict=True) if ok is True
-                ]
-                writes = (
-                    planned if len(parts) == planned.parts else await settle.Writes.planned(parts)
-                )
-                await writes.store(conn)
-                await settled.record(conn)
+            if not batches and all(job.apply is None for job in jobs):
+                # Unary metric writes alone (the common small flush): on the driver, whose
+                # transaction costs a third of SQLAlchemy's (``snapshot.Transaction``).
+                settled = settle.Settled.none()
+                async with self.db.transaction() as tx:
+                    applied = await self._check_jobs(tx, jobs)
+                    writes = await _writes(planned, [], jobs, applied)
+                    await writes.store(tx)
+            else:
+                async with self.db.write() as conn:
+                    settled = await settle.settle(conn, batches, self.check_runs, stats)
+                    applied = await self._check_jobs(conn, jobs)
+                    for i, job in enumerate(jobs):
+                        if job.apply is not None:
+                            applied[i] = await _apply(conn, job)
+                    writes = await _writes(planned, settled.accepted, jobs, applied)
+                    await writes.store(conn)
+                    await settled.record(conn)
         except Exception as err:  # the transaction did not commit: nothing of it is acked
             await self._isolate(items, err)
             return
@@ -279,8 +303,9 @@ class GroupCommitWriter:
             else:
                 job.done.set_result(result)
 
-    async def _apply_jobs(self, conn: AsyncConnection, jobs: list[Job]) -> list[bool | Exception]:
-        """Whether each job applies, or why it failed."""
+    async def _check_jobs(self, conn: Writer, jobs: list[Job]) -> list[bool | Exception]:
+        """Whether each job without ``apply`` applies, or why not (its run and its request id
+        checked with the others'); True for those with one, which the caller applies."""
         bare = [job for job in jobs if job.apply is None]
         run_ids = list(dict.fromkeys(job.run_id for job in bare))
         refused = await self.check_runs(conn, run_ids) if run_ids else {}
@@ -294,7 +319,7 @@ class GroupCommitWriter:
         for job in bare:  # recorded first by a concurrent attempt: this one must not apply
             if job.request_id in taken and outcomes[id(job)] is True:
                 outcomes[id(job)] = idempotency.in_flight(job.request_id)
-        return [outcomes[id(job)] if job.apply is None else await _apply(conn, job) for job in jobs]
+        return [outcomes.get(id(job), True) for job in jobs]
 
     async def _isolate(self, items: list[Item], err: Exception) -> None:
         """After a flush of ``items`` failed with ``err``: retries them in halves (each its
@@ -339,6 +364,18 @@ class GroupCommitWriter:
             else:
                 kept.append(item)
         return kept
+
+
+async def _writes(
+    planned: settle.Writes,
+    accepted: list[Segments],
+    jobs: list[Job],
+    applied: list[bool | Exception],
+) -> settle.Writes:
+    """The flush's rows: those ``planned`` for every batch and job, unless some did not apply
+    (then planned again, for the rest)."""
+    parts = accepted + [job.segs for job, ok in zip(jobs, applied, strict=True) if ok is True]
+    return planned if len(parts) == planned.parts else await settle.Writes.planned(parts)
 
 
 def _outcome(

@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import FailedPrecondition, NotFound
 from ..models import experiments, runs
-from ..sql import Query, among, rows
+from ..sql import Query, Writer, among, rows
 from .runs import not_found, unwritable
 
 _STAGES = Query(
@@ -29,7 +28,7 @@ _STAGES = Query(
 
 
 async def refused_runs(
-    conn: AsyncConnection, run_ids: Sequence[str]
+    conn: Writer, run_ids: Sequence[str]
 ) -> dict[str, NotFound | FailedPrecondition]:
     """The runs among ``run_ids`` that may not be written, each with why: NOT_FOUND
     RUN_NOT_FOUND, FAILED_PRECONDITION RUN_DELETED or EXPERIMENT_DELETED (the run's experiment
