@@ -34,6 +34,8 @@ GHZ_VERSION = "v0.120.0"
 # The standard health service's proto (Check only), for the floor: a call that does nothing.
 HEALTH_PROTO = ("bench/protos", "grpc/health/v1/health.proto")
 SEARCH_RUNS = 1_000  # SearchRuns runs over this many runs, about half of them matching
+# What a list of runs shows (the fields a runs table has): no params or tags.
+LIST_FIELDS = ["run_id", "run_name", "status", "start_time", "latest_metrics"]
 
 
 def ghz_binary() -> str:
@@ -155,6 +157,9 @@ def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) 
                 ("GetRun (5 params, tags, metrics)", "GetRun", {"run_id": run_id}),
                 ("SearchRuns `metrics.loss < 0.5` over 1,000 runs", "SearchRuns",
                  {"experiment_ids": list(search.experiment_ids), "filter": search.filter}),
+                ("same, read_mask `run_id,run_name,status,start_time,latest_metrics`",
+                 "SearchRuns", {"experiment_ids": list(search.experiment_ids),
+                                "filter": search.filter, "read_mask": {"paths": LIST_FIELDS}}),
                 ("LogBatch 10 series x 100 points", "LogBatch", log_batch_data(run_id)),
             ]  # fmt: skip
             for concurrency in (1, 16):
@@ -163,7 +168,10 @@ def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) 
                 print(f"{label}, health Check (the transport's floor), concurrency {concurrency}:"
                       f" {figures}", flush=True)  # fmt: skip
             found = client.stub.SearchRuns(search)
-            print(f"{label}: SearchRuns matches {len(found.runs)} runs, {found.ByteSize():,} bytes")
+            search.read_mask.paths.extend(LIST_FIELDS)
+            masked = client.stub.SearchRuns(search)
+            print(f"{label}: SearchRuns matches {len(found.runs)} runs, {found.ByteSize():,} bytes"
+                  f" ({masked.ByteSize():,} with the read_mask)")  # fmt: skip
             for name, method, data in calls:
                 for concurrency in (1, 16):
                     figures = ghz(srv.address, f"trackline.v1.TrackingService.{method}", data,

@@ -226,6 +226,46 @@ class TestOrderAndPaging:
             client.calls.SearchRuns(tpb.SearchRunsRequest(page_token="garbage!"))
 
 
+class TestReadMask:
+    def test_mask_returns_only_the_named_fields(
+        self, client: TracklineClient, world: World
+    ) -> None:
+        (run,) = client.search_runs(None, "params.model.size = 'base'", fields=["run_name"])
+        assert run == pb.Run(run_name="bert")  # nothing else: no params, tags, metrics, ids
+        (run,) = client.search_runs(
+            None, "run_name = 'bert'", fields=["run_id", "status", "latest_metrics"]
+        )
+        assert run.run_id == world.runs["bert"] and run.status == pb.RUN_STATUS_FAILED
+        assert {m.key for m in run.latest_metrics} == {"loss", "val acc", "損失"}
+        assert not run.params and not run.tags and not run.run_name and not run.HasField("end_time")
+
+    def test_empty_or_star_mask_returns_everything(
+        self, client: TracklineClient, world: World
+    ) -> None:
+        whole = list(client.search_runs(None, ""))
+        assert list(client.search_runs(None, "", fields=["*"])) == whole
+        assert list(client.search_runs(None, "", fields=["run_id", "*"])) == whole
+        assert any(r.params for r in whole) and any(r.tags for r in whole)
+
+    def test_masked_search_orders_and_pages_as_the_whole(
+        self, client: TracklineClient, world: World
+    ) -> None:
+        order = ["metrics.loss ASC"]
+        whole = [r.run_id for r in client.search_runs(None, "", order_by=order)]
+        paged = client.search_runs(None, "", order_by=order, page_size=2, fields=["run_id"])
+        assert [r.run_id for r in paged] == whole
+
+    @pytest.mark.parametrize("path", ["metrics", "params.lr", "", "RUN_ID", "data"])
+    def test_unknown_field_is_refused(
+        self, client: TracklineClient, world: World, path: str
+    ) -> None:
+        with pytest.raises(InvalidArgument) as err:
+            list(client.search_runs(None, "", fields=["run_id", path]))
+        assert err.value.reason == "INVALID_READ_MASK"
+        assert "read_mask" in err.value.field_violations
+        assert "latest_metrics" in err.value.message  # names what it takes
+
+
 class TestBadFilters:
     @pytest.mark.parametrize(
         ("filter", "fragment"),

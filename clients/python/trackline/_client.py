@@ -9,6 +9,8 @@ from functools import partial
 from itertools import islice
 from typing import Any, Literal, NamedTuple
 
+from google.protobuf import field_mask_pb2
+
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
@@ -323,13 +325,16 @@ class TracklineClient:
         view_type: ViewType = "active",
         max_results: int | None = None,
         page_size: int = 0,
+        fields: Sequence[str] = (),
         timeout: float | None = None,
         metadata: Metadata = (),
     ) -> Iterator[pb.Run]:
         """Yields matching runs with their data, fetching pages as needed. No experiment ids
         means every experiment. ``filter`` example:
         ``"metrics.loss < 0.3 and (params.opt = 'adam' or tags.team LIKE 'cv%')"``;
-        a malformed one raises InvalidArgument naming the position."""
+        a malformed one raises InvalidArgument naming the position. ``fields`` names the
+        Run fields to return (the request's ``read_mask``), e.g. ``["run_id", "run_name",
+        "latest_metrics"]``; empty returns them all."""
 
         req = tpb.SearchRunsRequest(
             experiment_ids=experiment_ids or [],
@@ -337,6 +342,7 @@ class TracklineClient:
             order_by=order_by or [],
             page_size=page_size,
             view_type=_view_type(view_type),
+            read_mask=field_mask_pb2.FieldMask(paths=list(fields)),
         )
         pages = self._pages(self.calls.SearchRuns, req, "runs", timeout, metadata)
         return islice(pages, _max_results(max_results))

@@ -247,10 +247,16 @@ ENTRY_OVERHEAD = 16
 
 
 async def fill(
-    reader: Reader, run_rows: list[Any], add: AddRun = pb.Run, budget: Budget | None = None
+    reader: Reader,
+    run_rows: list[Any],
+    add: AddRun = pb.Run,
+    budget: Budget | None = None,
+    fields: frozenset[str] | None = None,
 ) -> list[pb.Run]:
     """``load``, for runs whose own rows (``COLUMNS``) the caller has read: three queries.
-    Params, tags and metrics come in key order, as clients see them.
+    Params, tags and metrics come in key order, as clients see them. With ``fields`` (names
+    of Run's fields: a read mask), only those: no query for params, tags or latest_metrics
+    left out.
 
     With a ``budget``, the runs of the longest prefix of ``run_rows`` within it. Params,
     tags and metrics are read in the runs' order, in batches, each with its stored size,
@@ -259,11 +265,18 @@ async def fill(
     messages of runs past the page were made with ``add`` all the same; the caller drops
     them (``del reply.runs[len(page):]``)."""
     found = [messages.run(add, row) for row in run_rows]
+    if fields is not None:
+        dropped = [name for name in OWN_FIELDS if name not in fields]
+        for msg in found:
+            for name in dropped:
+                msg.ClearField(name)
     used = [RUN_OVERHEAD + len(row[2].encode()) + len(row[8].encode()) for row in run_rows]
     limit = _within(used, budget, run_rows)
-    for query, put in _ENTRIES:
+    for name, query, put in _ENTRIES:
         if not limit:
             break
+        if fields is not None and name not in fields:
+            continue
         ids = [row[0] for row in run_rows[:limit]]
         prefix, upto = 0, 0  # prefix == sum(used[:upto])
         async for batch in batches(reader, query, {"ids": ids}):
@@ -306,17 +319,23 @@ def _text_size(table: Any) -> Callable[[str], Any]:
     return lambda d: octets(table.c.key, d) + octets(table.c.value, d) + ENTRY_OVERHEAD
 
 
-# What a run's message is filled from: (query, how a row is added to the message).
-_ENTRIES: tuple[tuple[Query, Callable[[pb.Run, Any], object]], ...] = (
+# What a run's message is filled from: (its field, the query, how a row is added to it).
+_ENTRIES: tuple[tuple[str, Query, Callable[[pb.Run, Any], object]], ...] = (
     (
+        "params",
         in_order_of(params, params.c.run_id, (params.c.key, params.c.value), _text_size(params)),
         lambda msg, row: msg.params.add(key=row[1], value=row[2]),
     ),
     (
+        "tags",
         in_order_of(
             run_tags, run_tags.c.run_id, (run_tags.c.key, run_tags.c.value), _text_size(run_tags)
         ),
         lambda msg, row: msg.tags.add(key=row[1], value=row[2]),
     ),
-    (latest_values.OF_RUNS, latest_values.put),
+    ("latest_metrics", latest_values.OF_RUNS, latest_values.put),
+)
+# Run's fields made from its own row (``messages.run``); the others are ``_ENTRIES``'.
+OWN_FIELDS = tuple(
+    f.name for f in pb.Run.DESCRIPTOR.fields if f.name not in {e[0] for e in _ENTRIES}
 )

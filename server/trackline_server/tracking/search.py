@@ -63,9 +63,12 @@ async def search_runs(
     page_token: str,
     view_type: int,
     page: RepeatedCompositeFieldContainer[pb.Run],
+    read_mask: Sequence[str] = (),
 ) -> str:
-    """Adds one page of matching runs to ``page`` (a reply's ``runs``) and returns the token
-    of the next page ("" at the end)."""
+    """Adds one page of matching runs to ``page`` (a reply's ``runs``), with the fields
+    ``read_mask`` names (every field when it is empty), and returns the token of the next page
+    ("" at the end)."""
+    fields = _run_fields(read_mask)
     exp_ids = _experiment_ids(experiment_ids)
     expr, keys = _parse(filter_text, order_by, RUNS)
     size = _page_size(page_size)
@@ -83,10 +86,28 @@ async def search_runs(
     async with _time_limit(reader):
         matched = await rows(reader, query, aside=True)
         budget = run_queries.Budget(limits.MAX_SEARCH_REPLY_BYTES, _MAX_SINGLE_BYTES, _too_large)
-        found = await run_queries.fill(reader, matched[:size], page.add, budget)
+        found = await run_queries.fill(reader, matched[:size], page.add, budget, fields)
         del page[len(found) :]
     more = len(found) < len(matched)
     return page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
+
+
+_RUN_FIELDS = frozenset(f.name for f in pb.Run.DESCRIPTOR.fields)
+
+
+def _run_fields(paths: Sequence[str]) -> frozenset[str] | None:
+    """The Run fields a read mask names; None for all of them (no paths, or "*")."""
+    if not paths or "*" in paths:
+        return None
+    unknown = [p for p in paths if p not in _RUN_FIELDS]
+    if unknown:
+        raise InvalidArgument(
+            "INVALID_READ_MASK",
+            f"read_mask names {shown(unknown[0])}, which is not a field of Run; use some of"
+            f' {", ".join(sorted(_RUN_FIELDS))}, or "*" for all',
+            "read_mask",
+        )
+    return frozenset(paths)
 
 
 async def search_experiments(

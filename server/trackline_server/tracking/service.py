@@ -200,6 +200,7 @@ class TrackingService:
             request.page_token,
             request.view_type,
             response.runs,
+            list(request.read_mask.paths),
         )
         return response
 

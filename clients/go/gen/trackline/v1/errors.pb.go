@@ -80,6 +80,8 @@ const (
 	ErrorReason_INVALID_ORDER_BY ErrorReason = 20
 	// INVALID_ARGUMENT. A view_type is not one of ViewType.
 	ErrorReason_INVALID_VIEW_TYPE ErrorReason = 21
+	// INVALID_ARGUMENT. A search's read_mask names a field its results do not have.
+	ErrorReason_INVALID_READ_MASK ErrorReason = 64
 	// INVALID_ARGUMENT. A search names an experiment id that is not a number.
 	ErrorReason_INVALID_EXPERIMENT_ID ErrorReason = 22
 	// INVALID_ARGUMENT. A run search names more than 10,000 experiments.
@@ -205,6 +207,7 @@ var (
 		19: "INVALID_FILTER",
 		20: "INVALID_ORDER_BY",
 		21: "INVALID_VIEW_TYPE",
+		64: "INVALID_READ_MASK",
 		22: "INVALID_EXPERIMENT_ID",
 		23: "TOO_MANY_EXPERIMENTS",
 		24: "TOO_MANY_RUNS",
@@ -271,6 +274,7 @@ var (
 		"INVALID_FILTER":            19,
 		"INVALID_ORDER_BY":          20,
 		"INVALID_VIEW_TYPE":         21,
+		"INVALID_READ_MASK":         64,
 		"INVALID_EXPERIMENT_ID":     22,
 		"TOO_MANY_EXPERIMENTS":      23,
 		"TOO_MANY_RUNS":             24,
@@ -347,8 +351,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xf1\n" +
-	"\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\x88\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vINVALID_KEY\x10\x01\x12\x11\n" +
@@ -372,7 +375,8 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\x12INVALID_PAGE_TOKEN\x10\x12\x12\x12\n" +
 	"\x0eINVALID_FILTER\x10\x13\x12\x14\n" +
 	"\x10INVALID_ORDER_BY\x10\x14\x12\x15\n" +
-	"\x11INVALID_VIEW_TYPE\x10\x15\x12\x19\n" +
+	"\x11INVALID_VIEW_TYPE\x10\x15\x12\x15\n" +
+	"\x11INVALID_READ_MASK\x10@\x12\x19\n" +
 	"\x15INVALID_EXPERIMENT_ID\x10\x16\x12\x18\n" +
 	"\x14TOO_MANY_EXPERIMENTS\x10\x17\x12\x11\n" +
 	"\rTOO_MANY_RUNS\x10\x18\x12\x11\n" +

@@ -9,6 +9,7 @@ package tracklinev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -2088,7 +2089,13 @@ type SearchRunsRequest struct {
 	// Token from a previous response of the same search; empty for the first page.
 	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Which lifecycle stages of runs to return.
-	ViewType      ViewType `protobuf:"varint,6,opt,name=view_type,json=viewType,proto3,enum=trackline.v1.ViewType" json:"view_type,omitempty"`
+	ViewType ViewType `protobuf:"varint,6,opt,name=view_type,json=viewType,proto3,enum=trackline.v1.ViewType" json:"view_type,omitempty"`
+	// The fields of each run to return (AIP-157), by their names in Run: for instance
+	// "run_id,run_name,status,start_time" for a list without params, tags and metrics, which
+	// is the bulk of a page and of its cost. Unset, empty or "*" returns every field. An
+	// unknown name is INVALID_ARGUMENT (reason INVALID_READ_MASK). The filter and order_by
+	// may use what the mask leaves out.
+	ReadMask      *fieldmaskpb.FieldMask `protobuf:"bytes,7,opt,name=read_mask,json=readMask,proto3" json:"read_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2165,6 +2172,13 @@ func (x *SearchRunsRequest) GetViewType() ViewType {
 	return ViewType_VIEW_TYPE_UNSPECIFIED
 }
 
+func (x *SearchRunsRequest) GetReadMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.ReadMask
+	}
+	return nil
+}
+
 // Response of SearchRuns.
 type SearchRunsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2224,7 +2238,7 @@ var File_trackline_v1_tracking_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\n" +
-	"\x1btrackline/v1/tracking.proto\x12\ftrackline.v1\x1a\x1ctrackline/v1/resources.proto\"\xa0\x01\n" +
+	"\x1btrackline/v1/tracking.proto\x12\ftrackline.v1\x1a google/protobuf/field_mask.proto\x1a\x1ctrackline/v1/resources.proto\"\xa0\x01\n" +
 	"\x17CreateExperimentRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11artifact_location\x18\x02 \x01(\tR\x10artifactLocation\x12%\n" +
@@ -2354,7 +2368,7 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\x1aDeleteExperimentTagRequest\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\x1d\n" +
-	"\x1bDeleteExperimentTagResponse\"\xde\x01\n" +
+	"\x1bDeleteExperimentTagResponse\"\x97\x02\n" +
 	"\x11SearchRunsRequest\x12%\n" +
 	"\x0eexperiment_ids\x18\x01 \x03(\tR\rexperimentIds\x12\x16\n" +
 	"\x06filter\x18\x02 \x01(\tR\x06filter\x12\x19\n" +
@@ -2362,7 +2376,8 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\x123\n" +
-	"\tview_type\x18\x06 \x01(\x0e2\x16.trackline.v1.ViewTypeR\bviewType\"c\n" +
+	"\tview_type\x18\x06 \x01(\x0e2\x16.trackline.v1.ViewTypeR\bviewType\x127\n" +
+	"\tread_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskR\breadMask\"c\n" +
 	"\x12SearchRunsResponse\x12%\n" +
 	"\x04runs\x18\x01 \x03(\v2\x11.trackline.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*o\n" +
@@ -2456,6 +2471,7 @@ var file_trackline_v1_tracking_proto_goTypes = []any{
 	(RunStatus)(0),                      // 43: trackline.v1.RunStatus
 	(*MetricSeries)(nil),                // 44: trackline.v1.MetricSeries
 	(*Param)(nil),                       // 45: trackline.v1.Param
+	(*fieldmaskpb.FieldMask)(nil),       // 46: google.protobuf.FieldMask
 }
 var file_trackline_v1_tracking_proto_depIdxs = []int32{
 	40, // 0: trackline.v1.CreateExperimentRequest.tags:type_name -> trackline.v1.Tag
@@ -2477,50 +2493,51 @@ var file_trackline_v1_tracking_proto_depIdxs = []int32{
 	41, // 16: trackline.v1.SearchExperimentsResponse.experiments:type_name -> trackline.v1.Experiment
 	41, // 17: trackline.v1.UpdateExperimentResponse.experiment:type_name -> trackline.v1.Experiment
 	0,  // 18: trackline.v1.SearchRunsRequest.view_type:type_name -> trackline.v1.ViewType
-	42, // 19: trackline.v1.SearchRunsResponse.runs:type_name -> trackline.v1.Run
-	1,  // 20: trackline.v1.TrackingService.CreateExperiment:input_type -> trackline.v1.CreateExperimentRequest
-	3,  // 21: trackline.v1.TrackingService.GetExperiment:input_type -> trackline.v1.GetExperimentRequest
-	5,  // 22: trackline.v1.TrackingService.GetExperimentByName:input_type -> trackline.v1.GetExperimentByNameRequest
-	7,  // 23: trackline.v1.TrackingService.CreateRun:input_type -> trackline.v1.CreateRunRequest
-	9,  // 24: trackline.v1.TrackingService.GetRun:input_type -> trackline.v1.GetRunRequest
-	11, // 25: trackline.v1.TrackingService.UpdateRun:input_type -> trackline.v1.UpdateRunRequest
-	13, // 26: trackline.v1.TrackingService.LogBatch:input_type -> trackline.v1.LogBatchRequest
-	15, // 27: trackline.v1.TrackingService.GetMetricHistory:input_type -> trackline.v1.GetMetricHistoryRequest
-	17, // 28: trackline.v1.TrackingService.GetMetricHistories:input_type -> trackline.v1.GetMetricHistoriesRequest
-	20, // 29: trackline.v1.TrackingService.DeleteExperiment:input_type -> trackline.v1.DeleteExperimentRequest
-	22, // 30: trackline.v1.TrackingService.RestoreExperiment:input_type -> trackline.v1.RestoreExperimentRequest
-	24, // 31: trackline.v1.TrackingService.DeleteRun:input_type -> trackline.v1.DeleteRunRequest
-	26, // 32: trackline.v1.TrackingService.RestoreRun:input_type -> trackline.v1.RestoreRunRequest
-	28, // 33: trackline.v1.TrackingService.DeleteRunTag:input_type -> trackline.v1.DeleteRunTagRequest
-	30, // 34: trackline.v1.TrackingService.SearchExperiments:input_type -> trackline.v1.SearchExperimentsRequest
-	32, // 35: trackline.v1.TrackingService.UpdateExperiment:input_type -> trackline.v1.UpdateExperimentRequest
-	34, // 36: trackline.v1.TrackingService.SetExperimentTag:input_type -> trackline.v1.SetExperimentTagRequest
-	36, // 37: trackline.v1.TrackingService.DeleteExperimentTag:input_type -> trackline.v1.DeleteExperimentTagRequest
-	38, // 38: trackline.v1.TrackingService.SearchRuns:input_type -> trackline.v1.SearchRunsRequest
-	2,  // 39: trackline.v1.TrackingService.CreateExperiment:output_type -> trackline.v1.CreateExperimentResponse
-	4,  // 40: trackline.v1.TrackingService.GetExperiment:output_type -> trackline.v1.GetExperimentResponse
-	6,  // 41: trackline.v1.TrackingService.GetExperimentByName:output_type -> trackline.v1.GetExperimentByNameResponse
-	8,  // 42: trackline.v1.TrackingService.CreateRun:output_type -> trackline.v1.CreateRunResponse
-	10, // 43: trackline.v1.TrackingService.GetRun:output_type -> trackline.v1.GetRunResponse
-	12, // 44: trackline.v1.TrackingService.UpdateRun:output_type -> trackline.v1.UpdateRunResponse
-	14, // 45: trackline.v1.TrackingService.LogBatch:output_type -> trackline.v1.LogBatchResponse
-	16, // 46: trackline.v1.TrackingService.GetMetricHistory:output_type -> trackline.v1.GetMetricHistoryResponse
-	19, // 47: trackline.v1.TrackingService.GetMetricHistories:output_type -> trackline.v1.GetMetricHistoriesResponse
-	21, // 48: trackline.v1.TrackingService.DeleteExperiment:output_type -> trackline.v1.DeleteExperimentResponse
-	23, // 49: trackline.v1.TrackingService.RestoreExperiment:output_type -> trackline.v1.RestoreExperimentResponse
-	25, // 50: trackline.v1.TrackingService.DeleteRun:output_type -> trackline.v1.DeleteRunResponse
-	27, // 51: trackline.v1.TrackingService.RestoreRun:output_type -> trackline.v1.RestoreRunResponse
-	29, // 52: trackline.v1.TrackingService.DeleteRunTag:output_type -> trackline.v1.DeleteRunTagResponse
-	31, // 53: trackline.v1.TrackingService.SearchExperiments:output_type -> trackline.v1.SearchExperimentsResponse
-	33, // 54: trackline.v1.TrackingService.UpdateExperiment:output_type -> trackline.v1.UpdateExperimentResponse
-	35, // 55: trackline.v1.TrackingService.SetExperimentTag:output_type -> trackline.v1.SetExperimentTagResponse
-	37, // 56: trackline.v1.TrackingService.DeleteExperimentTag:output_type -> trackline.v1.DeleteExperimentTagResponse
-	39, // 57: trackline.v1.TrackingService.SearchRuns:output_type -> trackline.v1.SearchRunsResponse
-	39, // [39:58] is the sub-list for method output_type
-	20, // [20:39] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	46, // 19: trackline.v1.SearchRunsRequest.read_mask:type_name -> google.protobuf.FieldMask
+	42, // 20: trackline.v1.SearchRunsResponse.runs:type_name -> trackline.v1.Run
+	1,  // 21: trackline.v1.TrackingService.CreateExperiment:input_type -> trackline.v1.CreateExperimentRequest
+	3,  // 22: trackline.v1.TrackingService.GetExperiment:input_type -> trackline.v1.GetExperimentRequest
+	5,  // 23: trackline.v1.TrackingService.GetExperimentByName:input_type -> trackline.v1.GetExperimentByNameRequest
+	7,  // 24: trackline.v1.TrackingService.CreateRun:input_type -> trackline.v1.CreateRunRequest
+	9,  // 25: trackline.v1.TrackingService.GetRun:input_type -> trackline.v1.GetRunRequest
+	11, // 26: trackline.v1.TrackingService.UpdateRun:input_type -> trackline.v1.UpdateRunRequest
+	13, // 27: trackline.v1.TrackingService.LogBatch:input_type -> trackline.v1.LogBatchRequest
+	15, // 28: trackline.v1.TrackingService.GetMetricHistory:input_type -> trackline.v1.GetMetricHistoryRequest
+	17, // 29: trackline.v1.TrackingService.GetMetricHistories:input_type -> trackline.v1.GetMetricHistoriesRequest
+	20, // 30: trackline.v1.TrackingService.DeleteExperiment:input_type -> trackline.v1.DeleteExperimentRequest
+	22, // 31: trackline.v1.TrackingService.RestoreExperiment:input_type -> trackline.v1.RestoreExperimentRequest
+	24, // 32: trackline.v1.TrackingService.DeleteRun:input_type -> trackline.v1.DeleteRunRequest
+	26, // 33: trackline.v1.TrackingService.RestoreRun:input_type -> trackline.v1.RestoreRunRequest
+	28, // 34: trackline.v1.TrackingService.DeleteRunTag:input_type -> trackline.v1.DeleteRunTagRequest
+	30, // 35: trackline.v1.TrackingService.SearchExperiments:input_type -> trackline.v1.SearchExperimentsRequest
+	32, // 36: trackline.v1.TrackingService.UpdateExperiment:input_type -> trackline.v1.UpdateExperimentRequest
+	34, // 37: trackline.v1.TrackingService.SetExperimentTag:input_type -> trackline.v1.SetExperimentTagRequest
+	36, // 38: trackline.v1.TrackingService.DeleteExperimentTag:input_type -> trackline.v1.DeleteExperimentTagRequest
+	38, // 39: trackline.v1.TrackingService.SearchRuns:input_type -> trackline.v1.SearchRunsRequest
+	2,  // 40: trackline.v1.TrackingService.CreateExperiment:output_type -> trackline.v1.CreateExperimentResponse
+	4,  // 41: trackline.v1.TrackingService.GetExperiment:output_type -> trackline.v1.GetExperimentResponse
+	6,  // 42: trackline.v1.TrackingService.GetExperimentByName:output_type -> trackline.v1.GetExperimentByNameResponse
+	8,  // 43: trackline.v1.TrackingService.CreateRun:output_type -> trackline.v1.CreateRunResponse
+	10, // 44: trackline.v1.TrackingService.GetRun:output_type -> trackline.v1.GetRunResponse
+	12, // 45: trackline.v1.TrackingService.UpdateRun:output_type -> trackline.v1.UpdateRunResponse
+	14, // 46: trackline.v1.TrackingService.LogBatch:output_type -> trackline.v1.LogBatchResponse
+	16, // 47: trackline.v1.TrackingService.GetMetricHistory:output_type -> trackline.v1.GetMetricHistoryResponse
+	19, // 48: trackline.v1.TrackingService.GetMetricHistories:output_type -> trackline.v1.GetMetricHistoriesResponse
+	21, // 49: trackline.v1.TrackingService.DeleteExperiment:output_type -> trackline.v1.DeleteExperimentResponse
+	23, // 50: trackline.v1.TrackingService.RestoreExperiment:output_type -> trackline.v1.RestoreExperimentResponse
+	25, // 51: trackline.v1.TrackingService.DeleteRun:output_type -> trackline.v1.DeleteRunResponse
+	27, // 52: trackline.v1.TrackingService.RestoreRun:output_type -> trackline.v1.RestoreRunResponse
+	29, // 53: trackline.v1.TrackingService.DeleteRunTag:output_type -> trackline.v1.DeleteRunTagResponse
+	31, // 54: trackline.v1.TrackingService.SearchExperiments:output_type -> trackline.v1.SearchExperimentsResponse
+	33, // 55: trackline.v1.TrackingService.UpdateExperiment:output_type -> trackline.v1.UpdateExperimentResponse
+	35, // 56: trackline.v1.TrackingService.SetExperimentTag:output_type -> trackline.v1.SetExperimentTagResponse
+	37, // 57: trackline.v1.TrackingService.DeleteExperimentTag:output_type -> trackline.v1.DeleteExperimentTagResponse
+	39, // 58: trackline.v1.TrackingService.SearchRuns:output_type -> trackline.v1.SearchRunsResponse
+	40, // [40:59] is the sub-list for method output_type
+	21, // [21:40] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_trackline_v1_tracking_proto_init() }
