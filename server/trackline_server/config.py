@@ -102,8 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--event-loop",
         choices=EVENT_LOOPS,
         default=env("TRACKLINE_EVENT_LOOP", "uvloop"),
-        help="the asyncio event loop: uvloop (the default: unary calls 10-15%% faster than on"
-        " asyncio's own, measured in bench/unary.py) or asyncio (env TRACKLINE_EVENT_LOOP)",
+        help="the asyncio event loop: uvloop (the default) or asyncio's own, to compare or"
+        " debug (env TRACKLINE_EVENT_LOOP)",
     )
 
 
