@@ -5,6 +5,7 @@ MAX_KEY_LENGTH = 500
 # character) is refused before it reaches the database.
 MAX_RUN_ID_LENGTH = 64
 MAX_NAME_LENGTH = 500
+MAX_USER_ID_LENGTH = 256  # a run's user_id (the column's width)
 MAX_PARAM_VALUE_LENGTH = 65536
 MAX_TAG_VALUE_LENGTH = 65536
 MAX_BATCH_PARAMS_AND_TAGS = 10_000

@@ -56,6 +56,8 @@ runs = Table(
     Column("lifecycle_stage", Integer, nullable=False),
     Column("parent_run_id", String(32), nullable=True),
     Column("artifact_uri", Text, nullable=False),
+    # Who started the run, as the client said ("" when it did not say; MLflow's user_id).
+    Column("user_id", String(256), nullable=False, server_default=""),
     # Run search filters by experiment and, by default, orders by start time.
     Index("ix_runs_experiment_start", "experiment_id", "start_time"),
 )

@@ -101,6 +101,19 @@ def check_experiment_name(name: str, field_name: str) -> None:
     _check_name(name, field_name, "name")
 
 
+def check_user_id(user_id: str, field_name: str = "user_id") -> None:
+    """A run's user: at most limits.MAX_USER_ID_LENGTH characters, no control characters
+    (it is shown in listings and matched by filters); empty means none was given."""
+    if len(user_id) > limits.MAX_USER_ID_LENGTH:
+        raise InvalidArgument(
+            "INVALID_NAME",
+            f"user_id is {len(user_id)} characters; at most {limits.MAX_USER_ID_LENGTH}",
+            field_name,
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in user_id):
+        raise InvalidArgument("INVALID_NAME", "user_id contains a control character", field_name)
+
+
 def check_run_name(name: str, field_name: str = "run_name") -> None:
     """A run name; empty is allowed (CreateRun then makes one up)."""
     _check_name(name, field_name, "run name")

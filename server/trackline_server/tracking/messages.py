@@ -25,7 +25,7 @@ def experiment(e: ExperimentRow) -> pb.Experiment:
 def run(add: Callable[..., pb.Run], row: Sequence[Any]) -> pb.Run:
     """The message of a run's own row (``runs.COLUMNS``), made by ``add`` (``pb.Run``, or a
     repeated field's ``add``); its params, tags and metrics are added after."""
-    run_id, experiment_id, name, status, start, end, stage, parent, artifact_uri = row
+    run_id, experiment_id, name, status, start, end, stage, parent, artifact_uri, user = row
     msg = add(
         run_id=run_id,
         experiment_id=str(experiment_id),
@@ -35,6 +35,7 @@ def run(add: Callable[..., pb.Run], row: Sequence[Any]) -> pb.Run:
         lifecycle_stage=stage,
         parent_run_id=parent or "",
         artifact_uri=artifact_uri,
+        user_id=user,
     )
     if end is not None:
         msg.end_time = end

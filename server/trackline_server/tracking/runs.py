@@ -20,7 +20,14 @@ from ..metrics import latest_values
 from ..models import experiments, params, runs
 from ..models import tags as run_tags
 from ..sql import Query, Reader, among, batches, first, in_order_of, octets, rows
-from ..validation import check_run_name, check_run_status, check_tags, check_time, findable
+from ..validation import (
+    check_run_name,
+    check_run_status,
+    check_tags,
+    check_time,
+    check_user_id,
+    findable,
+)
 from . import experiments as experiment_queries
 from . import messages
 
@@ -36,6 +43,7 @@ class RunRow:
     lifecycle_stage: int
     parent_run_id: str | None
     artifact_uri: str
+    user_id: str
 
 
 # A repeated field's ``add`` (a search builds its page in the response: building 500 runs as
@@ -47,6 +55,7 @@ AddRun = Callable[..., pb.Run]
 COLUMNS = (
     runs.c.run_id, runs.c.experiment_id, runs.c.run_name, runs.c.status, runs.c.start_time,
     runs.c.end_time, runs.c.lifecycle_stage, runs.c.parent_run_id, runs.c.artifact_uri,
+    runs.c.user_id,
 )  # fmt: skip
 _RUN_BY_ID = Query(lambda _: select(*COLUMNS).where(runs.c.run_id == bindparam("run_id")))
 _RUNS_OF = Query(lambda d: select(*COLUMNS).where(among(runs.c.run_id, "ids", d)))
@@ -71,9 +80,11 @@ async def create(
     start_time: int,
     tag_pairs: dict[str, str],
     parent_run_id: str,
+    user_id: str = "",
 ) -> str:
     """Creates a RUNNING run in a live experiment and returns its id."""
     check_run_name(run_name)
+    check_user_id(user_id)
     check_time(start_time, "start_time")
     check_tags(tag_pairs.items())
     exp = await experiment_queries.get_active(conn, exp_id)
@@ -91,6 +102,7 @@ async def create(
             lifecycle_stage=lifecycle.ACTIVE,
             parent_run_id=parent_run_id or None,
             artifact_uri=f"{exp.artifact_location}/{run_id}/artifacts",
+            user_id=user_id,
         )
     )
     await tags.insert_new(conn, run_tags, run_id, tag_pairs)

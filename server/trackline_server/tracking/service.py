@@ -147,6 +147,7 @@ class TrackingService:
                 request.start_time,
                 {t.key: t.value for t in request.tags},
                 request.parent_run_id,
+                request.user_id,
             )
             if rid:
                 await idempotency.record(conn, rid, "CreateRun", run_id)

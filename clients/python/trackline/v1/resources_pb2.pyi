@@ -90,7 +90,7 @@ class MetricSeries(_message.Message):
     def __init__(self, key: _Optional[str] = ..., steps: _Optional[_Iterable[int]] = ..., timestamps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "lifecycle_stage", "parent_run_id", "artifact_uri", "params", "tags", "latest_metrics")
+    __slots__ = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "lifecycle_stage", "parent_run_id", "artifact_uri", "params", "tags", "latest_metrics", "user_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Run(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     LATEST_METRICS_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     experiment_id: str
     run_name: str
@@ -115,4 +116,5 @@ class Run(_message.Message):
     params: _containers.RepeatedCompositeFieldContainer[Param]
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     latest_metrics: _containers.RepeatedCompositeFieldContainer[Metric]
-    def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., run_name: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., lifecycle_stage: _Optional[_Union[LifecycleStage, str]] = ..., parent_run_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., latest_metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ...) -> None: ...
+    user_id: str
+    def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., run_name: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., lifecycle_stage: _Optional[_Union[LifecycleStage, str]] = ..., parent_run_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., latest_metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., user_id: _Optional[str] = ...) -> None: ...

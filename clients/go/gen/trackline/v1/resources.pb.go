@@ -523,6 +523,9 @@ type Run struct {
 	Tags []*Tag `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty"`
 	// Latest value of each metric.
 	LatestMetrics []*Metric `protobuf:"bytes,12,rep,name=latest_metrics,json=latestMetrics,proto3" json:"latest_metrics,omitempty"`
+	// Who started the run, as its client said (the user a client runs as, or
+	// TRACKLINE_USER); empty when it did not say.
+	UserId        string `protobuf:"bytes,13,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -641,6 +644,13 @@ func (x *Run) GetLatestMetrics() []*Metric {
 	return nil
 }
 
+func (x *Run) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 var File_trackline_v1_resources_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_resources_proto_rawDesc = "" +
@@ -672,7 +682,7 @@ const file_trackline_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"timestamps\x18\x03 \x03(\x03R\n" +
 	"timestamps\x12\x16\n" +
-	"\x06values\x18\x04 \x03(\x01R\x06values\"\xf8\x03\n" +
+	"\x06values\x18\x04 \x03(\x01R\x06values\"\x91\x04\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n" +
 	"\rexperiment_id\x18\x02 \x01(\tR\fexperimentId\x12\x19\n" +
@@ -687,7 +697,8 @@ const file_trackline_v1_resources_proto_rawDesc = "" +
 	"\x06params\x18\n" +
 	" \x03(\v2\x13.trackline.v1.ParamR\x06params\x12%\n" +
 	"\x04tags\x18\v \x03(\v2\x11.trackline.v1.TagR\x04tags\x12;\n" +
-	"\x0elatest_metrics\x18\f \x03(\v2\x14.trackline.v1.MetricR\rlatestMetricsB\v\n" +
+	"\x0elatest_metrics\x18\f \x03(\v2\x14.trackline.v1.MetricR\rlatestMetrics\x12\x17\n" +
+	"\auser_id\x18\r \x01(\tR\x06userIdB\v\n" +
 	"\t_end_time*j\n" +
 	"\x0eLifecycleStage\x12\x1f\n" +
 	"\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n" +

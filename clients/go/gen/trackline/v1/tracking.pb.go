@@ -400,7 +400,9 @@ type CreateRunRequest struct {
 	// Client-chosen id, at most 128 characters; a retried request with the same id returns
 	// the run the first attempt created instead of creating a second one. Remembered for 24
 	// hours. Empty: no retry protection.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Who starts the run: at most 256 characters, no control characters. Empty: none.
+	UserId        string `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +475,13 @@ func (x *CreateRunRequest) GetParentRunId() string {
 func (x *CreateRunRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CreateRunRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
 	}
 	return ""
 }
@@ -2260,7 +2269,7 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\x1bGetExperimentByNameResponse\x128\n" +
 	"\n" +
 	"experiment\x18\x01 \x01(\v2\x18.trackline.v1.ExperimentR\n" +
-	"experiment\"\xdb\x01\n" +
+	"experiment\"\xf4\x01\n" +
 	"\x10CreateRunRequest\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x19\n" +
 	"\brun_name\x18\x02 \x01(\tR\arunName\x12\x1d\n" +
@@ -2269,7 +2278,8 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\x04tags\x18\x04 \x03(\v2\x11.trackline.v1.TagR\x04tags\x12\"\n" +
 	"\rparent_run_id\x18\x05 \x01(\tR\vparentRunId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"8\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\"8\n" +
 	"\x11CreateRunResponse\x12#\n" +
 	"\x03run\x18\x01 \x01(\v2\x11.trackline.v1.RunR\x03run\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
