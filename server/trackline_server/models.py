@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -80,6 +82,45 @@ tags = Table(
     Column("key", String(500), primary_key=True),
     Column("value", Text, nullable=False),
     Index("ix_tags_key", "key", "run_id"),
+)
+
+# Datasets (MLflow's log_input): one row per (experiment, name, digest); a run's inputs name
+# them with a context ("training", "eval", ...; "" for none) and tags of their own. Search
+# matches runs by an input's dataset name or digest, or by its context.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", String(32), primary_key=True),
+    Column("experiment_id", ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source_type", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text, nullable=True),  # JSON, as the client gave it
+    Column("profile", Text, nullable=True),  # JSON, as the client gave it
+    UniqueConstraint("experiment_id", "name", "digest"),
+    Index("ix_datasets_name", "name"),
+    Index("ix_datasets_digest", "digest"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("dataset_id", ForeignKey("datasets.dataset_id"), primary_key=True),
+    Column("context", String(500), nullable=False, server_default=""),
+    Index("ix_run_inputs_dataset", "dataset_id", "run_id"),
+    Index("ix_run_inputs_context", "context", "run_id"),
+)
+
+run_input_tags = Table(
+    "run_input_tags",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("dataset_id", String(32), primary_key=True),
+    Column("key", String(500), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(["run_id", "dataset_id"], ["run_inputs.run_id", "run_inputs.dataset_id"]),
 )
 
 # value is NULL exactly when the latest value is NaN (SQLite cannot store NaN).
