@@ -15,6 +15,7 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 
+from ._context import current_user
 from ._transport import (
     DEFAULT_RETRY_SECONDS,
     DEFAULT_TIMEOUT,
@@ -262,9 +263,12 @@ class TracklineClient:
         start_time: int = 0,
         tags: Mapping[str, str] | None = None,
         parent_run_id: str = "",
+        user_id: str | None = None,
         timeout: float | None = None,
         metadata: Metadata = (),
     ) -> pb.Run:
+        """Creates a RUNNING run. ``user_id`` defaults to ``TRACKLINE_USER``, else the user
+        this process runs as; "" records none."""
         req = tpb.CreateRunRequest(
             experiment_id=experiment_id,
             run_name=run_name,
@@ -272,6 +276,7 @@ class TracklineClient:
             tags=[pb.Tag(key=k, value=v) for k, v in (tags or {}).items()],
             parent_run_id=parent_run_id,
             request_id=uuid.uuid4().hex,
+            user_id=current_user() if user_id is None else user_id,
         )
         return self.calls.CreateRun(req, timeout=timeout, metadata=metadata).run
 

@@ -7,14 +7,16 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, overload
 
 import grpc
 
 from trackline.v1 import resources_pb2 as pb
 
 from ._client import TracklineClient
+from ._context import system_tags
 from ._exceptions import FailedPrecondition, NotFound
+from ._frames import runs_frame
 from ._sender import MetricSender
 from ._uri import resolve_uri
 
@@ -78,7 +80,12 @@ def start_run(
     """Starts (or resumes, by ``run_id`` or TRACKLINE_RUN_ID) a run for the block; the run ends
     FINISHED, or FAILED when the block raises. ``nested`` makes it a child of the active run.
     Resuming a deleted run, or a run of a deleted experiment, raises ``FailedPrecondition``
-    (reason RUN_DELETED or EXPERIMENT_DELETED) before anything is logged or changed."""
+    (reason RUN_DELETED or EXPERIMENT_DELETED) before anything is logged or changed.
+
+    A new run records its user (``TRACKLINE_USER``, else the OS user) and system tags: the
+    source (``trackline.source.name``, ``.type``, ``.entry_point``) and, inside a git work
+    tree, ``trackline.source.git.commit``, ``.branch``, ``.dirty`` and ``.repo_url``; ``tags``
+    given here win over them."""
     if _runs and not nested:
         raise RuntimeError(f"run {_runs[-1]} is active; end it or pass nested=True")
     resume = run_id or (None if _runs else os.environ.get("TRACKLINE_RUN_ID"))
@@ -89,7 +96,10 @@ def start_run(
         if not _experiment_id and os.environ.get("TRACKLINE_EXPERIMENT"):
             exp = set_experiment(os.environ["TRACKLINE_EXPERIMENT"]).experiment_id
         run = client().create_run(
-            exp, run_name=run_name, tags=tags, parent_run_id=_runs[-1] if _runs else ""
+            exp,
+            run_name=run_name,
+            tags={**system_tags(), **(tags or {})},
+            parent_run_id=_runs[-1] if _runs else "",
         )
     _runs.append(run.run_id)
     try:
@@ -217,6 +227,7 @@ def set_tags(tags: Mapping[str, Any]) -> None:
     client().log_batch(_run(), tags=tags)
 
 
+@overload
 def search_runs(
     filter: str = "",
     *,
@@ -224,11 +235,39 @@ def search_runs(
     experiment_names: list[str] | None = None,
     order_by: list[str] | None = None,
     max_results: int | None = 1000,
-) -> list[pb.Run]:
+    output_format: Literal["list"] = "list",
+) -> list[pb.Run]: ...
+
+
+@overload
+def search_runs(
+    filter: str = "",
+    *,
+    experiment_ids: list[str] | None = None,
+    experiment_names: list[str] | None = None,
+    order_by: list[str] | None = None,
+    max_results: int | None = 1000,
+    output_format: Literal["pandas"],
+) -> Any: ...
+
+
+def search_runs(
+    filter: str = "",
+    *,
+    experiment_ids: list[str] | None = None,
+    experiment_names: list[str] | None = None,
+    order_by: list[str] | None = None,
+    max_results: int | None = 1000,
+    output_format: Literal["list", "pandas"] = "list",
+) -> list[pb.Run] | Any:
     """Runs matching ``filter`` in the given experiments (by id or name); with neither, in the
-    current experiment, or every experiment when none was set."""
+    current experiment, or every experiment when none was set. ``output_format="pandas"``
+    returns a ``pandas.DataFrame`` shaped as MLflow's (``runs_frame``)."""
+    if output_format not in ("list", "pandas"):
+        raise ValueError(f"output_format must be 'list' or 'pandas', not {output_format!r}")
     ids = list(experiment_ids or [])
     ids += [client().get_experiment_by_name(n).experiment_id for n in experiment_names or []]
     if not ids and _experiment_id is not None:
         ids = [_experiment_id]
-    return list(client().search_runs(ids, filter, order_by=order_by, max_results=max_results))
+    found = list(client().search_runs(ids, filter, order_by=order_by, max_results=max_results))
+    return runs_frame(found) if output_format == "pandas" else found
