@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from trackline.v1 import ingest_pb2, tracking_pb2
 
 from . import limits
@@ -30,12 +29,16 @@ from .metrics.writer import GroupCommitWriter
 from .store_watch import StoreWatch, open_store
 from .tracking import experiments, writable
 from .tracking.service import TrackingService
+from .transport import reflection
 from .transport.grpc_server import add_service
+from .transport.health import ServiceHealth
 
 TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
 INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
-# Health answers for the server as a whole ("") and for each service by name.
 SERVICES = (TRACKING.full_name, INGEST.full_name)
+# Health answers for the server as a whole ("") and for each service it serves, by name; the
+# store's health is that of the server and of the services over the store (SERVICES).
+SERVED = (*SERVICES, health.SERVICE_NAME, *reflection.SERVICE_NAMES)
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Running:
     writer: GroupCommitWriter
     compactor: Compactor
     ingest: IngestService
-    health: health.aio.HealthServicer
+    health: ServiceHealth
     watch: StoreWatch
     port: int
 
@@ -116,15 +119,13 @@ async def build(settings: Settings) -> Running:
         server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db
     )
     add_service(server, ingest, INGEST, db)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for service in ("", *SERVICES):
+    for service in ("", *SERVED):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     watch = StoreWatch(db, health_servicer, ("", *SERVICES))
     watch.start()
-    reflection.enable_server_reflection(
-        [*SERVICES, reflection.SERVICE_NAME, health.SERVICE_NAME], server
-    )
+    reflection.add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     await server.start()
     return Running(server, db, writer, compactor, ingest, health_servicer, watch, port)
 
