@@ -157,7 +157,7 @@ class Parser:
         op = self.operator()
         if op not in target.ops:
             raise self.error(
-                f"{op} is not supported for {target.plural}; "
+                f"{op} is not supported for {target.plural}{self._alias_note(start, ident)}; "
                 f"expected one of {', '.join(target.ops)}",
                 op_token,
             )
@@ -244,6 +244,14 @@ class Parser:
             + " or ".join(schema.hints()),
             token,
         )
+
+    def _alias_note(self, token: Token, ident: Identifier) -> str:
+        """' (tags.mlflow.user stands for attributes.`user_id`)' when ``token`` wrote a key
+        alias, else ''."""
+        kind = self.schema.kind(token.prefix) if token.kind == "IDENT" else None
+        if kind is None or (ident.kind, ident.key) == (kind.name, token.value):
+            return ""
+        return f" ({kind.plural}.{clip(str(token.value))} stands for {identifier_text(ident)})"
 
     def _identifier_hint(self) -> str:
         return f"{', '.join(self.schema.hints())} or one of {self.schema.attribute_list()}"
