@@ -235,7 +235,7 @@ class Parser:
         if other is None:
             raise self.error(
                 f"unknown prefix '{clip(token.prefix)}.'; expected "
-                + ", ".join(schema.hints()[:-1] + schema.related_hints() + schema.hints()[-1:])
+                + ", ".join(schema.prefix_hints())
                 + f" or one of {schema.attribute_list()}",
                 token,
             )

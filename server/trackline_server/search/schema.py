@@ -352,9 +352,14 @@ class EntitySchema:
         """How to write each sort of identifier: 'metrics.<key>', ..., 'attributes.<name>'."""
         return [kind.hint for kind in self.kinds] + [f"{ATTRIBUTE}s.<name>"]
 
-    def related_hints(self) -> list[str]:
-        """How to write the fields of related rows: 'datasets.name, datasets.digest'."""
-        return [related.hint for related in self.related]
+    def prefix_hints(self) -> list[str]:
+        """Like ``hints``, with the fields of related rows before the attributes: 'tags.<key>',
+        'datasets.name, datasets.digest, datasets.context', 'attributes.<name>'."""
+        return (
+            [kind.hint for kind in self.kinds]
+            + [r.hint for r in self.related]
+            + [f"{ATTRIBUTE}s.<name>"]
+        )
 
     def attribute_list(self) -> str:
         """The canonical attribute names, for 'expected one of ...'."""
