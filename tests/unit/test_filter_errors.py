@@ -100,7 +100,7 @@ ERRORS: list[tuple[str, int, str]] = [
     ("status IN ('RUNNING', 'x')", 22, "unknown status 'x'"),
     ("status = 1", 9, "expected a status string after '=' but found '1'"),
     ("status = running", 9, "quote it: 'running'"),
-    ("status LIKE 'R%'", 7, "LIKE is not supported for status"),
+    ("status < 'R'", 7, "< is not supported for status"),
     ("status IS NULL", 7, "IS NULL is not supported for status"),
     ("experiment_id > 3", 14, "> is not supported for experiment_id"),
     ("experiment_id = 1.5", 16, "experiment_id values are non-negative integers"),

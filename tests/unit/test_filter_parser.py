@@ -52,7 +52,7 @@ EXAMPLES: list[tuple[str, Expr]] = [
     ),
     (
         "attributes.run_id IN ('a1b2', \"c3d4\") and tags.`mlflow.source.name` != 'x'",
-        AND(a("run_id", "IN", ["a1b2", "c3d4"]), t("mlflow.source.name", "!=", "x")),
+        AND(a("run_id", "IN", ["a1b2", "c3d4"]), t("trackline.source.name", "!=", "x")),
     ),
     (
         "params.lr NOT IN ('0.1', '0.01') or tags.owner IS NOT NULL",
@@ -201,7 +201,7 @@ class TestIdentifiers:
     @pytest.mark.parametrize(
         ("text", "key"),
         [
-            ("tags.mlflow.runName = 'x'", "mlflow.runName"),
+            ("tags.mlflow.note.content = 'x'", "mlflow.note.content"),
             ("tags.val/loss = 'x'", "val/loss"),
             ("tags.a-b:c_d.9 = 'x'", "a-b:c_d.9"),
             ("tags.`val loss` = 'x'", "val loss"),

@@ -50,6 +50,8 @@ strings = st.one_of(
 numbers: st.SearchStrategy[Scalar] = st.one_of(
     st.integers(-(10**18), 10**18), st.floats(allow_nan=True, allow_infinity=True)
 )
+# A tag key that is an alias (tags.mlflow.runName) names something else: no tree holds it.
+tag_keys = keys.filter(lambda key: RUNS.key_target(RUNS.kind_named("tag"), key)[:2] == ("tag", key))
 integers: st.SearchStrategy[Scalar] = st.integers(-(10**15), 10**15)
 statuses = st.sampled_from(["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"])
 experiment_ids = st.integers(0, 10**6).map(str)
@@ -58,7 +60,7 @@ experiment_ids = st.integers(0, 10**6).map(str)
 RUN_TARGETS: list[tuple[IdentKind, st.SearchStrategy[str], tuple[Op, ...], Any]] = [
     ("metric", keys, NUMBER_OPS, numbers),
     ("param", keys, STRING_OPS, strings),
-    ("tag", keys, STRING_OPS, strings),
+    ("tag", tag_keys, STRING_OPS, strings),
     ("attribute", st.just("run_id"), STRING_ATTR_OPS, strings),
     ("attribute", st.just("run_name"), STRING_ATTR_OPS, strings),
     ("attribute", st.just("artifact_uri"), STRING_ATTR_OPS, strings),
@@ -215,7 +217,9 @@ class VariedRenderer:
     def identifier(self, ident: Identifier) -> str:
         prefix = self.word(self.rnd.choice(self.PREFIXES[ident.kind]))
         if not prefix:
-            return self.word(ident.key)
+            return self.rnd.choice([self.word(ident.key), f"`{self.word(ident.key)}`"])
+        if self.rnd.random() < 0.3:
+            prefix = f"`{prefix}`"
         if re.fullmatch(r"[A-Za-z0-9_.\-/:]+", ident.key) and self.rnd.random() < 0.5:
             return f"{prefix}.{ident.key}"
         quote = self.rnd.choice(['"', "`"])

@@ -1,7 +1,8 @@
 """The search filter language, below every domain: text to a checked tree to SQL.
 
 A domain describes each searchable entity once as an ``EntitySchema`` (its attributes with
-their value types, its kinds of keyed values, its default order); ``parse_filter`` and
+their value types, its kinds of keyed values, its related rows and key aliases, its default
+order); ``parse_filter`` and
 ``parse_order_by`` check text against it, ``filter_clause`` and ``apply_order`` compile the
 result to SQLAlchemy over the tables it names. Nothing here knows any particular entity.
 """
@@ -21,7 +22,16 @@ from .ast import (
 from .compiler import apply_order, filter_clause
 from .lexer import FilterError
 from .parser import parse_filter, parse_order_by
-from .schema import Attribute, EntitySchema, Examples, KeyKind
+from .schema import (
+    Attribute,
+    EntitySchema,
+    Examples,
+    FieldOf,
+    KeyAlias,
+    KeyKind,
+    Related,
+    RelatedField,
+)
 from .values import DecimalId, Enum, Int64, Number, Text, ValueType
 
 __all__ = [
@@ -33,15 +43,19 @@ __all__ = [
     "Enum",
     "Examples",
     "Expr",
+    "FieldOf",
     "FilterError",
     "IdentKind",
     "Identifier",
     "Int64",
+    "KeyAlias",
     "KeyKind",
     "Number",
     "Op",
     "Or",
     "OrderKey",
+    "Related",
+    "RelatedField",
     "Scalar",
     "Text",
     "ValueType",

@@ -3,8 +3,9 @@
 Comparisons of keyed values (metrics, params, tags) become ``id IN (SELECT owner FROM <table>
 WHERE key = ... AND value <op> ...)`` semi-joins: the database can drive them from the
 (key, value) index and an entity lacking the key never matches (MLflow's rule), except under
-``IS NULL``. A Number column stores NaN as NULL, so comparisons follow IEEE 754: NaN equals
-nothing and differs from everything.
+``IS NULL``. Comparisons of related rows' fields become ``id IN (SELECT owner FROM <source>
+WHERE field <op> ...)`` alike: some related row satisfies them. A Number column stores NaN as
+NULL, so comparisons follow IEEE 754: NaN equals nothing and differs from everything.
 
 Every filter the parser admits (1,000 comparisons, 64 levels of parentheses) compiles to SQL
 that each backend can parse and plan quickly; see ``filter_clause``.
@@ -20,8 +21,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, false, or_, select, true
 
 from .ast import And, Comparison, Expr, Identifier, OrderKey, Scalar
-from .schema import ATTRIBUTE, Attribute, EntitySchema, KeyKind
-from .values import DecimalId, Enum, Number
+from .schema import ATTRIBUTE, Attribute, EntitySchema, KeyKind, RelatedField
+from .values import PATTERN_OPS, DecimalId, Enum, Number
 
 _LIKE_ESCAPE = "\\"
 
@@ -106,6 +107,13 @@ def _comparison(schema: EntitySchema, c: Comparison) -> ColumnElement[bool]:
     ident = c.ident
     if ident.kind == ATTRIBUTE:
         return _attribute(schema.attribute_named(ident.key), c)
+    related = schema.related_named(ident.kind)
+    if related is not None:
+        related_field = related.field_named(ident.key)
+        rows = select(related.owner).select_from(related.source)
+        return schema.id_column.in_(
+            rows.where(_typed_value(related_field, related_field.column, c))
+        )
     kind = schema.kind_named(ident.kind)
     table = kind.table
     owner = table.c[kind.owner]
@@ -127,7 +135,7 @@ def _attribute(attribute: Attribute, c: Comparison) -> ColumnElement[bool]:
 
 
 def _typed_value(
-    target: Attribute | KeyKind, column: ColumnElement[Any], c: Comparison
+    target: Attribute | KeyKind | RelatedField, column: ColumnElement[Any], c: Comparison
 ) -> ColumnElement[bool]:
     """A comparison other than IS [NOT] NULL of the values of ``target`` held in ``column``."""
     value_type = target.value_type
@@ -135,10 +143,21 @@ def _typed_value(
         return _number_value(column, c)
     if isinstance(value_type, DecimalId):
         return _decimal_id(value_type, column, c)
+    if isinstance(value_type, Enum) and c.op in PATTERN_OPS:
+        return _enum_pattern(value_type, column, c)
     if isinstance(value_type, Enum):
         stored = _map(c.value, value_type.stored)
         return _value(column, Comparison(c.ident, c.op, stored, c.position))
     return _value(column, c)
+
+
+def _enum_pattern(enum: Enum, column: ColumnElement[Any], c: Comparison) -> ColumnElement[bool]:
+    """A LIKE-family comparison of an enum's names, as membership in the members it matches
+    (NOT LIKE: in the others)."""
+    matched = enum.matching(str(c.value), ignore_case="ILIKE" in c.op)
+    if c.op.startswith("NOT"):
+        return column.not_in(matched) if matched else true()
+    return column.in_(matched) if matched else false()
 
 
 def _decimal_id(

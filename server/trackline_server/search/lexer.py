@@ -1,7 +1,8 @@
 """The tokens of the search filter language, and the one error every malformed filter raises.
 
 The lexer knows the language's lexemes only (keywords, operators, literals, ``prefix.key``
-identifiers); which prefixes and attributes exist is the entity schema's business.
+identifiers, whose prefix may be backticked as MLflow allows, as in `metrics`.loss); which
+prefixes and attributes exist is the entity schema's business.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ class FilterError(Exception):
 
 
 TokenKind = Literal[
-    "IDENT",  # prefix.key; value is the key, prefix the word before the dot
+    "IDENT",  # prefix.key; value is the key, prefix the word (or `word`) before the dot
     "WORD",  # a bare word that is not a keyword, e.g. an attribute name
     "KEYWORD",  # AND OR IN NOT IS NULL LIKE ILIKE ASC DESC; value is upper case
     "NUMBER",  # value is an int or a float
     "STRING",  # '...' or "..."; value is the unescaped content
-    "BACKTICK",  # `...` without a prefix; only ever reported as an error
+    "BACKTICK",  # `...` not followed by a dot: an attribute name such as `Run Name`
     "OP",  # = != < <= > >=; value is normalised (== -> =, <> -> !=)
     "LPAREN",
     "RPAREN",
@@ -139,6 +140,8 @@ def _next_token(text: str, pos: int) -> Token:
         return Token("STRING", text[pos : pos + length], pos, value)
     if char == "`":
         value, length = _read_quoted_key(text, pos)
+        if text[pos + length : pos + length + 1] == ".":
+            return _read_identifier(text, pos, value, length)
         return Token("BACKTICK", text[pos : pos + length], pos, value)
     for op_text in (text[pos : pos + 2], char):
         if op_text in _OPERATORS:
@@ -149,7 +152,7 @@ def _next_token(text: str, pos: int) -> Token:
     if word is None:
         raise FilterError(f"unexpected character {char!r}", pos, text)
     if word.end() < len(text) and text[word.end()] == ".":
-        return _read_identifier(text, pos, word.group())
+        return _read_identifier(text, pos, word.group(), len(word.group()))
     upper = word.group().upper()
     if upper in KEYWORDS:
         return Token("KEYWORD", word.group(), pos, upper)
@@ -158,17 +161,21 @@ def _next_token(text: str, pos: int) -> Token:
     return Token("WORD", word.group(), pos, word.group())
 
 
-def _read_identifier(text: str, pos: int, prefix: str) -> Token:
-    """Reads ``prefix.key`` where the key is unquoted, `backticked` or "double-quoted"."""
-    key_pos = pos + len(prefix) + 1
+def _read_identifier(text: str, pos: int, prefix: str, prefix_length: int) -> Token:
+    """Reads ``prefix.key`` where the key is unquoted, `backticked` or "double-quoted";
+    ``prefix_length`` is the length of the prefix's source text (longer than ``prefix`` when
+    it is backticked)."""
+    key_pos = pos + prefix_length + 1
     if key_pos < len(text) and text[key_pos] in '`"':
         key, length = _read_quoted_key(text, key_pos)
         key_end = key_pos + length
     else:
         match = _UNQUOTED_KEY.match(text, key_pos)
         if match is None:
+            written = text[pos : key_pos - 1]
             raise FilterError(
-                f"expected a key after '{prefix}.', e.g. {prefix}.loss or {prefix}.`my key`",
+                f"expected a key after '{clip(written)}.', e.g. {clip(written)}.loss or "
+                f"{clip(written)}.`my key`",
                 key_pos,
                 text,
             )

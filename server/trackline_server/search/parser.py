@@ -12,10 +12,11 @@ The grammar (keywords are case-insensitive)::
     op         := = | == | != | <> | < | <= | > | >= | [NOT] LIKE | [NOT] ILIKE
     order_item := identifier [ASC | DESC]
 
-Identifiers are ``prefix.key`` or a bare attribute name, resolved against the entity schema
-given; every comparison is checked against what its identifier names (allowed operators,
-value type) while parsing, so a returned tree is valid for that entity. Any malformed input
-raises ``FilterError`` and nothing else.
+Identifiers are ``prefix.key`` (the prefix may be backticked) or a bare attribute name (which
+may be backticked: ```Run Name```), resolved against the entity schema given, key aliases
+included (``tags.mlflow.runName`` is the attribute run_name); every comparison is checked
+against what its identifier names (allowed operators, value type) while parsing, so a returned
+tree is valid for that entity. Any malformed input raises ``FilterError`` and nothing else.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from ..limits import (
 )
 from .ast import And, Comparison, Expr, Identifier, Op, Or, OrderKey, Scalar, identifier_text
 from .lexer import FilterError, Token, TokenKind, clip, found, tokenize
-from .schema import ATTRIBUTE, EntitySchema, Target
-from .values import ValueMismatch
+from .schema import ATTRIBUTE, EntitySchema, FieldOf, Target
+from .values import PATTERN_OPS, Enum, ValueMismatch
 
 _OPS: dict[str, Op] = {op: op for op in get_args(Op)}
 _OP_LIST = "=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN, IS NULL"
@@ -156,7 +157,7 @@ class Parser:
         op = self.operator()
         if op not in target.ops:
             raise self.error(
-                f"{op} is not supported for {target.plural}; "
+                f"{op} is not supported for {target.plural}{self._alias_note(start, ident)}; "
                 f"expected one of {', '.join(target.ops)}",
                 op_token,
             )
@@ -166,7 +167,7 @@ class Parser:
         elif op in ("IN", "NOT IN"):
             value = self.value_list(target)
         else:
-            value = self.value(target)
+            value = self.value(target, pattern=op in PATTERN_OPS)
         return Comparison(ident, op, value, start.position)
 
     def identifier(self) -> tuple[Identifier, Target]:
@@ -186,6 +187,10 @@ class Parser:
                 )
             return Identifier(ATTRIBUTE, attribute.name, token.position), attribute
         if token.kind == "BACKTICK":
+            attribute = self.schema.attribute(str(token.value))
+            if attribute is not None:
+                self.advance()
+                return Identifier(ATTRIBUTE, attribute.name, token.position), attribute
             raise self.error(
                 f"a quoted key needs a prefix, e.g. {examples.key_prefix}.{clip(token.text)}; "
                 f"expected {self._identifier_hint()}"
@@ -215,12 +220,22 @@ class Parser:
             return Identifier(ATTRIBUTE, attribute.name, token.position), attribute
         kind = schema.kind(token.prefix)
         if kind is not None:
-            return Identifier(kind.name, key, token.position), kind
+            ident_kind, ident_key, target = schema.key_target(kind, key)
+            return Identifier(ident_kind, ident_key, token.position), target
+        related = schema.related_rows(token.prefix)
+        if related is not None:
+            field = related.field(key)
+            if field is None:
+                raise self.error(
+                    f"unknown field '{clip(key)}' of {related.plural}; expected {related.hint}",
+                    token,
+                )
+            return Identifier(related.name, field.field.name, token.position), field
         other = schema.other_kind(token.prefix)
         if other is None:
             raise self.error(
                 f"unknown prefix '{clip(token.prefix)}.'; expected "
-                + ", ".join(schema.hints())
+                + ", ".join(schema.prefix_hints())
                 + f" or one of {schema.attribute_list()}",
                 token,
             )
@@ -229,6 +244,14 @@ class Parser:
             + " or ".join(schema.hints()),
             token,
         )
+
+    def _alias_note(self, token: Token, ident: Identifier) -> str:
+        """' (tags.mlflow.user stands for attributes.`user_id`)' when ``token`` wrote a key
+        alias, else ''."""
+        kind = self.schema.kind(token.prefix) if token.kind == "IDENT" else None
+        if kind is None or (ident.kind, ident.key) == (kind.name, token.value):
+            return ""
+        return f" ({kind.plural}.{clip(str(token.value))} stands for {identifier_text(ident)})"
 
     def _identifier_hint(self) -> str:
         return f"{', '.join(self.schema.hints())} or one of {self.schema.attribute_list()}"
@@ -280,10 +303,18 @@ class Parser:
         self.advance()
         return tuple(values)
 
-    def value(self, target: Target) -> Scalar:
-        """value := string | number, checked against the value type of ``target``."""
+    def value(self, target: Target, pattern: bool = False) -> Scalar:
+        """value := string | number, checked against the value type of ``target``; a LIKE
+        ``pattern`` over an enum's names is any string."""
         token = self.token
         value_type = target.value_type
+        if pattern and isinstance(value_type, Enum):
+            try:
+                value = value_type.parse_pattern(token)
+            except ValueMismatch as mismatch:
+                raise self.expected(mismatch.expected) from None
+            self.advance()
+            return value
         what = value_type.description
         if token.kind == "KEYWORD" and token.value == "NULL":
             raise self.expected(what, "use IS NULL or IS NOT NULL to test for a missing value")
@@ -302,7 +333,14 @@ class Parser:
 
     def order_item(self) -> OrderKey:
         """order_item := identifier [ASC | DESC] EOF"""
-        ident, _ = self.identifier()
+        start = self.token
+        ident, target = self.identifier()
+        if isinstance(target, FieldOf):
+            raise self.error(
+                f"cannot sort on {target.noun}: a {self.schema.name} may have many "
+                f"{target.related.plural}",
+                start,
+            )
         descending = False
         if self.at_keyword("ASC", "DESC"):
             descending = self.advance().value == "DESC"

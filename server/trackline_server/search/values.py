@@ -9,6 +9,7 @@ The compiler reads the stored representation from here too (``Enum.stored``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
@@ -21,6 +22,7 @@ TEXT_OPS: tuple[Op, ...] = (
     "=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE", "IN", "NOT IN",
 )  # fmt: skip
 EQUALITY_OPS: tuple[Op, ...] = ("=", "!=", "IN", "NOT IN")
+PATTERN_OPS: tuple[Op, ...] = ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE")
 NULL_OPS: tuple[Op, ...] = ("IS NULL", "IS NOT NULL")
 
 # The range of a 64-bit integer column (BIGINT on both backends).
@@ -107,13 +109,15 @@ class Enum:
 
     ``members`` maps each upper-case name to what the column stores for it, in the order
     messages list them; ``noun`` (taking the article ``article``) names one in messages. The
-    tree holds the upper-case name, the compiler compares ``stored(name)``.
+    tree holds the upper-case name, the compiler compares ``stored(name)``. With ``patterns``
+    the names also match LIKE patterns as strings (MLflow compares a run's status as a
+    string): the tree holds the pattern as written, the compiler the members it matches.
     """
 
     noun: str
     members: Mapping[str, Scalar]
     article: str = "a"
-    ops: ClassVar[tuple[Op, ...]] = EQUALITY_OPS
+    patterns: bool = False
     strings_only: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -122,6 +126,13 @@ class Enum:
         lower = [name for name in self.members if name != name.upper()]
         if lower:
             raise ValueError(f"{self.noun} names must be upper case, not {', '.join(lower)}")
+
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        """Equality and lists; LIKE and ILIKE too with ``patterns``."""
+        if self.patterns:
+            return ("=", "!=", *PATTERN_OPS, "IN", "NOT IN")
+        return EQUALITY_OPS
 
     @property
     def description(self) -> str:
@@ -139,9 +150,22 @@ class Enum:
             )
         return name
 
+    def parse_pattern(self, token: Token) -> Scalar:
+        """The LIKE pattern of a STRING token, as written (it may match no member)."""
+        if token.kind != "STRING":
+            raise ValueMismatch(expected=f"a pattern string to match {self.noun} names against")
+        return token.value
+
     def stored(self, name: Scalar) -> Scalar:
         """What the column stores for the member ``name`` (a name the tree holds)."""
         return self.members[str(name)]
+
+    def matching(self, pattern: str, ignore_case: bool) -> list[Scalar]:
+        """What the column stores for the members whose names match the LIKE ``pattern``
+        (``%`` any run of characters, ``_`` one, ``\\`` escapes the next), as SQL's LIKE
+        (or ILIKE with ``ignore_case``) would match them."""
+        regex = like_regex(pattern, ignore_case)
+        return [stored for name, stored in self.members.items() if regex.fullmatch(name)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +198,19 @@ class DecimalId:
 
 
 ValueType: TypeAlias = Number | Int64 | Text | Enum | DecimalId
+
+
+def like_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    """A regular expression that fully matches what the LIKE ``pattern`` matches, with
+    backslash as its escape character (a trailing backslash stands for itself)."""
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        i += 1
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
