@@ -21,10 +21,10 @@ from trackline_server import migrate
 from trackline_server.database import Database
 from trackline_server.metrics import summary
 from trackline_server.models import metric_chunks
-from trackline_server.tracking import experiments, runs
 
 from tests.support.databases import fresh_postgres_database
 from tests.support.histories import Point, is_sorted, log, stream, view
+from tests.support.old_schemas import add_experiment_and_run
 from tests.support.points import Series
 from tests.support.servers import ServerProcess, start_server
 
@@ -221,8 +221,7 @@ def test_upgrade_from_0002_reads_old_chunks_beside_summarised_ones(
     store_at_0002: str, tmp_path: Path
 ) -> None:
     async def add_run(conn: AsyncConnection) -> str:
-        exp_id = await experiments.create(conn, "old", "", {}, "/artifacts")
-        return await runs.create(conn, exp_id, "r", 0, {}, "")
+        return await add_experiment_and_run(conn, "old", run_tags={})
 
     run_id = on_store(store_at_0002, add_run)
     rng = random.Random(5)

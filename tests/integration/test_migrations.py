@@ -7,7 +7,6 @@ import array
 import asyncio
 import math
 import shutil
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,8 +22,8 @@ from trackline import TracklineClient
 from trackline_server import migrate
 from trackline_server.database import Database
 from trackline_server.models import metadata
-from trackline_server.tracking import experiments
 
+from tests.support.old_schemas import add_experiment_and_run
 from tests.support.servers import start_server
 
 T = TypeVar("T")
@@ -119,24 +118,6 @@ def run_alembic(url: str, fn: Callable[[Any], None]) -> None:
         await conn.run_sync(in_sync)
 
     write(url, go)
-
-
-async def add_experiment_and_run(conn: AsyncConnection) -> str:
-    """An experiment with a tag and a run with a tag, written in the columns every revision
-    has (the run in plain SQL: today's ``runs.create`` writes columns later revisions add)."""
-    exp_id = await experiments.create(conn, "before", "", {"team": "cv"}, "/artifacts")
-    run_id = uuid.uuid4().hex
-    await conn.execute(
-        text(
-            "INSERT INTO runs (run_id, experiment_id, run_name, status, start_time,"
-            " lifecycle_stage, artifact_uri) VALUES (:r, :e, 'r1', 1, 1000, 1, '/artifacts/r')"
-        ),
-        {"r": run_id, "e": exp_id},
-    )
-    await conn.execute(
-        text("INSERT INTO tags (run_id, key, value) VALUES (:r, 't', 'v')"), {"r": run_id}
-    )
-    return run_id
 
 
 def test_upgrade_creates_the_models_schema(database_url: str) -> None:
