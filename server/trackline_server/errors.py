@@ -79,7 +79,8 @@ class ManyProblems(InvalidArgument):
     def __init__(self, problems: list[InvalidArgument], count: int) -> None:
         first = problems[0]
         listed = len(_fitting(problems))
-        where = f"{first.field}: " if first.field else ""
+        named = not first.field or first.message.startswith(first.field)
+        where = "" if named else f"{first.field}: "
         more = count - 1
         said = (
             "each listed as a field violation"

@@ -52,9 +52,6 @@ class Problems:
         self.kept: list[InvalidArgument] = []
         self.count = 0
 
-    def __bool__(self) -> bool:
-        return self.count > 0
-
     @property
     def room(self) -> int:
         """How many more problems would be kept (beyond that, ``add`` only counts)."""

@@ -110,19 +110,23 @@ def _checked(block: Columns, now_ms: int, fields: Fields, found: Problems) -> Se
     conversion once there are none."""
     n = len(block.lengths)
     if len(block.keys) != n:
-        found.add(InvalidArgument(
-            "COLUMN_LENGTH_MISMATCH",
-            f"{fields.prefix} has {n} lengths and {len(block.keys)} keys; there must be one key"
-            " per series",
-            fields.column("keys"),
-        ))  # fmt: skip
+        found.add(
+            InvalidArgument(
+                "COLUMN_LENGTH_MISMATCH",
+                f"{fields.prefix} has {n} lengths and {len(block.keys)} keys; there must be one key"
+                " per series",
+                fields.column("keys"),
+            )
+        )
     if n == 0:
         if len(block.values) or len(block.steps) or len(block.ranks) or len(block.run_index):
-            found.add(InvalidArgument(
-                "COLUMN_LENGTH_MISMATCH",
-                f"{fields.prefix} has points but no series",
-                fields.column("lengths"),
-            ))  # fmt: skip
+            found.add(
+                InvalidArgument(
+                    "COLUMN_LENGTH_MISMATCH",
+                    f"{fields.prefix} has points but no series",
+                    fields.column("lengths"),
+                )
+            )
         return empty()
     lengths = np.asarray(block.lengths, dtype=np.int64)
     if lengths.min() < 1:
@@ -135,12 +139,14 @@ def _checked(block: Columns, now_ms: int, fields: Fields, found: Problems) -> Se
     if len(block.timestamps) not in (0, total):
         _mismatched(fields, "timestamps", len(block.timestamps), total, found)
     if len(block.ranks) not in (0, n):
-        found.add(InvalidArgument(
-            "COLUMN_LENGTH_MISMATCH",
-            f"{fields.column('ranks')} has {len(block.ranks)} entries for {n} series (give one"
-            " per series, or none)",
-            fields.column("ranks"),
-        ))  # fmt: skip
+        found.add(
+            InvalidArgument(
+                "COLUMN_LENGTH_MISMATCH",
+                f"{fields.column('ranks')} has {len(block.ranks)} entries for {n} series (give one"
+                " per series, or none)",
+                fields.column("ranks"),
+            )
+        )
     keys = list(block.keys)
     distinct_keys = set(keys)
     bad_keys: set[str] = set()
@@ -174,11 +180,13 @@ def _checked(block: Columns, now_ms: int, fields: Fields, found: Problems) -> Se
 
 
 def _mismatched(fields: Fields, name: str, got: int, total: int, found: Problems) -> None:
-    found.add(InvalidArgument(
-        "COLUMN_LENGTH_MISMATCH",
-        f"{fields.column(name)} has {got} entries but the lengths add up to {total}",
-        fields.column(name),
-    ))  # fmt: skip
+    found.add(
+        InvalidArgument(
+            "COLUMN_LENGTH_MISMATCH",
+            f"{fields.column(name)} has {got} entries but the lengths add up to {total}",
+            fields.column(name),
+        )
+    )
 
 
 def _empty_series(lengths: Ints, fields: Fields, found: Problems) -> None:
@@ -186,11 +194,13 @@ def _empty_series(lengths: Ints, fields: Fields, found: Problems) -> None:
     empties = np.flatnonzero(lengths < 1)
     room = found.room
     for i in empties[:room].tolist():
-        found.add(InvalidArgument(
-            "EMPTY_SERIES",
-            f"{fields.entry('lengths', i)} is 0; a series needs at least one point",
-            fields.entry("lengths", i),
-        ))  # fmt: skip
+        found.add(
+            InvalidArgument(
+                "EMPTY_SERIES",
+                f"{fields.entry('lengths', i)} is 0; a series needs at least one point",
+                fields.entry("lengths", i),
+            )
+        )
     found.add_unlisted(max(0, len(empties) - room))
 
 
@@ -202,27 +212,33 @@ def _run_ids(block: Columns, n: int, fields: Fields, found: Problems) -> list[st
         try:
             validation.check_run_id(run_id, fields.column("run_ids"))
         except NotFound:  # ends the checks, unless problems were found before it
-            found.check(validation.check_run_id, run_id,
-                        fields.entry("run_ids", runs.index(run_id)))  # fmt: skip
+            found.check(
+                validation.check_run_id, run_id, fields.entry("run_ids", runs.index(run_id))
+            )
     if len(block.run_index):
         if len(block.run_index) != n:
-            found.add(InvalidArgument(
-                "COLUMN_LENGTH_MISMATCH",
-                f"{fields.column('run_index')} has {len(block.run_index)} entries for {n} series",
-                fields.column("run_index"),
-            ))  # fmt: skip
+            found.add(
+                InvalidArgument(
+                    "COLUMN_LENGTH_MISMATCH",
+                    f"{fields.column('run_index')} has {len(block.run_index)} entries for {n}"
+                    " series",
+                    fields.column("run_index"),
+                )
+            )
             return []
         index = list(block.run_index)
         if max(index) >= len(runs):
             outside = [i for i, r in enumerate(index) if r >= len(runs)]
             room = found.room
             for i in outside[:room]:
-                found.add(InvalidArgument(
-                    "INVALID_RUN_INDEX",
-                    f"{fields.entry('run_index', i)} is {index[i]}, but"
-                    f" {fields.column('run_ids')} has {len(runs)} entries",
-                    fields.entry("run_index", i),
-                ))  # fmt: skip
+                found.add(
+                    InvalidArgument(
+                        "INVALID_RUN_INDEX",
+                        f"{fields.entry('run_index', i)} is {index[i]}, but"
+                        f" {fields.column('run_ids')} has {len(runs)} entries",
+                        fields.entry("run_index", i),
+                    )
+                )
             found.add_unlisted(max(0, len(outside) - room))
             return []
         return list(map(runs.__getitem__, index))
@@ -230,12 +246,14 @@ def _run_ids(block: Columns, n: int, fields: Fields, found: Problems) -> list[st
         return runs
     if len(runs) == 1:
         return [runs[0]] * n
-    found.add(InvalidArgument(
-        "COLUMN_LENGTH_MISMATCH",
-        f"{fields.column('run_ids')} has {len(runs)} entries for {n} series: give one per"
-        " series, a single one for all, or each run once with run_index",
-        fields.column("run_ids"),
-    ))  # fmt: skip
+    found.add(
+        InvalidArgument(
+            "COLUMN_LENGTH_MISMATCH",
+            f"{fields.column('run_ids')} has {len(runs)} entries for {n} series: give one per"
+            " series, a single one for all, or each run once with run_index",
+            fields.column("run_ids"),
+        )
+    )
     return []
 
 
@@ -324,8 +342,9 @@ def from_metric_series(
             stamps.add_array(_column(ts, n, now_ms))
             values.add_array(np.array(vals, dtype=np.float64))
     if lengths:
-        columns = _MetricColumns([run_id], keys, lengths, steps.array(), stamps.array(),
-                                 values.array())  # fmt: skip
+        columns = _MetricColumns(
+            [run_id], keys, lengths, steps.array(), stamps.array(), values.array()
+        )
         segs = decode(columns, now_ms, _MetricsFields(metrics), found)
     else:
         segs = empty()
