@@ -24,6 +24,14 @@ DOMAIN = "trackline.dev"
 MAX_MESSAGE_CHARS = 1024
 # Longest rendering of a caller's value inside a message (``shown``).
 MAX_SHOWN_CHARS = 80
+# A status lists at most this many field violations, and only as many as fit in
+# MAX_VIOLATION_BYTES (UTF-8 of their fields and descriptions): grpc's C core refuses trailers
+# past 8 KiB at random (its soft limit, ``grpc.max_metadata_size``), and the message rides in
+# them twice (grpc-message and the status details).
+MAX_FIELD_VIOLATIONS = 100
+MAX_VIOLATION_BYTES = 5000
+# Longest description of one field violation among several.
+MAX_LISTED_DESCRIPTION_CHARS = 200
 
 log = logging.getLogger("trackline.errors")
 
@@ -40,6 +48,11 @@ class TracklineError(Exception):
         self.message = message
         self.field = field
 
+    def violations(self) -> list[tuple[str, str]]:
+        """The (field, description) pairs of the BadRequest the caller gets: this error's own
+        field, if it names one."""
+        return [] if self.field is None else [(self.field, self.message)]
+
 
 class NotFound(TracklineError):
     code = code_pb2.NOT_FOUND
@@ -54,6 +67,47 @@ class AlreadyExists(TracklineError):
 class InvalidArgument(TracklineError):
     code = code_pb2.INVALID_ARGUMENT
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ManyProblems(InvalidArgument):
+    """Several problems of one request (``validation.Problems`` gathers them), sent as one
+    INVALID_ARGUMENT: the first problem's reason and field, a message naming the first
+    problem and how many there are, and a field violation per problem, as many as the status
+    has room for (MAX_FIELD_VIOLATIONS, MAX_VIOLATION_BYTES). ``problems`` holds those kept,
+    ``count`` how many were found in all."""
+
+    def __init__(self, problems: list[InvalidArgument], count: int) -> None:
+        first = problems[0]
+        listed = len(_fitting(problems))
+        named = not first.field or first.message.startswith(first.field)
+        where = "" if named else f"{first.field}: "
+        more = count - 1
+        said = (
+            "each listed as a field violation"
+            if listed == count
+            else f"{count} in all, the first {listed} listed as field violations"
+        )
+        message = f"{where}{first.message} (and {more} more problem{'s' * (more > 1)}: {said})"
+        super().__init__(first.reason, message, first.field)
+        self.problems = problems
+        self.count = count
+
+    def violations(self) -> list[tuple[str, str]]:
+        return _fitting(self.problems)
+
+
+def _fitting(problems: list[InvalidArgument]) -> list[tuple[str, str]]:
+    """The field violations of ``problems`` that fit in a status, in order."""
+    out: list[tuple[str, str]] = []
+    size = 0
+    for problem in problems[:MAX_FIELD_VIOLATIONS]:
+        for field, description in problem.violations():
+            description = _clip(description, MAX_LISTED_DESCRIPTION_CHARS)
+            size += len(field.encode()) + len(description.encode()) + 8  # protobuf framing
+            if size > MAX_VIOLATION_BYTES:
+                return out
+            out.append((field, description))
+    return out
 
 
 class FailedPrecondition(TracklineError):
@@ -282,8 +336,8 @@ def grpc_status(err: TracklineError) -> grpc.Status:
     return rpc_status.to_status(to_status(err))
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+def _clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def to_status(err: TracklineError) -> status_pb2.Status:
@@ -292,14 +346,16 @@ def to_status(err: TracklineError) -> status_pb2.Status:
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
     details.append(info)
-    if err.field is not None:
+    violations = err.violations()
+    if violations:
         bad = any_pb2.Any()
         bad.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=_clip(err.field), description=_clip(err.message)
+                        field=_clip(field), description=_clip(description)
                     )
+                    for field, description in violations
                 ]
             )
         )

@@ -3,6 +3,12 @@ statuses, against the limits in limits.py. Each check raises the domain error th
 (errors.py); none touches the database, so a value that passed can reach SQL on either
 backend without failing the statement.
 
+A request with several problems hears of all of them (``Problems``): each check still raises
+its own InvalidArgument, and the code that checks a whole request gathers them into one
+``ManyProblems``. Checks over many items (``check_tags``, ``check_params``) first run as
+plain loops, and go back over the items to gather only once one of them failed, so a valid
+request costs what it did.
+
 PostgreSQL cannot store a NUL character in text, and a lookup that binds one fails the whole
 statement there; so stored text refuses NUL (INVALID_ARGUMENT), and an id or name holding NUL
 is simply not found (``findable``).
@@ -11,12 +17,20 @@ is simply not found (``findable``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Collection
+from typing import ParamSpec
 
 from trackline.v1 import resources_pb2 as pb
 
 from . import limits
-from .errors import InvalidArgument, NotFound, shown
+from .errors import (
+    MAX_FIELD_VIOLATIONS,
+    InvalidArgument,
+    ManyProblems,
+    NotFound,
+    TracklineError,
+    shown,
+)
 
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 _ASCII_DIGITS = re.compile("[0-9]+")
@@ -24,6 +38,58 @@ _ASCII_DIGITS = re.compile("[0-9]+")
 # have a larger id, on either backend (ids come from the column's own sequence).
 MAX_EXPERIMENT_ID = 2**31 - 1
 _RUN_STATUSES = frozenset(pb.RunStatus.values())
+_P = ParamSpec("_P")
+
+
+class Problems:
+    """The InvalidArgument problems of one request, gathered in the order its checks run and
+    raised together by ``raise_if_any``: one problem as it is, several as ``ManyProblems``.
+    The first MAX_FIELD_VIOLATIONS are kept; the rest are only counted."""
+
+    __slots__ = ("count", "kept")
+
+    def __init__(self) -> None:
+        self.kept: list[InvalidArgument] = []
+        self.count = 0
+
+    @property
+    def room(self) -> int:
+        """How many more problems would be kept (beyond that, ``add`` only counts)."""
+        return MAX_FIELD_VIOLATIONS - len(self.kept)
+
+    def add(self, err: InvalidArgument) -> None:
+        """Gathers ``err``; a ManyProblems is gathered as the problems it holds."""
+        if isinstance(err, ManyProblems):
+            for problem in err.problems:
+                self.add(problem)
+            self.count += err.count - len(err.problems)
+            return
+        self.count += 1
+        if len(self.kept) < MAX_FIELD_VIOLATIONS:
+            self.kept.append(err)
+
+    def add_unlisted(self, count: int) -> None:
+        """Counts ``count`` further problems found without building their errors (there is
+        no room left to list them)."""
+        self.count += count
+
+    def check(self, check: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> None:
+        """Runs ``check``, gathering the InvalidArgument it raises. Any other refusal (such as
+        NOT_FOUND for a run id no run can have) ends the checking: the problems gathered
+        before it are raised instead, as the first failed check would have been alone."""
+        try:
+            check(*args, **kwargs)
+        except InvalidArgument as err:
+            self.add(err)
+        except TracklineError:
+            self.raise_if_any()
+            raise
+
+    def raise_if_any(self) -> None:
+        if self.count == 1:
+            raise self.kept[0]
+        if self.count:
+            raise ManyProblems(self.kept, self.count)
 
 
 def findable(text: str) -> bool:
@@ -72,18 +138,42 @@ def check_value(value: str, field_name: str, limit: int, what: str = "value") ->
         )
 
 
-def check_tags(pairs: Iterable[tuple[str, str]], field_name: str = "tags") -> None:
+def check_tags(
+    pairs: Collection[tuple[str, str]], field_name: str = "tags", problems: Problems | None = None
+) -> None:
     """Run or experiment tags, whatever call carries them; fields are ``tags[i].key``/``.value``
-    in the order given."""
-    for i, (key, value) in enumerate(pairs):
-        check_key(key, f"{field_name}[{i}].key")
-        check_value(value, f"{field_name}[{i}].value", limits.MAX_TAG_VALUE_LENGTH, "tag value")
+    in the order given. Every bad key and value is reported: into ``problems`` when given,
+    else raised together."""
+    _check_pairs(pairs, field_name, limits.MAX_TAG_VALUE_LENGTH, "tag value", problems)
 
 
-def check_params(pairs: Iterable[tuple[str, str]], field_name: str = "params") -> None:
-    for i, (key, value) in enumerate(pairs):
-        check_key(key, f"{field_name}[{i}].key")
-        check_value(value, f"{field_name}[{i}].value", limits.MAX_PARAM_VALUE_LENGTH, "param value")
+def check_params(
+    pairs: Collection[tuple[str, str]],
+    field_name: str = "params",
+    problems: Problems | None = None,
+) -> None:
+    """LogBatch's params, as ``check_tags`` checks tags."""
+    _check_pairs(pairs, field_name, limits.MAX_PARAM_VALUE_LENGTH, "param value", problems)
+
+
+def _check_pairs(
+    pairs: Collection[tuple[str, str]],
+    field_name: str,
+    limit: int,
+    what: str,
+    problems: Problems | None,
+) -> None:
+    try:
+        for i, (key, value) in enumerate(pairs):
+            check_key(key, f"{field_name}[{i}].key")
+            check_value(value, f"{field_name}[{i}].value", limit, what)
+    except InvalidArgument:  # the error path: go over them all, gathering
+        found = Problems() if problems is None else problems
+        for i, (key, value) in enumerate(pairs):
+            found.check(check_key, key, f"{field_name}[{i}].key")
+            found.check(check_value, value, f"{field_name}[{i}].value", limit, what)
+        if problems is None:
+            found.raise_if_any()
 
 
 def check_batch_points(total: int, field_name: str) -> None:

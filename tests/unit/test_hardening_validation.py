@@ -1,5 +1,6 @@
 """Issue 9 (errors): the one mapping of failures, fed with real driver errors, and the checks
-of validation.py at their edges."""
+of validation.py at their edges. Issue 12: a request's problems gathered into one refusal
+(validation.Problems), bounded, and read back by the client."""
 
 from __future__ import annotations
 
@@ -14,17 +15,25 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from trackline import InvalidArgument as ClientInvalidArgument
+from trackline import _status
+from trackline._exceptions import from_rpc_error
+from trackline.v1 import ingest_pb2 as ipb
+from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
-from trackline_server import page_tokens, validation
+from trackline_server import errors, page_tokens, validation
 from trackline_server.errors import (
     InvalidArgument,
+    ManyProblems,
     NotFound,
     TracklineError,
     from_exception,
     shown,
 )
+from trackline_server.metrics import blocks
 from trackline_server.tracking.service import TrackingService
 from trackline_server.transport import unit_of_work, writes
 from trackline_server.transport.grpc_server import method_handlers, method_name
@@ -261,3 +270,167 @@ def test_malformed_page_tokens_are_invalid(body: bytes) -> None:
 def test_shown_clips_long_values() -> None:
     assert len(shown("r" * 10_000)) <= 80
     assert shown("abc") == "'abc'"
+
+
+# Issue 12: every problem of a request, in one refusal
+
+
+def test_one_gathered_problem_is_raised_as_it_is() -> None:
+    problems = validation.Problems()
+    problems.check(validation.check_key, "k", "key")
+    problems.raise_if_any()  # nothing found
+    problems.check(validation.check_key, "", "key")
+    with pytest.raises(InvalidArgument) as info:
+        problems.raise_if_any()
+    assert type(info.value) is InvalidArgument
+    assert (info.value.reason, info.value.message) == ("INVALID_KEY", "key must not be empty")
+
+
+def test_several_problems_are_raised_together_first_on_top() -> None:
+    problems = validation.Problems()
+    problems.check(validation.check_run_name, "n" * 501)
+    problems.check(validation.check_time, -1, "start_time")
+    validation.check_tags([("", "v"), ("ok", "v"), ("k", "\x00")], problems=problems)
+    with pytest.raises(ManyProblems) as info:
+        problems.raise_if_any()
+    err = info.value
+    assert (err.reason, err.field, err.count) == ("INVALID_NAME", "run_name", 4)
+    assert [f for f, _ in err.violations()] == ["run_name", "start_time", "tags[0].key",
+                                                "tags[2].value"]  # fmt: skip
+    assert err.message == (
+        "run_name: run name is longer than 500 characters (and 3 more problems: each listed as"
+        " a field violation)"
+    )
+
+
+def test_tag_checks_without_a_collector_raise_every_problem() -> None:
+    with pytest.raises(ManyProblems) as info:
+        validation.check_tags([("", "v" * 65_537), ("k\n", "v")])
+    assert [f for f, _ in info.value.violations()] == ["tags[0].key", "tags[0].value",
+                                                       "tags[1].key"]  # fmt: skip
+
+
+def test_a_refusal_of_another_code_ends_the_checks() -> None:
+    """NOT_FOUND cannot share a status with INVALID_ARGUMENT: the problems found before it
+    are raised instead; found first, it is raised alone."""
+    problems = validation.Problems()
+    with pytest.raises(NotFound):
+        problems.check(validation.check_run_id, "", "run_id")
+    problems.check(validation.check_key, "", "key")
+    with pytest.raises(InvalidArgument) as info:
+        problems.check(validation.check_run_id, "", "run_id")
+    assert info.value.reason == "INVALID_KEY"
+
+
+def test_problems_are_bounded_and_counted() -> None:
+    problems = validation.Problems()
+    for i in range(250):
+        problems.check(validation.check_key, "", f"metrics[{i}].key")
+    problems.add_unlisted(50)
+    with pytest.raises(ManyProblems) as info:
+        problems.raise_if_any()
+    err = info.value
+    assert (len(err.problems), err.count) == (100, 300)
+    assert "(and 299 more problems: 300 in all, the first 100 listed" in err.message
+    status = errors.to_status(err)
+    bad = error_details_pb2.BadRequest()
+    assert status.details[1].Unpack(bad)
+    assert [v.field for v in bad.field_violations] == [f"metrics[{i}].key" for i in range(100)]
+    nested = validation.Problems()  # a ManyProblems gathered again keeps its count
+    nested.add(err)
+    assert (len(nested.kept), nested.count) == (100, 300)
+
+
+def test_field_violations_stay_within_the_trailers_budget() -> None:
+    long_ones = [InvalidArgument("INVALID_KEY", "λ" * 900, f"keys[{i}]") for i in range(100)]
+    err = ManyProblems(long_ones, 100)
+    listed = err.violations()
+    size = sum(len(f.encode()) + len(d.encode()) for f, d in listed)
+    assert size <= errors.MAX_VIOLATION_BYTES and 0 < len(listed) < 100
+    assert all(len(d) <= errors.MAX_LISTED_DESCRIPTION_CHARS for _, d in listed)
+    assert f"100 in all, the first {len(listed)} listed" in err.message
+
+
+def test_a_block_with_several_bad_series_reports_each() -> None:
+    block = ipb.SeriesBlock(
+        run_ids=["r"], keys=["a", "", "b\n", ""], lengths=[1, 0, 1, 1], values=[1.0, 2.0],
+        steps=[1], run_index=[0, 0, 0, 3],
+    )  # fmt: skip
+    with pytest.raises(ManyProblems) as info:
+        blocks.decode(block, 0)
+    assert info.value.reason == "EMPTY_SERIES"
+    assert [f for f, _ in info.value.violations()] == [
+        "block.lengths[1]", "block.values", "block.steps", "block.keys[1]", "block.keys[2]",
+        "block.keys[3]", "block.run_index[3]",
+    ]  # fmt: skip
+
+
+def test_log_batch_metrics_report_each_bad_series() -> None:
+    metrics = [
+        pb.MetricSeries(key="a", values=[1.0], timestamps=[1, 2]),
+        pb.MetricSeries(key="", values=[]),
+        pb.MetricSeries(key="", values=[3.0] * 100, steps=[1]),
+    ]
+    problems = validation.Problems()
+    segs = blocks.from_metric_series(metrics, "r", 0, problems)
+    assert segs.points == 0
+    with pytest.raises(ManyProblems) as info:
+        problems.raise_if_any()
+    assert [f for f, _ in info.value.violations()] == [
+        "metrics[0].timestamps", "metrics[1].key", "metrics[2].steps", "metrics[2].key",
+    ]  # fmt: skip
+
+
+def test_a_valid_log_batch_is_converted_as_before() -> None:
+    metrics = [pb.MetricSeries(key=f"k{i}", values=[float(i)] * (1 + i % 70)) for i in range(50)]
+    problems = validation.Problems()
+    segs = blocks.from_metric_series(metrics, "r", 7, problems)
+    problems.raise_if_any()
+    assert segs.points == sum(1 + i % 70 for i in range(50))
+
+
+def test_the_client_gets_every_violation() -> None:
+    """Several violations reach the exception in order (``violations``); ``field_violations``
+    maps each field to its description, a repeated field's joined."""
+    err = ManyProblems(
+        [
+            InvalidArgument("INVALID_KEY", "key must not be empty", "params[0].key"),
+            InvalidArgument("VALUE_TOO_LONG", "too long", "params[0].value"),
+            InvalidArgument("INVALID_RUN_INDEX", "outside", "block.run_index"),
+            InvalidArgument("INVALID_RUN_INDEX", "outside too", "block.run_index"),
+        ],
+        4,
+    )
+    status = errors.grpc_status(err)
+    rich = _status.parse(status.trailing_metadata)
+    assert rich.violations == [
+        ("params[0].key", "key must not be empty"),
+        ("params[0].value", "too long"),
+        ("block.run_index", "outside"),
+        ("block.run_index", "outside too"),
+    ]
+    assert rich.field_violations == {
+        "params[0].key": "key must not be empty",
+        "params[0].value": "too long",
+        "block.run_index": "outside; outside too",
+    }
+    got = from_rpc_error(_FailedCall(status.code, status.details, status.trailing_metadata))
+    assert isinstance(got, ClientInvalidArgument) and got.reason == "INVALID_KEY"
+    assert got.violations == rich.violations and got.field_violations == rich.field_violations
+    assert got.message == err.message
+    plain = ClientInvalidArgument("m", grpc.StatusCode.INVALID_ARGUMENT, "R", {"f": "d"})
+    assert plain.violations == [("f", "d")]  # made by hand, as before: the list follows
+
+
+class _FailedCall(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str, trailers: Any) -> None:
+        self._code, self._details, self._trailers = code, details, trailers
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailers

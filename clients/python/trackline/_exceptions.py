@@ -16,9 +16,13 @@ from . import _status
 
 class TracklineError(Exception):
     """A failed call. ``reason`` is the server's UPPER_SNAKE ErrorInfo reason ("" if none);
-    ``field_violations`` maps request field paths to what is wrong with them; ``retry_delay``
-    is how many seconds the server asked the caller to wait before trying again (None when it
-    did not say: then waiting does not help)."""
+    ``field_violations`` maps request field paths to what is wrong with them (a request with
+    several problems names each; the descriptions of a field named twice are joined by "; "),
+    and ``violations`` lists the same as (field, description) pairs in the server's order, the
+    first being the problem ``reason`` and ``message`` name. The server lists at most 100,
+    and its message says how many it found. ``retry_delay`` is how many seconds the server
+    asked the caller to wait before trying again (None when it did not say: then waiting does
+    not help)."""
 
     def __init__(
         self,
@@ -28,12 +32,18 @@ class TracklineError(Exception):
         field_violations: dict[str, str] | None = None,
         *,
         retry_delay: float | None = None,
+        violations: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(f"{reason or code.name}: {message}")
         self.message = message
         self.code = code
         self.reason = reason
-        self.field_violations = field_violations or {}
+        self.violations = (
+            list(violations) if violations is not None else list((field_violations or {}).items())
+        )
+        self.field_violations = (
+            field_violations if field_violations is not None else _status.by_field(self.violations)
+        )
         self.retry_delay = retry_delay
 
 
@@ -140,5 +150,10 @@ def from_rpc_error(err: grpc.RpcError) -> TracklineError:
     message: str = err.details() or ""  # type: ignore[attr-defined]
     rich = _status.parse(err.trailing_metadata())  # type: ignore[attr-defined]
     return exception_class(code)(
-        message, code, rich.reason, rich.field_violations, retry_delay=rich.retry_delay
+        message,
+        code,
+        rich.reason,
+        rich.field_violations,
+        retry_delay=rich.retry_delay,
+        violations=rich.violations,
     )

@@ -100,13 +100,26 @@ _Status, _ErrorInfo, _BadRequest, _RetryInfo = _build()
 
 @dataclass
 class RichStatus:
-    """What a server said beyond the status code. ``retry_delay`` is how many seconds the server
-    asks the caller to wait before trying again (RetryInfo), None when it asked nothing."""
+    """What a server said beyond the status code. ``violations`` are BadRequest's field
+    violations in the server's order, as (field, description) pairs (a request with several
+    problems gets one per problem); ``field_violations`` maps each field to its description,
+    the descriptions of a field named more than once joined by "; ". ``retry_delay`` is how
+    many seconds the server asks the caller to wait before trying again (RetryInfo), None when
+    it asked nothing."""
 
     reason: str = ""
     domain: str = ""
     field_violations: dict[str, str] = field(default_factory=dict)
     retry_delay: float | None = None
+    violations: list[tuple[str, str]] = field(default_factory=list)
+
+
+def by_field(violations: list[tuple[str, str]]) -> dict[str, str]:
+    """Field -> description, the descriptions of a repeated field joined by "; "."""
+    out: dict[str, str] = {}
+    for name, description in violations:
+        out[name] = f"{out[name]}; {description}" if name in out else description
+    return out
 
 
 def parse(trailing_metadata: Any) -> RichStatus:
@@ -125,12 +138,11 @@ def parse(trailing_metadata: Any) -> RichStatus:
                     out.reason, out.domain = info.reason, info.domain
                 elif detail.type_url == _BAD_REQUEST_URL:
                     bad = _BadRequest.FromString(detail.value)
-                    out.field_violations.update(
-                        {v.field: v.description for v in bad.field_violations}
-                    )
+                    out.violations.extend((v.field, v.description) for v in bad.field_violations)
                 elif detail.type_url == _RETRY_INFO_URL:
                     delay = _RetryInfo.FromString(detail.value).retry_delay
                     out.retry_delay = max(0.0, delay.seconds + delay.nanos / 1e9)
         except DecodeError:  # a malformed trailer from a foreign server; keep the plain status
             return RichStatus()
+    out.field_violations = by_field(out.violations)
     return out

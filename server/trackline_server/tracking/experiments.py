@@ -15,6 +15,7 @@ from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from ..models import experiment_tags, experiments
 from ..sql import Query, Reader, among, first, rows
 from ..validation import (
+    Problems,
     check_artifact_location,
     check_experiment_name,
     check_key,
@@ -81,9 +82,11 @@ async def create(
 ) -> int:
     """Creates the experiment and returns its id; an empty ``artifact_location`` means
     ``<artifact_root>/<id>``. A taken name is ALREADY_EXISTS."""
-    check_experiment_name(name, "name")
-    check_artifact_location(artifact_location)
-    check_tags(tag_pairs.items())
+    problems = Problems()  # every problem of the request, in one refusal
+    problems.check(check_experiment_name, name, "name")
+    problems.check(check_artifact_location, artifact_location)
+    check_tags(tag_pairs.items(), problems=problems)
+    problems.raise_if_any()
     if await conn.scalar(select(experiments.c.experiment_id).where(experiments.c.name == name)):
         raise _taken(name, "name")
     ts = now_ms()
@@ -174,8 +177,10 @@ async def rename(conn: AsyncConnection, exp_id: int, new_name: str) -> None:
 
 
 async def set_tag(conn: AsyncConnection, exp_id: int, key: str, value: str) -> None:
-    check_key(key, "key")
-    check_value(value, "value", limits.MAX_TAG_VALUE_LENGTH, "tag value")
+    problems = Problems()
+    problems.check(check_key, key, "key")
+    problems.check(check_value, value, "value", limits.MAX_TAG_VALUE_LENGTH, "tag value")
+    problems.raise_if_any()
     await get_active(conn, exp_id)
     await tags.upsert(conn, experiment_tags, exp_id, [(key, value)])
     await _touch(conn, exp_id)

@@ -21,6 +21,7 @@ from ..models import experiments, params, runs
 from ..models import tags as run_tags
 from ..sql import Query, Reader, among, batches, first, in_order_of, octets, rows
 from ..validation import (
+    Problems,
     check_run_name,
     check_run_status,
     check_tags,
@@ -83,10 +84,12 @@ async def create(
     user_id: str = "",
 ) -> str:
     """Creates a RUNNING run in a live experiment and returns its id."""
-    check_run_name(run_name)
-    check_user_id(user_id)
-    check_time(start_time, "start_time")
-    check_tags(tag_pairs.items())
+    problems = Problems()  # every problem of the request, in one refusal
+    problems.check(check_run_name, run_name)
+    problems.check(check_user_id, user_id)
+    problems.check(check_time, start_time, "start_time")
+    check_tags(tag_pairs.items(), problems=problems)
+    problems.raise_if_any()
     exp = await experiment_queries.get_active(conn, exp_id)
     if parent_run_id:
         await get_row(conn, parent_run_id, field_name="parent_run_id")
@@ -159,11 +162,13 @@ async def update_run(
     """Sets what is given (status 0: unchanged). A deleted run (or a run of a deleted
     experiment) is FAILED_PRECONDITION: restore it before resuming or ending it. An end_time
     before the start_time is accepted, as MLflow does; the run shows a negative duration."""
-    check_run_status(status)
+    problems = Problems()
+    problems.check(check_run_status, status)
     if end_time is not None:
-        check_time(end_time, "end_time")
+        problems.check(check_time, end_time, "end_time")
     if run_name is not None:
-        check_run_name(run_name)
+        problems.check(check_run_name, run_name)
+    problems.raise_if_any()
     await get_active(conn, run_id)
     values: dict[str, object] = {}
     if status:

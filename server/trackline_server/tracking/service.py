@@ -214,18 +214,20 @@ class TrackingService:
         run_id, rid = request.run_id, request.request_id
         if not validation.findable(run_id):
             raise runs.not_found(run_id)
-        points = blocks.from_metric_series(request.metrics, run_id, now_ms())
-        validation.check_request_id(rid)
         if len(request.params) + len(request.tags) > limits.MAX_BATCH_PARAMS_AND_TAGS:
             raise InvalidArgument(
                 "BATCH_TOO_LARGE",
                 f"more than {limits.MAX_BATCH_PARAMS_AND_TAGS} params and tags in one batch",
                 "params",
             )
+        problems = validation.Problems()  # every problem of the batch, in one refusal
+        points = blocks.from_metric_series(request.metrics, run_id, now_ms(), problems)
+        problems.check(validation.check_request_id, rid)
         param_pairs = [(p.key, p.value) for p in request.params]
         tag_pairs = [(t.key, t.value) for t in request.tags]
-        validation.check_params(param_pairs)
-        validation.check_tags(tag_pairs)
+        validation.check_params(param_pairs, problems=problems)
+        validation.check_tags(tag_pairs, problems=problems)
+        problems.raise_if_any()
 
         async def apply(conn: AsyncConnection) -> bool:
             await runs.get_active(conn, run_id)
@@ -280,8 +282,10 @@ class TrackingService:
     async def get_metric_histories(
         self, request: tpb.GetMetricHistoriesRequest, call: Call
     ) -> tpb.GetMetricHistoriesResponse:
+        problems = validation.Problems()
         for i, key in enumerate(request.keys):
-            validation.check_key(key, f"keys[{i}]")
+            problems.check(validation.check_key, key, f"keys[{i}]")
+        problems.raise_if_any()
         run_ids, keys = list(request.run_ids), list(request.keys)
         start = request.start_step if request.HasField("start_step") else None
         end = request.end_step if request.HasField("end_step") else None

@@ -201,28 +201,31 @@ class TrackingServiceServicer:
 
     def DeleteExperiment(self, request, context):
         """Soft-deletes an experiment; its runs stay but cannot be written. FAILED_PRECONDITION
-        WRONG_LIFECYCLE_STAGE when it is deleted already.
+        WRONG_LIFECYCLE_STAGE when it is deleted already, DEFAULT_EXPERIMENT for the Default
+        experiment ("0").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RestoreExperiment(self, request, context):
-        """Restores a soft-deleted experiment.
+        """Restores a soft-deleted experiment; FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is
+        active.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteRun(self, request, context):
-        """Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION.
+        """Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION RUN_DELETED.
+        FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is deleted already.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RestoreRun(self, request, context):
-        """Restores a soft-deleted run.
+        """Restores a soft-deleted run; FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is active.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -27,6 +27,12 @@ const (
 // this enum's value names. Each comment starts with the status code, then says what the
 // caller can do about it. A reason keeps its code; new reasons may be added at any time, so
 // a client treats an unknown reason by its status code.
+//
+// A request with several problems is refused once for all of them: the status carries the
+// first problem's reason and a google.rpc.BadRequest field violation per problem (the first
+// 100, fewer when their text passes 5,000 bytes), and its message names the first problem
+// and how many there are. Problems of different status codes are not mixed: a NOT_FOUND
+// (such as a run id no run can have) is reported alone, unless problems found before it are.
 type ErrorReason int32
 
 const (
@@ -39,8 +45,8 @@ const (
 	ErrorReason_INVALID_VALUE ErrorReason = 2
 	// INVALID_ARGUMENT. A param or tag value is longer than 65536 characters.
 	ErrorReason_VALUE_TOO_LONG ErrorReason = 3
-	// INVALID_ARGUMENT. An experiment name is blank, or a name is longer than 500 characters or
-	// holds NUL.
+	// INVALID_ARGUMENT. An experiment name is blank, a name is longer than 500 characters or
+	// holds NUL, or a user_id is longer than 256 characters or holds a control character.
 	ErrorReason_INVALID_NAME ErrorReason = 4
 	// INVALID_ARGUMENT. An artifact location holds a NUL character.
 	ErrorReason_INVALID_ARTIFACT_LOCATION ErrorReason = 5
@@ -58,12 +64,12 @@ const (
 	ErrorReason_PARAM_CONFLICT ErrorReason = 10
 	// INVALID_ARGUMENT. A batch holds more than 1,000,000 points or 10,000 params and tags.
 	ErrorReason_BATCH_TOO_LARGE ErrorReason = 11
-	// INVALID_ARGUMENT. A series of a batch has no points.
+	// INVALID_ARGUMENT. A series of a SeriesBlock has no points (its lengths entry is 0).
 	ErrorReason_EMPTY_SERIES ErrorReason = 12
-	// INVALID_ARGUMENT. The steps, timestamps and values of a series (or a block) differ in length.
+	// INVALID_ARGUMENT. The steps, timestamps and values of a series (or a block) differ in length,
+	// or a SeriesBlock's keys, ranks, run_ids or run_index do not fit its series.
 	ErrorReason_COLUMN_LENGTH_MISMATCH ErrorReason = 13
-	// INVALID_ARGUMENT. A SeriesBlock's run_index points outside its run_ids, or its run_ids do not
-	// fit its series.
+	// INVALID_ARGUMENT. A SeriesBlock's run_index points outside its run_ids.
 	ErrorReason_INVALID_RUN_INDEX ErrorReason = 14
 	// INVALID_ARGUMENT. A history read's start_step is above its end_step.
 	ErrorReason_INVALID_STEP_RANGE ErrorReason = 15
@@ -138,7 +144,8 @@ const (
 	// RESOURCE_EXHAUSTED. The server's budget for requests in flight is used up; retry after the
 	// RetryInfo delay.
 	ErrorReason_SERVER_BUSY ErrorReason = 45
-	// RESOURCE_EXHAUSTED. A GetMetricHistories read without max_points passes 1,000,000 points.
+	// RESOURCE_EXHAUSTED. A GetMetricHistories response would pass 1,000,000 points (every point
+	// without max_points, or many downsampled series).
 	ErrorReason_HISTORY_TOO_LARGE ErrorReason = 46
 	// RESOURCE_EXHAUSTED. A single run or experiment is too large for one reply.
 	ErrorReason_REPLY_TOO_LARGE ErrorReason = 47

@@ -33,9 +33,10 @@ type StreamMetricsRequest struct {
 	// FAILED_PRECONDITION WRITER_ID_TAKEN; the client then starts over under a new writer id.
 	WriterId string `protobuf:"bytes,1,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
 	// Sequence number of this batch, increasing per writer by one from 1, without gaps. Zero
-	// marks a message without points (the opening handshake); a seq above 2^63 - 1, or more
-	// than one above both the high-water mark of the handshake and the stream's previous seq,
-	// ends the stream with INVALID_ARGUMENT INVALID_SEQ.
+	// marks a message without points (the opening handshake). A seq of 0 with a block, a seq
+	// above 2^63 - 1, one not above the stream's previous seq, or one more than one above both
+	// the high-water mark of the handshake and the stream's previous seq ends the stream with
+	// INVALID_ARGUMENT INVALID_SEQ.
 	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The points of this batch, in shared columns: any number of runs and series. Unset on
 	// a message without points (seq 0).
@@ -111,13 +112,15 @@ func (x *StreamMetricsRequest) GetWriterKey() []byte {
 
 // Points of many series in shared columns. Series i has lengths[i] points: the next
 // lengths[i] entries of steps, timestamps and values after those of series 0 to i-1. The
-// server checks and stores a block as a whole, without per-series work on the wire.
+// server checks and stores a block as a whole, without per-series work on the wire; a block
+// holds at most 1,000,000 points.
 type SeriesBlock struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The runs of the series: one run id per series, or a single run id for every series,
-	// or (with run_index) each distinct run once.
+	// or (with run_index) each distinct run once. A run id no run can have (empty, longer than
+	// 64 characters, or with a control character) is RUN_NOT_FOUND without a lookup.
 	RunIds []string `protobuf:"bytes,1,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
-	// Metric key of each series, 1 to 500 characters.
+	// Metric key of each series, 1 to 500 characters without control characters.
 	Keys []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	// Rank of each series (RANK of a distributed job); empty means rank 0 for every series.
 	Ranks []int32 `protobuf:"varint,3,rep,packed,name=ranks,proto3" json:"ranks,omitempty"`
@@ -322,9 +325,11 @@ type BatchRejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The refused batch's sequence number.
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	// UPPER_SNAKE reason, as in google.rpc.ErrorInfo (e.g. RUN_NOT_FOUND, RUN_DELETED).
+	// UPPER_SNAKE reason, as in google.rpc.ErrorInfo (e.g. RUN_NOT_FOUND, RUN_DELETED); for a
+	// batch with several problems, the first one's.
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// What was wrong, for people.
+	// What was wrong, for people; for a batch with several problems, the first one and how
+	// many there are.
 	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

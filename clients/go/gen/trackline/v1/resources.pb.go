@@ -78,7 +78,7 @@ func (LifecycleStage) EnumDescriptor() ([]byte, []int) {
 type RunStatus int32
 
 const (
-	// Not set; CreateRun treats it as RUNNING.
+	// Not set: UpdateRun leaves the status unchanged (CreateRun always starts a run RUNNING).
 	RunStatus_RUN_STATUS_UNSPECIFIED RunStatus = 0
 	// The run is executing.
 	RunStatus_RUN_STATUS_RUNNING RunStatus = 1
@@ -142,9 +142,9 @@ func (RunStatus) EnumDescriptor() ([]byte, []int) {
 // A key/value string tag.
 type Tag struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Tag key, 1 to 500 characters.
+	// Tag key, 1 to 500 characters without control characters.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// Tag value, at most 65536 characters.
+	// Tag value, at most 65536 characters without NUL.
 	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -197,9 +197,9 @@ func (x *Tag) GetValue() string {
 // An immutable run parameter.
 type Param struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Param key, 1 to 500 characters.
+	// Param key, 1 to 500 characters without control characters.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// Param value, at most 65536 characters.
+	// Param value, at most 65536 characters without NUL.
 	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -82,7 +82,7 @@ func (ViewType) EnumDescriptor() ([]byte, []int) {
 // Request of CreateExperiment.
 type CreateExperimentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Unique name, 1 to 500 characters.
+	// Unique name, 1 to 500 characters, not blank, without NUL.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Artifact location; empty means under the server's artifact root.
 	ArtifactLocation string `protobuf:"bytes,2,opt,name=artifact_location,json=artifactLocation,proto3" json:"artifact_location,omitempty"`
@@ -389,13 +389,13 @@ type CreateRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The experiment to create the run in; empty means the Default experiment ("0").
 	ExperimentId string `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
-	// Run name; empty lets the server pick one.
+	// Run name, at most 500 characters without NUL; empty lets the server pick one.
 	RunName string `protobuf:"bytes,2,opt,name=run_name,json=runName,proto3" json:"run_name,omitempty"`
-	// Milliseconds since the Unix epoch; 0 means now.
+	// Milliseconds since the Unix epoch, up to the end of year 9999; 0 means now.
 	StartTime int64 `protobuf:"varint,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Initial tags.
 	Tags []*Tag `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
-	// Parent run for nesting; empty for a top-level run.
+	// Parent run for nesting (NOT_FOUND when no run has the id); empty for a top-level run.
 	ParentRunId string `protobuf:"bytes,5,opt,name=parent_run_id,json=parentRunId,proto3" json:"parent_run_id,omitempty"`
 	// Client-chosen id, at most 128 characters; a retried request with the same id returns
 	// the run the first attempt created instead of creating a second one. Remembered for 24
@@ -629,11 +629,11 @@ type UpdateRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Run id.
 	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// New status, when set.
+	// New status; RUN_STATUS_UNSPECIFIED leaves it unchanged.
 	Status RunStatus `protobuf:"varint,2,opt,name=status,proto3,enum=trackline.v1.RunStatus" json:"status,omitempty"`
-	// End time in milliseconds since the Unix epoch, when set.
+	// End time in milliseconds since the Unix epoch (up to the end of year 9999), when set.
 	EndTime *int64 `protobuf:"varint,3,opt,name=end_time,json=endTime,proto3,oneof" json:"end_time,omitempty"`
-	// New name, when set.
+	// New name (at most 500 characters without NUL), when set.
 	RunName       *string `protobuf:"bytes,4,opt,name=run_name,json=runName,proto3,oneof" json:"run_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -748,13 +748,17 @@ type LogBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Run id.
 	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// Metric points, columnar per series.
+	// Metric points, columnar per series; at most 1,000,000 points in all. A series without
+	// values logs nothing (its key is still checked).
 	Metrics []*MetricSeries `protobuf:"bytes,2,rep,name=metrics,proto3" json:"metrics,omitempty"`
-	// Params; logging an existing key with a different value is INVALID_ARGUMENT.
+	// Params; logging an existing key with a different value is INVALID_ARGUMENT
+	// PARAM_CONFLICT. At most 10,000 params and tags in all.
 	Params []*Param `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty"`
 	// Tags; an existing key is overwritten.
 	Tags []*Tag `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
-	// Client-chosen id; a retried request with the same id is applied once.
+	// Client-chosen id, at most 128 characters; a retried request with the same id is applied
+	// once (INVALID_ARGUMENT REQUEST_ID_REUSED when another method or run used it). Remembered
+	// for 24 hours. Empty: no retry protection.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -882,7 +886,9 @@ type GetMetricHistoryRequest struct {
 	Rank *int32 `protobuf:"varint,7,opt,name=rank,proto3,oneof" json:"rank,omitempty"`
 	// When positive, a chart view instead of every point: the step range is cut into
 	// max_points / 3 buckets and each bucket keeps its minimum, maximum and last point, so no
-	// spike is hidden. At most max_points points, in one page (page_size is ignored).
+	// spike is hidden; a series of at most max_points points comes back whole. At most
+	// max_points points (values above 1000000 are capped), in one page (page_size is
+	// ignored). Negative is INVALID_ARGUMENT.
 	MaxPoints     int32 `protobuf:"varint,8,opt,name=max_points,json=maxPoints,proto3" json:"max_points,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1045,8 +1051,9 @@ type GetMetricHistoriesRequest struct {
 	RunIds []string `protobuf:"bytes,1,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
 	// Metric keys to read from each run; at most 100.
 	Keys []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
-	// Chart view per series as in GetMetricHistoryRequest.max_points; 0 means every point,
-	// in which case the total may not exceed 1,000,000 points (RESOURCE_EXHAUSTED otherwise).
+	// Chart view per series as in GetMetricHistoryRequest.max_points; 0 means every point.
+	// Either way the response holds at most 1,000,000 points in all (RESOURCE_EXHAUSTED
+	// HISTORY_TOO_LARGE otherwise).
 	MaxPoints int32 `protobuf:"varint,3,opt,name=max_points,json=maxPoints,proto3" json:"max_points,omitempty"`
 	// First step to return (inclusive), when set.
 	StartStep *int64 `protobuf:"varint,4,opt,name=start_step,json=startStep,proto3,oneof" json:"start_step,omitempty"`
@@ -1179,7 +1186,7 @@ func (x *RunMetricSeries) GetSeries() *MetricSeries {
 // Response of GetMetricHistories.
 type GetMetricHistoriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One entry per run and key that has points, in request order.
+	// One entry per distinct run and key that has points, in request order.
 	Series        []*RunMetricSeries `protobuf:"bytes,1,rep,name=series,proto3" json:"series,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1791,7 +1798,7 @@ type UpdateExperimentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Experiment id.
 	ExperimentId string `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
-	// The new unique name, 1 to 500 characters.
+	// The new unique name, 1 to 500 characters, not blank, without NUL.
 	NewName       string `protobuf:"bytes,2,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1892,9 +1899,9 @@ type SetExperimentTagRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Experiment id.
 	ExperimentId string `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
-	// Tag key, 1 to 500 characters.
+	// Tag key, 1 to 500 characters without control characters.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	// Tag value, at most 65536 characters.
+	// Tag value, at most 65536 characters without NUL.
 	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2083,7 +2090,7 @@ func (*DeleteExperimentTagResponse) Descriptor() ([]byte, []int) {
 // Request of SearchRuns.
 type SearchRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Experiments to search; empty means every experiment.
+	// Experiments to search, at most 10,000; empty means every experiment.
 	ExperimentIds []string `protobuf:"bytes,1,rep,name=experiment_ids,json=experimentIds,proto3" json:"experiment_ids,omitempty"`
 	// Filter such as "metrics.loss < 0.3 AND (params.optimizer = 'adam' OR tags.team LIKE 'cv%')";
 	// see the README for the language. Empty matches all. INVALID_ARGUMENT with the position

@@ -65,13 +65,16 @@ type TrackingServiceClient interface {
 	// Reads several runs' and keys' series in one call (what a comparison chart needs).
 	GetMetricHistories(ctx context.Context, in *GetMetricHistoriesRequest, opts ...grpc.CallOption) (*GetMetricHistoriesResponse, error)
 	// Soft-deletes an experiment; its runs stay but cannot be written. FAILED_PRECONDITION
-	// WRONG_LIFECYCLE_STAGE when it is deleted already.
+	// WRONG_LIFECYCLE_STAGE when it is deleted already, DEFAULT_EXPERIMENT for the Default
+	// experiment ("0").
 	DeleteExperiment(ctx context.Context, in *DeleteExperimentRequest, opts ...grpc.CallOption) (*DeleteExperimentResponse, error)
-	// Restores a soft-deleted experiment.
+	// Restores a soft-deleted experiment; FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is
+	// active.
 	RestoreExperiment(ctx context.Context, in *RestoreExperimentRequest, opts ...grpc.CallOption) (*RestoreExperimentResponse, error)
-	// Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION.
+	// Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION RUN_DELETED.
+	// FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is deleted already.
 	DeleteRun(ctx context.Context, in *DeleteRunRequest, opts ...grpc.CallOption) (*DeleteRunResponse, error)
-	// Restores a soft-deleted run.
+	// Restores a soft-deleted run; FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is active.
 	RestoreRun(ctx context.Context, in *RestoreRunRequest, opts ...grpc.CallOption) (*RestoreRunResponse, error)
 	// Deletes one tag of a run; NOT_FOUND when the run has no such tag.
 	DeleteRunTag(ctx context.Context, in *DeleteRunTagRequest, opts ...grpc.CallOption) (*DeleteRunTagResponse, error)
@@ -310,13 +313,16 @@ type TrackingServiceServer interface {
 	// Reads several runs' and keys' series in one call (what a comparison chart needs).
 	GetMetricHistories(context.Context, *GetMetricHistoriesRequest) (*GetMetricHistoriesResponse, error)
 	// Soft-deletes an experiment; its runs stay but cannot be written. FAILED_PRECONDITION
-	// WRONG_LIFECYCLE_STAGE when it is deleted already.
+	// WRONG_LIFECYCLE_STAGE when it is deleted already, DEFAULT_EXPERIMENT for the Default
+	// experiment ("0").
 	DeleteExperiment(context.Context, *DeleteExperimentRequest) (*DeleteExperimentResponse, error)
-	// Restores a soft-deleted experiment.
+	// Restores a soft-deleted experiment; FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is
+	// active.
 	RestoreExperiment(context.Context, *RestoreExperimentRequest) (*RestoreExperimentResponse, error)
-	// Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION.
+	// Soft-deletes a run; a deleted run rejects writes with FAILED_PRECONDITION RUN_DELETED.
+	// FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is deleted already.
 	DeleteRun(context.Context, *DeleteRunRequest) (*DeleteRunResponse, error)
-	// Restores a soft-deleted run.
+	// Restores a soft-deleted run; FAILED_PRECONDITION WRONG_LIFECYCLE_STAGE when it is active.
 	RestoreRun(context.Context, *RestoreRunRequest) (*RestoreRunResponse, error)
 	// Deletes one tag of a run; NOT_FOUND when the run has no such tag.
 	DeleteRunTag(context.Context, *DeleteRunTagRequest) (*DeleteRunTagResponse, error)
