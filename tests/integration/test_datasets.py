@@ -60,6 +60,20 @@ def test_inputs_round_trip_through_get_run_and_search(client: TracklineClient) -
     assert not without.inputs
 
 
+def test_logged_inputs_are_found_by_dataset_filters(client: TracklineClient) -> None:
+    exp = client.create_experiment("found").experiment_id
+    train, other = client.create_run(exp), client.create_run(exp)
+    ds = from_pandas(FRAME, source="train.csv", name="train")
+    client.log_inputs(train.run_id, [ds.to_input("training")])
+    client.log_inputs(other.run_id, [Dataset("eval", "e1", "").to_input("eval")])
+    for text in [
+        "datasets.name = 'train'",
+        f"datasets.digest = '{ds.digest}'",
+        "datasets.context = 'training'",
+    ]:
+        assert [r.run_id for r in client.search_runs([exp], text)] == [train.run_id], text
+
+
 def test_relogging_updates_context_and_tags(client: TracklineClient) -> None:
     run = client.create_run()
     train = from_pandas(FRAME, source="train.csv", name="train")
