@@ -1,5 +1,5 @@
-"""Request ids that make a retried write apply once (AIP-155): LogBatch, CreateRun and
-CreateExperiment today, every create of the registry next.
+"""Request ids that make a retried write apply once (AIP-155): LogBatch, LogInputs, CreateRun
+and CreateExperiment today, every create of the registry next.
 
 The id is recorded in the request's own transaction with the method and the id of what it
 wrote or created, so a retry after a lost reply finds it, and gets the first attempt's result

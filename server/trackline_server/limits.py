@@ -10,6 +10,17 @@ MAX_PARAM_VALUE_LENGTH = 65536
 MAX_TAG_VALUE_LENGTH = 65536
 MAX_BATCH_PARAMS_AND_TAGS = 10_000
 MAX_BATCH_POINTS = 1_000_000
+# LogInputs: datasets (names are MAX_NAME_LENGTH; input tags have run tags' key and value
+# limits). Widths of the datasets and run_inputs columns where they have one; schema and
+# profile are JSON text of any length in the store, bounded here in UTF-8 bytes.
+MAX_DATASET_DIGEST_LENGTH = 64
+MAX_DATASET_SOURCE_TYPE_LENGTH = 64
+MAX_DATASET_SOURCE_LENGTH = 65536
+MAX_DATASET_SCHEMA_BYTES = 1024 * 1024
+MAX_DATASET_PROFILE_BYTES = 1024 * 1024
+MAX_INPUT_CONTEXT_LENGTH = 500
+MAX_INPUT_TAGS = 100  # per input
+MAX_INPUTS_PER_CALL = 1000
 MAX_REQUEST_ID_LENGTH = 128  # LogBatch request_id
 # Run start and end times: milliseconds from the epoch to the last one of year 9999.
 MAX_TIME_MS = 253_402_300_799_999

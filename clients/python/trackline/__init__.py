@@ -1,5 +1,6 @@
 """Trackline: experiment tracking over gRPC."""
 
+from . import data as data  # trackline.data.from_pandas(...) after ``import trackline``
 from ._client import MetricPoint, TracklineClient
 from ._exceptions import (
     Aborted,
@@ -20,6 +21,7 @@ from ._fluent import (
     active_run,
     end_run,
     flush,
+    log_input,
     log_metric,
     log_metrics,
     log_param,
@@ -53,6 +55,7 @@ __all__ = [
     "active_run",
     "end_run",
     "flush",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",

@@ -26,6 +26,7 @@ from ._transport import (
     UnaryCall,
 )
 from ._uri import Target
+from .data import Dataset
 
 ViewType = Literal["active", "deleted", "all"]
 _VIEW_TYPES = {
@@ -60,9 +61,9 @@ class TracklineClient:
     exponential backoff for up to ``retry_seconds`` when the server is UNAVAILABLE, asks to
     be called again later (RetryInfo, whose delay is waited out) or applied a concurrent
     attempt with the same request id first: reads, calls that set a state (update, delete,
-    restore, tags) and writes that carry a ``request_id``, which this client gives every
-    CreateExperiment, CreateRun and LogBatch, so that the server answers a repeat with what
-    the first attempt created.
+    restore, tags, inputs) and writes that carry a ``request_id``, which this client gives
+    every CreateExperiment, CreateRun, LogBatch and LogInputs, so that the server answers a
+    repeat with what the first attempt created.
 
     Every method takes keyword-only ``timeout`` (each attempt's deadline in seconds; default
     the client's ``timeout``, 60) and ``metadata`` ((key, value) pairs sent with the call; an
@@ -372,6 +373,25 @@ class TracklineClient:
             request_id=uuid.uuid4().hex,
         )
         self.calls.LogBatch(req, timeout=timeout, metadata=metadata)
+
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: Sequence[pb.DatasetInput | Dataset],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> None:
+        """Records datasets as inputs of the run (``trackline.data`` describes them): each
+        is stored once per experiment by (name, digest). A ``Dataset`` is an input without
+        context or tags; ``Dataset.to_input(context, tags)`` gives them. A dataset the run
+        has already gets the new context, and the tags given are set."""
+        req = tpb.LogInputsRequest(
+            run_id=run_id,
+            datasets=[d.to_input() if isinstance(d, Dataset) else d for d in datasets],
+            request_id=uuid.uuid4().hex,
+        )
+        self.calls.LogInputs(req, timeout=timeout, metadata=metadata)
 
     def log_metric(
         self,

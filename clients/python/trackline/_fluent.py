@@ -19,6 +19,7 @@ from ._exceptions import FailedPrecondition, NotFound
 from ._frames import runs_frame
 from ._sender import MetricSender
 from ._uri import resolve_uri
+from .data import Dataset
 
 _uri: str | None = None
 _client: TracklineClient | None = None
@@ -225,6 +226,15 @@ def set_tag(key: str, value: Any) -> None:
 
 def set_tags(tags: Mapping[str, Any]) -> None:
     client().log_batch(_run(), tags=tags)
+
+
+def log_input(
+    dataset: Dataset, context: str | None = None, tags: Mapping[str, Any] | None = None
+) -> None:
+    """Records ``dataset`` (see ``trackline.data``) as an input of the active run, used for
+    ``context`` ("training", "eval", ...) and with ``tags``, as ``mlflow.log_input`` does.
+    Logging it again changes the context and sets the tags given."""
+    client().log_inputs(_run(), [dataset.to_input(context, tags)])
 
 
 @overload

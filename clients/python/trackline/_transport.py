@@ -378,6 +378,7 @@ IDEMPOTENT = frozenset(
         "DeleteRun",
         "RestoreRun",
         "DeleteRunTag",
+        "LogInputs",
     }
 )
 
@@ -404,6 +405,7 @@ class TrackingCalls:
     RestoreRun: UnaryCall[tpb.RestoreRunRequest, tpb.RestoreRunResponse]
     DeleteRunTag: UnaryCall[tpb.DeleteRunTagRequest, tpb.DeleteRunTagResponse]
     LogBatch: UnaryCall[tpb.LogBatchRequest, tpb.LogBatchResponse]
+    LogInputs: UnaryCall[tpb.LogInputsRequest, tpb.LogInputsResponse]
     GetMetricHistory: UnaryCall[tpb.GetMetricHistoryRequest, tpb.GetMetricHistoryResponse]
     GetMetricHistories: UnaryCall[tpb.GetMetricHistoriesRequest, tpb.GetMetricHistoriesResponse]
 

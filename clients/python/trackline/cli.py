@@ -146,9 +146,29 @@ def _show_run(run: pb.Run, as_json: bool) -> None:
     lines += [(f"params.{p.key}", p.value) for p in run.params]
     lines += [(f"tags.{t.key}", t.value) for t in run.tags]
     lines += [(f"metrics.{m.key}", f"{m.value:.6g} (step {m.step})") for m in run.latest_metrics]
+    for found in run.inputs:
+        lines.append((f"inputs.{found.dataset.name}", _input_summary(found)))
+        lines += [(f"inputs.{found.dataset.name}.tags.{t.key}", t.value) for t in found.tags]
     width = max(len(_escaped(k)) for k, _ in lines)
     for key, value in lines:
         print(f"{_escaped(key).ljust(width)}  {_escaped(value)}")
+
+
+def _input_summary(found: pb.DatasetInput) -> str:
+    """'digest D, context C, N rows, source S': what is known of a run's input."""
+    d = found.dataset
+    parts = [f"digest {d.digest}"]
+    if found.context:
+        parts.append(f"context {found.context}")
+    try:
+        rows = json.loads(d.profile).get("num_rows") if d.profile else None
+    except (ValueError, AttributeError):  # a profile that is not a JSON object
+        rows = None
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        parts.append(f"{rows} rows")
+    if d.source:
+        parts.append(f"source {d.source}")
+    return ", ".join(parts)
 
 
 def _columns(explicit: str | None, *texts: str) -> list[str]:

@@ -29,8 +29,8 @@ from ..validation import (
     check_user_id,
     findable,
 )
+from . import datasets, messages
 from . import experiments as experiment_queries
-from . import messages
 
 
 @dataclass
@@ -149,7 +149,7 @@ def unwritable(
 
 
 async def get(reader: Reader, run_id: str) -> pb.Run:
-    """The run with its params, tags and latest metrics."""
+    """The run with its params, tags, latest metrics and inputs."""
     found = await load(reader, [run_id]) if findable(run_id) else []
     if not found:
         raise not_found(run_id)
@@ -238,8 +238,8 @@ async def delete_tag(conn: AsyncConnection, run_id: str, key: str) -> None:
 
 
 async def load(reader: Reader, run_ids: list[str], add: AddRun = pb.Run) -> list[pb.Run]:
-    """The runs with their params, tags and latest metrics, made by ``add`` in the order of
-    ``run_ids`` (absent ones left out); four queries whatever the number of runs."""
+    """The runs with their params, tags, latest metrics and inputs, made by ``add`` in the
+    order of ``run_ids`` (absent ones left out); five queries whatever the number of runs."""
     if not run_ids:
         return []
     own = {row[0]: row for row in await rows(reader, _RUNS_OF, {"ids": run_ids})}
@@ -270,13 +270,13 @@ async def fill(
     budget: Budget | None = None,
     fields: frozenset[str] | None = None,
 ) -> list[pb.Run]:
-    """``load``, for runs whose own rows (``COLUMNS``) the caller has read: three queries.
-    Params, tags and metrics come in key order, as clients see them. With ``fields`` (names
-    of Run's fields: a read mask), only those: no query for params, tags or latest_metrics
-    left out.
+    """``load``, for runs whose own rows (``COLUMNS``) the caller has read: four queries.
+    Params, tags and metrics come in key order, as clients see them; inputs by dataset name,
+    then digest (``datasets.OF_RUNS``). With ``fields`` (names of Run's fields: a read
+    mask), only those: no query for params, tags, latest_metrics or inputs left out.
 
     With a ``budget``, the runs of the longest prefix of ``run_rows`` within it. Params,
-    tags and metrics are read in the runs' order, in batches, each with its stored size,
+    tags, metrics and inputs are read in the runs' order, in batches, each with its stored size,
     and reading stops at the first run that would not fit: sizing a page never reads its
     rows twice, and never holds more than a batch beyond what the reply can carry. The
     messages of runs past the page were made with ``add`` all the same; the caller drops
@@ -351,6 +351,7 @@ _ENTRIES: tuple[tuple[str, Query, Callable[[pb.Run, Any], object]], ...] = (
         lambda msg, row: msg.tags.add(key=row[1], value=row[2]),
     ),
     ("latest_metrics", latest_values.OF_RUNS, latest_values.put),
+    ("inputs", datasets.OF_RUNS, datasets.put),
 )
 # Run's fields made from its own row (``messages.run``); the others are ``_ENTRIES``'.
 OWN_FIELDS = tuple(

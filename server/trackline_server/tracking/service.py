@@ -23,7 +23,7 @@ from ..metrics.compactor import Compactor
 from ..metrics.writer import GroupCommitWriter, Job
 from ..transport import Call, own_transactions, writes
 from ..transport import reads as reading
-from . import experiments, messages, runs, search
+from . import datasets, experiments, messages, runs, search
 
 
 class TrackingService:
@@ -204,6 +204,23 @@ class TrackingService:
             list(request.read_mask.paths),
         )
         return response
+
+    @writes
+    async def log_inputs(self, request: tpb.LogInputsRequest, call: Call) -> tpb.LogInputsResponse:
+        """Records datasets as inputs of the run (``datasets.log``); with a request_id, a
+        retry (of the same run) is applied once."""
+        conn, run_id, rid = call.conn, request.run_id, request.request_id
+        validation.check_request_id(rid)
+        inputs = datasets.checked(request.datasets)
+        run = await runs.get_active(conn, run_id)
+        done = rid and await idempotency.applied(conn, rid, "LogInputs")
+        if done and done != run_id:
+            raise idempotency.reused(rid, "another run")
+        if not done:
+            await datasets.log(conn, run_id, run.experiment_id, inputs)
+            if rid:
+                await idempotency.record(conn, rid, "LogInputs", run_id)
+        return tpb.LogInputsResponse()
 
     @own_transactions
     async def log_batch(self, request: tpb.LogBatchRequest, call: Call) -> tpb.LogBatchResponse:

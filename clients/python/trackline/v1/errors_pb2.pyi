@@ -29,6 +29,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_ORDER_BY: _ClassVar[ErrorReason]
     INVALID_VIEW_TYPE: _ClassVar[ErrorReason]
     INVALID_READ_MASK: _ClassVar[ErrorReason]
+    INVALID_DATASET: _ClassVar[ErrorReason]
     INVALID_EXPERIMENT_ID: _ClassVar[ErrorReason]
     TOO_MANY_EXPERIMENTS: _ClassVar[ErrorReason]
     TOO_MANY_RUNS: _ClassVar[ErrorReason]
@@ -94,6 +95,7 @@ INVALID_FILTER: ErrorReason
 INVALID_ORDER_BY: ErrorReason
 INVALID_VIEW_TYPE: ErrorReason
 INVALID_READ_MASK: ErrorReason
+INVALID_DATASET: ErrorReason
 INVALID_EXPERIMENT_ID: ErrorReason
 TOO_MANY_EXPERIMENTS: ErrorReason
 TOO_MANY_RUNS: ErrorReason

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctrackline/v1/resources.proto\x12\x0ctrackline.v1\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"#\n\x05Param\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xd5\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61rtifact_location\x18\x03 \x01(\t\x12\x35\n\x0flifecycle_stage\x18\x04 \x01(\x0e\x32\x1c.trackline.v1.LifecycleStage\x12\x15\n\rcreation_time\x18\x05 \x01(\x03\x12\x18\n\x10last_update_time\x18\x06 \x01(\x03\x12\x1f\n\x04tags\x18\x07 \x03(\x0b\x32\x11.trackline.v1.Tag\"E\n\x06Metric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\"N\n\x0cMetricSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x03(\x03\x12\x12\n\ntimestamps\x18\x03 \x03(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\"\x88\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x10\n\x08run_name\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.trackline.v1.RunStatus\x12\x12\n\nstart_time\x18\x05 \x01(\x03\x12\x15\n\x08\x65nd_time\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x35\n\x0flifecycle_stage\x18\x07 \x01(\x0e\x32\x1c.trackline.v1.LifecycleStage\x12\x15\n\rparent_run_id\x18\x08 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\t \x01(\t\x12#\n\x06params\x18\n \x03(\x0b\x32\x13.trackline.v1.Param\x12\x1f\n\x04tags\x18\x0b \x03(\x0b\x32\x11.trackline.v1.Tag\x12,\n\x0elatest_metrics\x18\x0c \x03(\x0b\x32\x14.trackline.v1.Metric\x12\x0f\n\x07user_id\x18\r \x01(\tB\x0b\n\t_end_time*j\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16LIFECYCLE_STAGE_ACTIVE\x10\x01\x12\x1b\n\x17LIFECYCLE_STAGE_DELETED\x10\x02*\xa0\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n\x14RUN_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x15\n\x11RUN_STATUS_KILLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctrackline/v1/resources.proto\x12\x0ctrackline.v1\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"#\n\x05Param\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xd5\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61rtifact_location\x18\x03 \x01(\t\x12\x35\n\x0flifecycle_stage\x18\x04 \x01(\x0e\x32\x1c.trackline.v1.LifecycleStage\x12\x15\n\rcreation_time\x18\x05 \x01(\x03\x12\x18\n\x10last_update_time\x18\x06 \x01(\x03\x12\x1f\n\x04tags\x18\x07 \x03(\x0b\x32\x11.trackline.v1.Tag\"E\n\x06Metric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\"N\n\x0cMetricSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x03(\x03\x12\x12\n\ntimestamps\x18\x03 \x03(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\"m\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x13\n\x0bsource_type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"&\n\x08InputTag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"m\n\x0c\x44\x61tasetInput\x12&\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x15.trackline.v1.Dataset\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12$\n\x04tags\x18\x03 \x03(\x0b\x32\x16.trackline.v1.InputTag\"\xb4\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x10\n\x08run_name\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.trackline.v1.RunStatus\x12\x12\n\nstart_time\x18\x05 \x01(\x03\x12\x15\n\x08\x65nd_time\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x35\n\x0flifecycle_stage\x18\x07 \x01(\x0e\x32\x1c.trackline.v1.LifecycleStage\x12\x15\n\rparent_run_id\x18\x08 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\t \x01(\t\x12#\n\x06params\x18\n \x03(\x0b\x32\x13.trackline.v1.Param\x12\x1f\n\x04tags\x18\x0b \x03(\x0b\x32\x11.trackline.v1.Tag\x12,\n\x0elatest_metrics\x18\x0c \x03(\x0b\x32\x14.trackline.v1.Metric\x12\x0f\n\x07user_id\x18\r \x01(\t\x12*\n\x06inputs\x18\x0e \x03(\x0b\x32\x1a.trackline.v1.DatasetInputB\x0b\n\t_end_time*j\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16LIFECYCLE_STAGE_ACTIVE\x10\x01\x12\x1b\n\x17LIFECYCLE_STAGE_DELETED\x10\x02*\xa0\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n\x14RUN_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x15\n\x11RUN_STATUS_KILLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackline.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIFECYCLESTAGE']._serialized_start=880
-  _globals['_LIFECYCLESTAGE']._serialized_end=986
-  _globals['_RUNSTATUS']._serialized_start=989
-  _globals['_RUNSTATUS']._serialized_end=1149
+  _globals['_LIFECYCLESTAGE']._serialized_start=1186
+  _globals['_LIFECYCLESTAGE']._serialized_end=1292
+  _globals['_RUNSTATUS']._serialized_start=1295
+  _globals['_RUNSTATUS']._serialized_end=1455
   _globals['_TAG']._serialized_start=46
   _globals['_TAG']._serialized_end=79
   _globals['_PARAM']._serialized_start=81
@@ -45,6 +45,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METRIC']._serialized_end=403
   _globals['_METRICSERIES']._serialized_start=405
   _globals['_METRICSERIES']._serialized_end=483
-  _globals['_RUN']._serialized_start=486
-  _globals['_RUN']._serialized_end=878
+  _globals['_DATASET']._serialized_start=485
+  _globals['_DATASET']._serialized_end=594
+  _globals['_INPUTTAG']._serialized_start=596
+  _globals['_INPUTTAG']._serialized_end=634
+  _globals['_DATASETINPUT']._serialized_start=636
+  _globals['_DATASETINPUT']._serialized_end=745
+  _globals['_RUN']._serialized_start=748
+  _globals['_RUN']._serialized_end=1184
 # @@protoc_insertion_point(module_scope)

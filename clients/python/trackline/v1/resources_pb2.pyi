@@ -89,8 +89,42 @@ class MetricSeries(_message.Message):
     values: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, key: _Optional[str] = ..., steps: _Optional[_Iterable[int]] = ..., timestamps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class Dataset(_message.Message):
+    __slots__ = ("name", "digest", "source_type", "source", "schema", "profile")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str
+    profile: str
+    def __init__(self, name: _Optional[str] = ..., digest: _Optional[str] = ..., source_type: _Optional[str] = ..., source: _Optional[str] = ..., schema: _Optional[str] = ..., profile: _Optional[str] = ...) -> None: ...
+
+class InputTag(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class DatasetInput(_message.Message):
+    __slots__ = ("dataset", "context", "tags")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    context: str
+    tags: _containers.RepeatedCompositeFieldContainer[InputTag]
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ..., context: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[InputTag, _Mapping]]] = ...) -> None: ...
+
 class Run(_message.Message):
-    __slots__ = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "lifecycle_stage", "parent_run_id", "artifact_uri", "params", "tags", "latest_metrics", "user_id")
+    __slots__ = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "lifecycle_stage", "parent_run_id", "artifact_uri", "params", "tags", "latest_metrics", "user_id", "inputs")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +138,7 @@ class Run(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     LATEST_METRICS_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     experiment_id: str
     run_name: str
@@ -117,4 +152,5 @@ class Run(_message.Message):
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     latest_metrics: _containers.RepeatedCompositeFieldContainer[Metric]
     user_id: str
-    def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., run_name: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., lifecycle_stage: _Optional[_Union[LifecycleStage, str]] = ..., parent_run_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., latest_metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., user_id: _Optional[str] = ...) -> None: ...
+    inputs: _containers.RepeatedCompositeFieldContainer[DatasetInput]
+    def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., run_name: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., lifecycle_stage: _Optional[_Union[LifecycleStage, str]] = ..., parent_run_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., latest_metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., user_id: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[DatasetInput, _Mapping]]] = ...) -> None: ...

@@ -324,6 +324,20 @@ class SearchRunsRequest(_message.Message):
     read_mask: _field_mask_pb2.FieldMask
     def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., view_type: _Optional[_Union[ViewType, str]] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
+class LogInputsRequest(_message.Message):
+    __slots__ = ("run_id", "datasets", "request_id")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    datasets: _containers.RepeatedCompositeFieldContainer[_resources_pb2.DatasetInput]
+    request_id: str
+    def __init__(self, run_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_resources_pb2.DatasetInput, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class LogInputsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class SearchRunsResponse(_message.Message):
     __slots__ = ("runs", "next_page_token")
     RUNS_FIELD_NUMBER: _ClassVar[int]

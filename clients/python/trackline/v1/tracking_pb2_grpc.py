@@ -130,6 +130,11 @@ class TrackingServiceStub:
                 request_serializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
                 response_deserializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
                 _registered_method=True)
+        self.LogInputs = channel.unary_unary(
+                '/trackline.v1.TrackingService/LogInputs',
+                request_serializer=trackline_dot_v1_dot_tracking__pb2.LogInputsRequest.SerializeToString,
+                response_deserializer=trackline_dot_v1_dot_tracking__pb2.LogInputsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -165,7 +170,7 @@ class TrackingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Gets a run with its params, tags and latest metrics.
+        """Gets a run with its params, tags, latest metrics and inputs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -273,6 +278,14 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogInputs(self, request, context):
+        """Records datasets as inputs of a run (MLflow's log_inputs): each dataset is stored once
+        per experiment by (name, digest), and the run's input gets the context and tags given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -370,6 +383,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.SearchRuns,
                     request_deserializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsRequest.FromString,
                     response_serializer=trackline_dot_v1_dot_tracking__pb2.SearchRunsResponse.SerializeToString,
+            ),
+            'LogInputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogInputs,
+                    request_deserializer=trackline_dot_v1_dot_tracking__pb2.LogInputsRequest.FromString,
+                    response_serializer=trackline_dot_v1_dot_tracking__pb2.LogInputsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -886,6 +904,33 @@ class TrackingService:
             '/trackline.v1.TrackingService/SearchRuns',
             trackline_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
             trackline_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogInputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackline.v1.TrackingService/LogInputs',
+            trackline_dot_v1_dot_tracking__pb2.LogInputsRequest.SerializeToString,
+            trackline_dot_v1_dot_tracking__pb2.LogInputsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,8 +45,9 @@ const (
 	ErrorReason_INVALID_VALUE ErrorReason = 2
 	// INVALID_ARGUMENT. A param or tag value is longer than 65536 characters.
 	ErrorReason_VALUE_TOO_LONG ErrorReason = 3
-	// INVALID_ARGUMENT. An experiment name is blank, a name is longer than 500 characters or
-	// holds NUL, or a user_id is longer than 256 characters or holds a control character.
+	// INVALID_ARGUMENT. An experiment or dataset name is blank, a name is longer than 500
+	// characters or holds NUL, or a user_id is longer than 256 characters or holds a control
+	// character.
 	ErrorReason_INVALID_NAME ErrorReason = 4
 	// INVALID_ARGUMENT. An artifact location holds a NUL character.
 	ErrorReason_INVALID_ARTIFACT_LOCATION ErrorReason = 5
@@ -56,13 +57,14 @@ const (
 	ErrorReason_INVALID_STATUS ErrorReason = 7
 	// INVALID_ARGUMENT. A request_id is longer than 128 characters or holds NUL.
 	ErrorReason_INVALID_REQUEST_ID ErrorReason = 8
-	// INVALID_ARGUMENT. A request_id was already used by another method, or (LogBatch) for another
-	// run.
+	// INVALID_ARGUMENT. A request_id was already used by another method, or (LogBatch, LogInputs)
+	// for another run.
 	ErrorReason_REQUEST_ID_REUSED ErrorReason = 9
 	// INVALID_ARGUMENT. A param was logged before with another value (params are immutable), or
 	// twice in one batch with different values.
 	ErrorReason_PARAM_CONFLICT ErrorReason = 10
-	// INVALID_ARGUMENT. A batch holds more than 1,000,000 points or 10,000 params and tags.
+	// INVALID_ARGUMENT. A batch holds more than 1,000,000 points or 10,000 params and tags, or a
+	// LogInputs call more than 1000 datasets.
 	ErrorReason_BATCH_TOO_LARGE ErrorReason = 11
 	// INVALID_ARGUMENT. A series of a SeriesBlock has no points (its lengths entry is 0).
 	ErrorReason_EMPTY_SERIES ErrorReason = 12
@@ -88,6 +90,11 @@ const (
 	ErrorReason_INVALID_VIEW_TYPE ErrorReason = 21
 	// INVALID_ARGUMENT. A search's read_mask names a field its results do not have.
 	ErrorReason_INVALID_READ_MASK ErrorReason = 64
+	// INVALID_ARGUMENT. A dataset input of LogInputs is malformed: its digest is empty, or it or
+	// the source_type is too long (64 characters) or holds a control character; its source (65536
+	// characters), schema or profile (1 MiB of UTF-8 each) or context (500 characters) is too long
+	// or holds NUL; or it has more than 100 tags.
+	ErrorReason_INVALID_DATASET ErrorReason = 65
 	// INVALID_ARGUMENT. A search names an experiment id that is not a number.
 	ErrorReason_INVALID_EXPERIMENT_ID ErrorReason = 22
 	// INVALID_ARGUMENT. A run search names more than 10,000 experiments.
@@ -215,6 +222,7 @@ var (
 		20: "INVALID_ORDER_BY",
 		21: "INVALID_VIEW_TYPE",
 		64: "INVALID_READ_MASK",
+		65: "INVALID_DATASET",
 		22: "INVALID_EXPERIMENT_ID",
 		23: "TOO_MANY_EXPERIMENTS",
 		24: "TOO_MANY_RUNS",
@@ -282,6 +290,7 @@ var (
 		"INVALID_ORDER_BY":          20,
 		"INVALID_VIEW_TYPE":         21,
 		"INVALID_READ_MASK":         64,
+		"INVALID_DATASET":           65,
 		"INVALID_EXPERIMENT_ID":     22,
 		"TOO_MANY_EXPERIMENTS":      23,
 		"TOO_MANY_RUNS":             24,
@@ -358,7 +367,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\x88\v\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\x9d\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vINVALID_KEY\x10\x01\x12\x11\n" +
@@ -383,7 +392,8 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\x0eINVALID_FILTER\x10\x13\x12\x14\n" +
 	"\x10INVALID_ORDER_BY\x10\x14\x12\x15\n" +
 	"\x11INVALID_VIEW_TYPE\x10\x15\x12\x15\n" +
-	"\x11INVALID_READ_MASK\x10@\x12\x19\n" +
+	"\x11INVALID_READ_MASK\x10@\x12\x13\n" +
+	"\x0fINVALID_DATASET\x10A\x12\x19\n" +
 	"\x15INVALID_EXPERIMENT_ID\x10\x16\x12\x18\n" +
 	"\x14TOO_MANY_EXPERIMENTS\x10\x17\x12\x11\n" +
 	"\rTOO_MANY_RUNS\x10\x18\x12\x11\n" +

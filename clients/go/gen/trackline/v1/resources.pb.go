@@ -496,6 +496,225 @@ func (x *MetricSeries) GetValues() []float64 {
 	return nil
 }
 
+// A dataset a run used, as MLflow's log_input records it: stored once per experiment
+// and (name, digest), so that every run that used the same data names the same row.
+type Dataset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the dataset is called, 1 to 500 characters without NUL (any script).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Fingerprint of the content (trackline.data computes 16 hex digits from the schema
+	// and a bounded sample of the data), 1 to 64 characters without control characters.
+	// Another digest under the same name is another version of the dataset.
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The kind of place the data came from ("local", "s3", "http", ...), at most 64
+	// characters without control characters; empty when unknown.
+	SourceType string `protobuf:"bytes,3,opt,name=source_type,json=sourceType,proto3" json:"source_type,omitempty"`
+	// Where the data came from (a path or URI), at most 65536 characters without NUL.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Column names and types as JSON (trackline.data writes {"columns": [{"name", "dtype"},
+	// ...]}), at most 1 MiB of UTF-8 without NUL; empty when not given. Stored as given.
+	Schema string `protobuf:"bytes,5,opt,name=schema,proto3" json:"schema,omitempty"`
+	// Summary figures as JSON (trackline.data writes {"num_rows", "num_elements"}), at most
+	// 1 MiB of UTF-8 without NUL; empty when not given. Stored as given.
+	Profile       string `protobuf:"bytes,6,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dataset) Reset() {
+	*x = Dataset{}
+	mi := &file_trackline_v1_resources_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dataset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dataset) ProtoMessage() {}
+
+func (x *Dataset) ProtoReflect() protoreflect.Message {
+	mi := &file_trackline_v1_resources_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dataset.ProtoReflect.Descriptor instead.
+func (*Dataset) Descriptor() ([]byte, []int) {
+	return file_trackline_v1_resources_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Dataset) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Dataset) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Dataset) GetSourceType() string {
+	if x != nil {
+		return x.SourceType
+	}
+	return ""
+}
+
+func (x *Dataset) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Dataset) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+func (x *Dataset) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+// A key/value tag of one run's input (MLflow's InputTag), e.g. mlflow.data.context.
+type InputTag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tag key, 1 to 500 characters without control characters.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Tag value, at most 65536 characters without NUL.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputTag) Reset() {
+	*x = InputTag{}
+	mi := &file_trackline_v1_resources_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputTag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputTag) ProtoMessage() {}
+
+func (x *InputTag) ProtoReflect() protoreflect.Message {
+	mi := &file_trackline_v1_resources_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputTag.ProtoReflect.Descriptor instead.
+func (*InputTag) Descriptor() ([]byte, []int) {
+	return file_trackline_v1_resources_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *InputTag) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *InputTag) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// A dataset as an input of a run.
+type DatasetInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dataset. Its schema, source and profile are the experiment's copy: the first
+	// logging of a (name, digest) stores them, and later ones refer to that row.
+	Dataset *Dataset `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// What the run used the dataset for ("training", "eval", ...), at most 500 characters
+	// without NUL; empty for none. Logging the same dataset again replaces it.
+	Context string `protobuf:"bytes,2,opt,name=context,proto3" json:"context,omitempty"`
+	// Tags of this input, at most 100; logging the same dataset again sets the keys it
+	// gives and keeps the others.
+	Tags          []*InputTag `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DatasetInput) Reset() {
+	*x = DatasetInput{}
+	mi := &file_trackline_v1_resources_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatasetInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatasetInput) ProtoMessage() {}
+
+func (x *DatasetInput) ProtoReflect() protoreflect.Message {
+	mi := &file_trackline_v1_resources_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatasetInput.ProtoReflect.Descriptor instead.
+func (*DatasetInput) Descriptor() ([]byte, []int) {
+	return file_trackline_v1_resources_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DatasetInput) GetDataset() *Dataset {
+	if x != nil {
+		return x.Dataset
+	}
+	return nil
+}
+
+func (x *DatasetInput) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *DatasetInput) GetTags() []*InputTag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
 // A run with its data.
 type Run struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -525,14 +744,16 @@ type Run struct {
 	LatestMetrics []*Metric `protobuf:"bytes,12,rep,name=latest_metrics,json=latestMetrics,proto3" json:"latest_metrics,omitempty"`
 	// Who started the run, as its client said (the user a client runs as, or
 	// TRACKLINE_USER); empty when it did not say.
-	UserId        string `protobuf:"bytes,13,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,13,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The datasets the run used (LogInputs), ordered by dataset name, then digest.
+	Inputs        []*DatasetInput `protobuf:"bytes,14,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trackline_v1_resources_proto_msgTypes[5]
+	mi := &file_trackline_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +765,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trackline_v1_resources_proto_msgTypes[5]
+	mi := &file_trackline_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +778,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trackline_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_trackline_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Run) GetRunId() string {
@@ -651,6 +872,13 @@ func (x *Run) GetUserId() string {
 	return ""
 }
 
+func (x *Run) GetInputs() []*DatasetInput {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
 var File_trackline_v1_resources_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_resources_proto_rawDesc = "" +
@@ -682,7 +910,22 @@ const file_trackline_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"timestamps\x18\x03 \x03(\x03R\n" +
 	"timestamps\x12\x16\n" +
-	"\x06values\x18\x04 \x03(\x01R\x06values\"\x91\x04\n" +
+	"\x06values\x18\x04 \x03(\x01R\x06values\"\xa0\x01\n" +
+	"\aDataset\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x1f\n" +
+	"\vsource_type\x18\x03 \x01(\tR\n" +
+	"sourceType\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n" +
+	"\x06schema\x18\x05 \x01(\tR\x06schema\x12\x18\n" +
+	"\aprofile\x18\x06 \x01(\tR\aprofile\"2\n" +
+	"\bInputTag\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x85\x01\n" +
+	"\fDatasetInput\x12/\n" +
+	"\adataset\x18\x01 \x01(\v2\x15.trackline.v1.DatasetR\adataset\x12\x18\n" +
+	"\acontext\x18\x02 \x01(\tR\acontext\x12*\n" +
+	"\x04tags\x18\x03 \x03(\v2\x16.trackline.v1.InputTagR\x04tags\"\xc5\x04\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n" +
 	"\rexperiment_id\x18\x02 \x01(\tR\fexperimentId\x12\x19\n" +
@@ -698,7 +941,8 @@ const file_trackline_v1_resources_proto_rawDesc = "" +
 	" \x03(\v2\x13.trackline.v1.ParamR\x06params\x12%\n" +
 	"\x04tags\x18\v \x03(\v2\x11.trackline.v1.TagR\x04tags\x12;\n" +
 	"\x0elatest_metrics\x18\f \x03(\v2\x14.trackline.v1.MetricR\rlatestMetrics\x12\x17\n" +
-	"\auser_id\x18\r \x01(\tR\x06userIdB\v\n" +
+	"\auser_id\x18\r \x01(\tR\x06userId\x122\n" +
+	"\x06inputs\x18\x0e \x03(\v2\x1a.trackline.v1.DatasetInputR\x06inputsB\v\n" +
 	"\t_end_time*j\n" +
 	"\x0eLifecycleStage\x12\x1f\n" +
 	"\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n" +
@@ -726,7 +970,7 @@ func file_trackline_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_trackline_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trackline_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_trackline_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_trackline_v1_resources_proto_goTypes = []any{
 	(LifecycleStage)(0),  // 0: trackline.v1.LifecycleStage
 	(RunStatus)(0),       // 1: trackline.v1.RunStatus
@@ -735,21 +979,27 @@ var file_trackline_v1_resources_proto_goTypes = []any{
 	(*Experiment)(nil),   // 4: trackline.v1.Experiment
 	(*Metric)(nil),       // 5: trackline.v1.Metric
 	(*MetricSeries)(nil), // 6: trackline.v1.MetricSeries
-	(*Run)(nil),          // 7: trackline.v1.Run
+	(*Dataset)(nil),      // 7: trackline.v1.Dataset
+	(*InputTag)(nil),     // 8: trackline.v1.InputTag
+	(*DatasetInput)(nil), // 9: trackline.v1.DatasetInput
+	(*Run)(nil),          // 10: trackline.v1.Run
 }
 var file_trackline_v1_resources_proto_depIdxs = []int32{
-	0, // 0: trackline.v1.Experiment.lifecycle_stage:type_name -> trackline.v1.LifecycleStage
-	2, // 1: trackline.v1.Experiment.tags:type_name -> trackline.v1.Tag
-	1, // 2: trackline.v1.Run.status:type_name -> trackline.v1.RunStatus
-	0, // 3: trackline.v1.Run.lifecycle_stage:type_name -> trackline.v1.LifecycleStage
-	3, // 4: trackline.v1.Run.params:type_name -> trackline.v1.Param
-	2, // 5: trackline.v1.Run.tags:type_name -> trackline.v1.Tag
-	5, // 6: trackline.v1.Run.latest_metrics:type_name -> trackline.v1.Metric
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: trackline.v1.Experiment.lifecycle_stage:type_name -> trackline.v1.LifecycleStage
+	2,  // 1: trackline.v1.Experiment.tags:type_name -> trackline.v1.Tag
+	7,  // 2: trackline.v1.DatasetInput.dataset:type_name -> trackline.v1.Dataset
+	8,  // 3: trackline.v1.DatasetInput.tags:type_name -> trackline.v1.InputTag
+	1,  // 4: trackline.v1.Run.status:type_name -> trackline.v1.RunStatus
+	0,  // 5: trackline.v1.Run.lifecycle_stage:type_name -> trackline.v1.LifecycleStage
+	3,  // 6: trackline.v1.Run.params:type_name -> trackline.v1.Param
+	2,  // 7: trackline.v1.Run.tags:type_name -> trackline.v1.Tag
+	5,  // 8: trackline.v1.Run.latest_metrics:type_name -> trackline.v1.Metric
+	9,  // 9: trackline.v1.Run.inputs:type_name -> trackline.v1.DatasetInput
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_trackline_v1_resources_proto_init() }
@@ -757,14 +1007,14 @@ func file_trackline_v1_resources_proto_init() {
 	if File_trackline_v1_resources_proto != nil {
 		return
 	}
-	file_trackline_v1_resources_proto_msgTypes[5].OneofWrappers = []any{}
+	file_trackline_v1_resources_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trackline_v1_resources_proto_rawDesc), len(file_trackline_v1_resources_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

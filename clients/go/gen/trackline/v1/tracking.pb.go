@@ -2195,10 +2195,113 @@ func (x *SearchRunsRequest) GetReadMask() *fieldmaskpb.FieldMask {
 	return nil
 }
 
+// Request of LogInputs.
+type LogInputsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run id; FAILED_PRECONDITION when the run or its experiment is deleted.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The inputs, at most 1000, each with its dataset. A dataset the run has already is
+	// updated: its context replaced, its tags set. Given twice in one call, the last wins.
+	Datasets []*DatasetInput `protobuf:"bytes,2,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	// Client-chosen id, at most 128 characters; a retried request with the same id is
+	// applied once. Remembered for 24 hours. Empty: no retry protection.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogInputsRequest) Reset() {
+	*x = LogInputsRequest{}
+	mi := &file_trackline_v1_tracking_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogInputsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogInputsRequest) ProtoMessage() {}
+
+func (x *LogInputsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trackline_v1_tracking_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogInputsRequest.ProtoReflect.Descriptor instead.
+func (*LogInputsRequest) Descriptor() ([]byte, []int) {
+	return file_trackline_v1_tracking_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *LogInputsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *LogInputsRequest) GetDatasets() []*DatasetInput {
+	if x != nil {
+		return x.Datasets
+	}
+	return nil
+}
+
+func (x *LogInputsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response of LogInputs.
+type LogInputsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogInputsResponse) Reset() {
+	*x = LogInputsResponse{}
+	mi := &file_trackline_v1_tracking_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogInputsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogInputsResponse) ProtoMessage() {}
+
+func (x *LogInputsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trackline_v1_tracking_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogInputsResponse.ProtoReflect.Descriptor instead.
+func (*LogInputsResponse) Descriptor() ([]byte, []int) {
+	return file_trackline_v1_tracking_proto_rawDescGZIP(), []int{39}
+}
+
 // Response of SearchRuns.
 type SearchRunsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Runs of this page, each with params, tags and latest metrics.
+	// Runs of this page, each with params, tags, latest metrics and inputs.
 	Runs []*Run `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
 	// Token for the next page; empty at the end.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -2208,7 +2311,7 @@ type SearchRunsResponse struct {
 
 func (x *SearchRunsResponse) Reset() {
 	*x = SearchRunsResponse{}
-	mi := &file_trackline_v1_tracking_proto_msgTypes[38]
+	mi := &file_trackline_v1_tracking_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2323,7 @@ func (x *SearchRunsResponse) String() string {
 func (*SearchRunsResponse) ProtoMessage() {}
 
 func (x *SearchRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trackline_v1_tracking_proto_msgTypes[38]
+	mi := &file_trackline_v1_tracking_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2336,7 @@ func (x *SearchRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRunsResponse.ProtoReflect.Descriptor instead.
 func (*SearchRunsResponse) Descriptor() ([]byte, []int) {
-	return file_trackline_v1_tracking_proto_rawDescGZIP(), []int{38}
+	return file_trackline_v1_tracking_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchRunsResponse) GetRuns() []*Run {
@@ -2394,7 +2497,13 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\x123\n" +
 	"\tview_type\x18\x06 \x01(\x0e2\x16.trackline.v1.ViewTypeR\bviewType\x127\n" +
-	"\tread_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskR\breadMask\"c\n" +
+	"\tread_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskR\breadMask\"\x80\x01\n" +
+	"\x10LogInputsRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x126\n" +
+	"\bdatasets\x18\x02 \x03(\v2\x1a.trackline.v1.DatasetInputR\bdatasets\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x13\n" +
+	"\x11LogInputsResponse\"c\n" +
 	"\x12SearchRunsResponse\x12%\n" +
 	"\x04runs\x18\x01 \x03(\v2\x11.trackline.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*o\n" +
@@ -2402,7 +2511,7 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n" +
 	"\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n" +
-	"\rVIEW_TYPE_ALL\x10\x032\xda\r\n" +
+	"\rVIEW_TYPE_ALL\x10\x032\xa8\x0e\n" +
 	"\x0fTrackingService\x12a\n" +
 	"\x10CreateExperiment\x12%.trackline.v1.CreateExperimentRequest\x1a&.trackline.v1.CreateExperimentResponse\x12X\n" +
 	"\rGetExperiment\x12\".trackline.v1.GetExperimentRequest\x1a#.trackline.v1.GetExperimentResponse\x12j\n" +
@@ -2424,7 +2533,8 @@ const file_trackline_v1_tracking_proto_rawDesc = "" +
 	"\x10SetExperimentTag\x12%.trackline.v1.SetExperimentTagRequest\x1a&.trackline.v1.SetExperimentTagResponse\x12j\n" +
 	"\x13DeleteExperimentTag\x12(.trackline.v1.DeleteExperimentTagRequest\x1a).trackline.v1.DeleteExperimentTagResponse\x12O\n" +
 	"\n" +
-	"SearchRuns\x12\x1f.trackline.v1.SearchRunsRequest\x1a .trackline.v1.SearchRunsResponseB\xba\x01\n" +
+	"SearchRuns\x12\x1f.trackline.v1.SearchRunsRequest\x1a .trackline.v1.SearchRunsResponse\x12L\n" +
+	"\tLogInputs\x12\x1e.trackline.v1.LogInputsRequest\x1a\x1f.trackline.v1.LogInputsResponseB\xba\x01\n" +
 	"\x10dev.trackline.v1B\rTrackingProtoP\x01ZFgithub.com/trackline/trackline/clients/go/gen/trackline/v1;tracklinev1\xa2\x02\x03TXX\xaa\x02\fTrackline.V1\xca\x02\fTrackline\\V1\xe2\x02\x18Trackline\\V1\\GPBMetadata\xea\x02\rTrackline::V1b\x06proto3"
 
 var (
@@ -2440,7 +2550,7 @@ func file_trackline_v1_tracking_proto_rawDescGZIP() []byte {
 }
 
 var file_trackline_v1_tracking_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_trackline_v1_tracking_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_trackline_v1_tracking_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_trackline_v1_tracking_proto_goTypes = []any{
 	(ViewType)(0),                       // 0: trackline.v1.ViewType
 	(*CreateExperimentRequest)(nil),     // 1: trackline.v1.CreateExperimentRequest
@@ -2481,80 +2591,86 @@ var file_trackline_v1_tracking_proto_goTypes = []any{
 	(*DeleteExperimentTagRequest)(nil),  // 36: trackline.v1.DeleteExperimentTagRequest
 	(*DeleteExperimentTagResponse)(nil), // 37: trackline.v1.DeleteExperimentTagResponse
 	(*SearchRunsRequest)(nil),           // 38: trackline.v1.SearchRunsRequest
-	(*SearchRunsResponse)(nil),          // 39: trackline.v1.SearchRunsResponse
-	(*Tag)(nil),                         // 40: trackline.v1.Tag
-	(*Experiment)(nil),                  // 41: trackline.v1.Experiment
-	(*Run)(nil),                         // 42: trackline.v1.Run
-	(RunStatus)(0),                      // 43: trackline.v1.RunStatus
-	(*MetricSeries)(nil),                // 44: trackline.v1.MetricSeries
-	(*Param)(nil),                       // 45: trackline.v1.Param
-	(*fieldmaskpb.FieldMask)(nil),       // 46: google.protobuf.FieldMask
+	(*LogInputsRequest)(nil),            // 39: trackline.v1.LogInputsRequest
+	(*LogInputsResponse)(nil),           // 40: trackline.v1.LogInputsResponse
+	(*SearchRunsResponse)(nil),          // 41: trackline.v1.SearchRunsResponse
+	(*Tag)(nil),                         // 42: trackline.v1.Tag
+	(*Experiment)(nil),                  // 43: trackline.v1.Experiment
+	(*Run)(nil),                         // 44: trackline.v1.Run
+	(RunStatus)(0),                      // 45: trackline.v1.RunStatus
+	(*MetricSeries)(nil),                // 46: trackline.v1.MetricSeries
+	(*Param)(nil),                       // 47: trackline.v1.Param
+	(*fieldmaskpb.FieldMask)(nil),       // 48: google.protobuf.FieldMask
+	(*DatasetInput)(nil),                // 49: trackline.v1.DatasetInput
 }
 var file_trackline_v1_tracking_proto_depIdxs = []int32{
-	40, // 0: trackline.v1.CreateExperimentRequest.tags:type_name -> trackline.v1.Tag
-	41, // 1: trackline.v1.CreateExperimentResponse.experiment:type_name -> trackline.v1.Experiment
-	41, // 2: trackline.v1.GetExperimentResponse.experiment:type_name -> trackline.v1.Experiment
-	41, // 3: trackline.v1.GetExperimentByNameResponse.experiment:type_name -> trackline.v1.Experiment
-	40, // 4: trackline.v1.CreateRunRequest.tags:type_name -> trackline.v1.Tag
-	42, // 5: trackline.v1.CreateRunResponse.run:type_name -> trackline.v1.Run
-	42, // 6: trackline.v1.GetRunResponse.run:type_name -> trackline.v1.Run
-	43, // 7: trackline.v1.UpdateRunRequest.status:type_name -> trackline.v1.RunStatus
-	42, // 8: trackline.v1.UpdateRunResponse.run:type_name -> trackline.v1.Run
-	44, // 9: trackline.v1.LogBatchRequest.metrics:type_name -> trackline.v1.MetricSeries
-	45, // 10: trackline.v1.LogBatchRequest.params:type_name -> trackline.v1.Param
-	40, // 11: trackline.v1.LogBatchRequest.tags:type_name -> trackline.v1.Tag
-	44, // 12: trackline.v1.GetMetricHistoryResponse.series:type_name -> trackline.v1.MetricSeries
-	44, // 13: trackline.v1.RunMetricSeries.series:type_name -> trackline.v1.MetricSeries
+	42, // 0: trackline.v1.CreateExperimentRequest.tags:type_name -> trackline.v1.Tag
+	43, // 1: trackline.v1.CreateExperimentResponse.experiment:type_name -> trackline.v1.Experiment
+	43, // 2: trackline.v1.GetExperimentResponse.experiment:type_name -> trackline.v1.Experiment
+	43, // 3: trackline.v1.GetExperimentByNameResponse.experiment:type_name -> trackline.v1.Experiment
+	42, // 4: trackline.v1.CreateRunRequest.tags:type_name -> trackline.v1.Tag
+	44, // 5: trackline.v1.CreateRunResponse.run:type_name -> trackline.v1.Run
+	44, // 6: trackline.v1.GetRunResponse.run:type_name -> trackline.v1.Run
+	45, // 7: trackline.v1.UpdateRunRequest.status:type_name -> trackline.v1.RunStatus
+	44, // 8: trackline.v1.UpdateRunResponse.run:type_name -> trackline.v1.Run
+	46, // 9: trackline.v1.LogBatchRequest.metrics:type_name -> trackline.v1.MetricSeries
+	47, // 10: trackline.v1.LogBatchRequest.params:type_name -> trackline.v1.Param
+	42, // 11: trackline.v1.LogBatchRequest.tags:type_name -> trackline.v1.Tag
+	46, // 12: trackline.v1.GetMetricHistoryResponse.series:type_name -> trackline.v1.MetricSeries
+	46, // 13: trackline.v1.RunMetricSeries.series:type_name -> trackline.v1.MetricSeries
 	18, // 14: trackline.v1.GetMetricHistoriesResponse.series:type_name -> trackline.v1.RunMetricSeries
 	0,  // 15: trackline.v1.SearchExperimentsRequest.view_type:type_name -> trackline.v1.ViewType
-	41, // 16: trackline.v1.SearchExperimentsResponse.experiments:type_name -> trackline.v1.Experiment
-	41, // 17: trackline.v1.UpdateExperimentResponse.experiment:type_name -> trackline.v1.Experiment
+	43, // 16: trackline.v1.SearchExperimentsResponse.experiments:type_name -> trackline.v1.Experiment
+	43, // 17: trackline.v1.UpdateExperimentResponse.experiment:type_name -> trackline.v1.Experiment
 	0,  // 18: trackline.v1.SearchRunsRequest.view_type:type_name -> trackline.v1.ViewType
-	46, // 19: trackline.v1.SearchRunsRequest.read_mask:type_name -> google.protobuf.FieldMask
-	42, // 20: trackline.v1.SearchRunsResponse.runs:type_name -> trackline.v1.Run
-	1,  // 21: trackline.v1.TrackingService.CreateExperiment:input_type -> trackline.v1.CreateExperimentRequest
-	3,  // 22: trackline.v1.TrackingService.GetExperiment:input_type -> trackline.v1.GetExperimentRequest
-	5,  // 23: trackline.v1.TrackingService.GetExperimentByName:input_type -> trackline.v1.GetExperimentByNameRequest
-	7,  // 24: trackline.v1.TrackingService.CreateRun:input_type -> trackline.v1.CreateRunRequest
-	9,  // 25: trackline.v1.TrackingService.GetRun:input_type -> trackline.v1.GetRunRequest
-	11, // 26: trackline.v1.TrackingService.UpdateRun:input_type -> trackline.v1.UpdateRunRequest
-	13, // 27: trackline.v1.TrackingService.LogBatch:input_type -> trackline.v1.LogBatchRequest
-	15, // 28: trackline.v1.TrackingService.GetMetricHistory:input_type -> trackline.v1.GetMetricHistoryRequest
-	17, // 29: trackline.v1.TrackingService.GetMetricHistories:input_type -> trackline.v1.GetMetricHistoriesRequest
-	20, // 30: trackline.v1.TrackingService.DeleteExperiment:input_type -> trackline.v1.DeleteExperimentRequest
-	22, // 31: trackline.v1.TrackingService.RestoreExperiment:input_type -> trackline.v1.RestoreExperimentRequest
-	24, // 32: trackline.v1.TrackingService.DeleteRun:input_type -> trackline.v1.DeleteRunRequest
-	26, // 33: trackline.v1.TrackingService.RestoreRun:input_type -> trackline.v1.RestoreRunRequest
-	28, // 34: trackline.v1.TrackingService.DeleteRunTag:input_type -> trackline.v1.DeleteRunTagRequest
-	30, // 35: trackline.v1.TrackingService.SearchExperiments:input_type -> trackline.v1.SearchExperimentsRequest
-	32, // 36: trackline.v1.TrackingService.UpdateExperiment:input_type -> trackline.v1.UpdateExperimentRequest
-	34, // 37: trackline.v1.TrackingService.SetExperimentTag:input_type -> trackline.v1.SetExperimentTagRequest
-	36, // 38: trackline.v1.TrackingService.DeleteExperimentTag:input_type -> trackline.v1.DeleteExperimentTagRequest
-	38, // 39: trackline.v1.TrackingService.SearchRuns:input_type -> trackline.v1.SearchRunsRequest
-	2,  // 40: trackline.v1.TrackingService.CreateExperiment:output_type -> trackline.v1.CreateExperimentResponse
-	4,  // 41: trackline.v1.TrackingService.GetExperiment:output_type -> trackline.v1.GetExperimentResponse
-	6,  // 42: trackline.v1.TrackingService.GetExperimentByName:output_type -> trackline.v1.GetExperimentByNameResponse
-	8,  // 43: trackline.v1.TrackingService.CreateRun:output_type -> trackline.v1.CreateRunResponse
-	10, // 44: trackline.v1.TrackingService.GetRun:output_type -> trackline.v1.GetRunResponse
-	12, // 45: trackline.v1.TrackingService.UpdateRun:output_type -> trackline.v1.UpdateRunResponse
-	14, // 46: trackline.v1.TrackingService.LogBatch:output_type -> trackline.v1.LogBatchResponse
-	16, // 47: trackline.v1.TrackingService.GetMetricHistory:output_type -> trackline.v1.GetMetricHistoryResponse
-	19, // 48: trackline.v1.TrackingService.GetMetricHistories:output_type -> trackline.v1.GetMetricHistoriesResponse
-	21, // 49: trackline.v1.TrackingService.DeleteExperiment:output_type -> trackline.v1.DeleteExperimentResponse
-	23, // 50: trackline.v1.TrackingService.RestoreExperiment:output_type -> trackline.v1.RestoreExperimentResponse
-	25, // 51: trackline.v1.TrackingService.DeleteRun:output_type -> trackline.v1.DeleteRunResponse
-	27, // 52: trackline.v1.TrackingService.RestoreRun:output_type -> trackline.v1.RestoreRunResponse
-	29, // 53: trackline.v1.TrackingService.DeleteRunTag:output_type -> trackline.v1.DeleteRunTagResponse
-	31, // 54: trackline.v1.TrackingService.SearchExperiments:output_type -> trackline.v1.SearchExperimentsResponse
-	33, // 55: trackline.v1.TrackingService.UpdateExperiment:output_type -> trackline.v1.UpdateExperimentResponse
-	35, // 56: trackline.v1.TrackingService.SetExperimentTag:output_type -> trackline.v1.SetExperimentTagResponse
-	37, // 57: trackline.v1.TrackingService.DeleteExperimentTag:output_type -> trackline.v1.DeleteExperimentTagResponse
-	39, // 58: trackline.v1.TrackingService.SearchRuns:output_type -> trackline.v1.SearchRunsResponse
-	40, // [40:59] is the sub-list for method output_type
-	21, // [21:40] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	48, // 19: trackline.v1.SearchRunsRequest.read_mask:type_name -> google.protobuf.FieldMask
+	49, // 20: trackline.v1.LogInputsRequest.datasets:type_name -> trackline.v1.DatasetInput
+	44, // 21: trackline.v1.SearchRunsResponse.runs:type_name -> trackline.v1.Run
+	1,  // 22: trackline.v1.TrackingService.CreateExperiment:input_type -> trackline.v1.CreateExperimentRequest
+	3,  // 23: trackline.v1.TrackingService.GetExperiment:input_type -> trackline.v1.GetExperimentRequest
+	5,  // 24: trackline.v1.TrackingService.GetExperimentByName:input_type -> trackline.v1.GetExperimentByNameRequest
+	7,  // 25: trackline.v1.TrackingService.CreateRun:input_type -> trackline.v1.CreateRunRequest
+	9,  // 26: trackline.v1.TrackingService.GetRun:input_type -> trackline.v1.GetRunRequest
+	11, // 27: trackline.v1.TrackingService.UpdateRun:input_type -> trackline.v1.UpdateRunRequest
+	13, // 28: trackline.v1.TrackingService.LogBatch:input_type -> trackline.v1.LogBatchRequest
+	15, // 29: trackline.v1.TrackingService.GetMetricHistory:input_type -> trackline.v1.GetMetricHistoryRequest
+	17, // 30: trackline.v1.TrackingService.GetMetricHistories:input_type -> trackline.v1.GetMetricHistoriesRequest
+	20, // 31: trackline.v1.TrackingService.DeleteExperiment:input_type -> trackline.v1.DeleteExperimentRequest
+	22, // 32: trackline.v1.TrackingService.RestoreExperiment:input_type -> trackline.v1.RestoreExperimentRequest
+	24, // 33: trackline.v1.TrackingService.DeleteRun:input_type -> trackline.v1.DeleteRunRequest
+	26, // 34: trackline.v1.TrackingService.RestoreRun:input_type -> trackline.v1.RestoreRunRequest
+	28, // 35: trackline.v1.TrackingService.DeleteRunTag:input_type -> trackline.v1.DeleteRunTagRequest
+	30, // 36: trackline.v1.TrackingService.SearchExperiments:input_type -> trackline.v1.SearchExperimentsRequest
+	32, // 37: trackline.v1.TrackingService.UpdateExperiment:input_type -> trackline.v1.UpdateExperimentRequest
+	34, // 38: trackline.v1.TrackingService.SetExperimentTag:input_type -> trackline.v1.SetExperimentTagRequest
+	36, // 39: trackline.v1.TrackingService.DeleteExperimentTag:input_type -> trackline.v1.DeleteExperimentTagRequest
+	38, // 40: trackline.v1.TrackingService.SearchRuns:input_type -> trackline.v1.SearchRunsRequest
+	39, // 41: trackline.v1.TrackingService.LogInputs:input_type -> trackline.v1.LogInputsRequest
+	2,  // 42: trackline.v1.TrackingService.CreateExperiment:output_type -> trackline.v1.CreateExperimentResponse
+	4,  // 43: trackline.v1.TrackingService.GetExperiment:output_type -> trackline.v1.GetExperimentResponse
+	6,  // 44: trackline.v1.TrackingService.GetExperimentByName:output_type -> trackline.v1.GetExperimentByNameResponse
+	8,  // 45: trackline.v1.TrackingService.CreateRun:output_type -> trackline.v1.CreateRunResponse
+	10, // 46: trackline.v1.TrackingService.GetRun:output_type -> trackline.v1.GetRunResponse
+	12, // 47: trackline.v1.TrackingService.UpdateRun:output_type -> trackline.v1.UpdateRunResponse
+	14, // 48: trackline.v1.TrackingService.LogBatch:output_type -> trackline.v1.LogBatchResponse
+	16, // 49: trackline.v1.TrackingService.GetMetricHistory:output_type -> trackline.v1.GetMetricHistoryResponse
+	19, // 50: trackline.v1.TrackingService.GetMetricHistories:output_type -> trackline.v1.GetMetricHistoriesResponse
+	21, // 51: trackline.v1.TrackingService.DeleteExperiment:output_type -> trackline.v1.DeleteExperimentResponse
+	23, // 52: trackline.v1.TrackingService.RestoreExperiment:output_type -> trackline.v1.RestoreExperimentResponse
+	25, // 53: trackline.v1.TrackingService.DeleteRun:output_type -> trackline.v1.DeleteRunResponse
+	27, // 54: trackline.v1.TrackingService.RestoreRun:output_type -> trackline.v1.RestoreRunResponse
+	29, // 55: trackline.v1.TrackingService.DeleteRunTag:output_type -> trackline.v1.DeleteRunTagResponse
+	31, // 56: trackline.v1.TrackingService.SearchExperiments:output_type -> trackline.v1.SearchExperimentsResponse
+	33, // 57: trackline.v1.TrackingService.UpdateExperiment:output_type -> trackline.v1.UpdateExperimentResponse
+	35, // 58: trackline.v1.TrackingService.SetExperimentTag:output_type -> trackline.v1.SetExperimentTagResponse
+	37, // 59: trackline.v1.TrackingService.DeleteExperimentTag:output_type -> trackline.v1.DeleteExperimentTagResponse
+	41, // 60: trackline.v1.TrackingService.SearchRuns:output_type -> trackline.v1.SearchRunsResponse
+	40, // 61: trackline.v1.TrackingService.LogInputs:output_type -> trackline.v1.LogInputsResponse
+	42, // [42:62] is the sub-list for method output_type
+	22, // [22:42] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_trackline_v1_tracking_proto_init() }
@@ -2572,7 +2688,7 @@ func file_trackline_v1_tracking_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trackline_v1_tracking_proto_rawDesc), len(file_trackline_v1_tracking_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

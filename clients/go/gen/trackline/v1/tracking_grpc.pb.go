@@ -38,6 +38,7 @@ const (
 	TrackingService_SetExperimentTag_FullMethodName    = "/trackline.v1.TrackingService/SetExperimentTag"
 	TrackingService_DeleteExperimentTag_FullMethodName = "/trackline.v1.TrackingService/DeleteExperimentTag"
 	TrackingService_SearchRuns_FullMethodName          = "/trackline.v1.TrackingService/SearchRuns"
+	TrackingService_LogInputs_FullMethodName           = "/trackline.v1.TrackingService/LogInputs"
 )
 
 // TrackingServiceClient is the client API for TrackingService service.
@@ -54,7 +55,7 @@ type TrackingServiceClient interface {
 	GetExperimentByName(ctx context.Context, in *GetExperimentByNameRequest, opts ...grpc.CallOption) (*GetExperimentByNameResponse, error)
 	// Creates a run in an experiment.
 	CreateRun(ctx context.Context, in *CreateRunRequest, opts ...grpc.CallOption) (*CreateRunResponse, error)
-	// Gets a run with its params, tags and latest metrics.
+	// Gets a run with its params, tags, latest metrics and inputs.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
 	// Updates status, end time or name of a run.
 	UpdateRun(ctx context.Context, in *UpdateRunRequest, opts ...grpc.CallOption) (*UpdateRunResponse, error)
@@ -88,6 +89,9 @@ type TrackingServiceClient interface {
 	DeleteExperimentTag(ctx context.Context, in *DeleteExperimentTagRequest, opts ...grpc.CallOption) (*DeleteExperimentTagResponse, error)
 	// Finds runs across experiments with a filter, ordered and paged.
 	SearchRuns(ctx context.Context, in *SearchRunsRequest, opts ...grpc.CallOption) (*SearchRunsResponse, error)
+	// Records datasets as inputs of a run (MLflow's log_inputs): each dataset is stored once
+	// per experiment by (name, digest), and the run's input gets the context and tags given.
+	LogInputs(ctx context.Context, in *LogInputsRequest, opts ...grpc.CallOption) (*LogInputsResponse, error)
 }
 
 type trackingServiceClient struct {
@@ -288,6 +292,16 @@ func (c *trackingServiceClient) SearchRuns(ctx context.Context, in *SearchRunsRe
 	return out, nil
 }
 
+func (c *trackingServiceClient) LogInputs(ctx context.Context, in *LogInputsRequest, opts ...grpc.CallOption) (*LogInputsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LogInputsResponse)
+	err := c.cc.Invoke(ctx, TrackingService_LogInputs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TrackingServiceServer is the server API for TrackingService service.
 // All implementations must embed UnimplementedTrackingServiceServer
 // for forward compatibility.
@@ -302,7 +316,7 @@ type TrackingServiceServer interface {
 	GetExperimentByName(context.Context, *GetExperimentByNameRequest) (*GetExperimentByNameResponse, error)
 	// Creates a run in an experiment.
 	CreateRun(context.Context, *CreateRunRequest) (*CreateRunResponse, error)
-	// Gets a run with its params, tags and latest metrics.
+	// Gets a run with its params, tags, latest metrics and inputs.
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
 	// Updates status, end time or name of a run.
 	UpdateRun(context.Context, *UpdateRunRequest) (*UpdateRunResponse, error)
@@ -336,6 +350,9 @@ type TrackingServiceServer interface {
 	DeleteExperimentTag(context.Context, *DeleteExperimentTagRequest) (*DeleteExperimentTagResponse, error)
 	// Finds runs across experiments with a filter, ordered and paged.
 	SearchRuns(context.Context, *SearchRunsRequest) (*SearchRunsResponse, error)
+	// Records datasets as inputs of a run (MLflow's log_inputs): each dataset is stored once
+	// per experiment by (name, digest), and the run's input gets the context and tags given.
+	LogInputs(context.Context, *LogInputsRequest) (*LogInputsResponse, error)
 	mustEmbedUnimplementedTrackingServiceServer()
 }
 
@@ -402,6 +419,9 @@ func (UnimplementedTrackingServiceServer) DeleteExperimentTag(context.Context, *
 }
 func (UnimplementedTrackingServiceServer) SearchRuns(context.Context, *SearchRunsRequest) (*SearchRunsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SearchRuns not implemented")
+}
+func (UnimplementedTrackingServiceServer) LogInputs(context.Context, *LogInputsRequest) (*LogInputsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LogInputs not implemented")
 }
 func (UnimplementedTrackingServiceServer) mustEmbedUnimplementedTrackingServiceServer() {}
 func (UnimplementedTrackingServiceServer) testEmbeddedByValue()                         {}
@@ -766,6 +786,24 @@ func _TrackingService_SearchRuns_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TrackingService_LogInputs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LogInputsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrackingServiceServer).LogInputs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrackingService_LogInputs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrackingServiceServer).LogInputs(ctx, req.(*LogInputsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TrackingService_ServiceDesc is the grpc.ServiceDesc for TrackingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -848,6 +886,10 @@ var TrackingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SearchRuns",
 			Handler:    _TrackingService_SearchRuns_Handler,
+		},
+		{
+			MethodName: "LogInputs",
+			Handler:    _TrackingService_LogInputs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
