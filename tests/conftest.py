@@ -18,6 +18,7 @@ from tests.support.databases import (
     on_test_postgres,
     store_url,
 )
+from tests.support.fluent import end_fluent_session
 from tests.support.servers import ServerProcess, start_server, stop_started_servers
 from tests.support.streams import close_open_streams
 
@@ -52,6 +53,13 @@ def _stop_servers() -> Iterator[None]:
     yield
     close_open_streams()
     stop_started_servers()
+
+
+@pytest.fixture(autouse=True)
+def _end_fluent_session(_stop_servers: None) -> Iterator[None]:
+    """Ends the module-level API's session after each test, before its servers stop."""
+    yield
+    end_fluent_session()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
