@@ -72,14 +72,15 @@ def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_show_run(server: ServerProcess) -> None:
     client = trackline.TracklineClient(server.address)
-    run = client.create_run(run_name="cli-run")
+    run = client.create_run(run_name="cli-run", user_id="dana")
     client.log_param(run.run_id, "opt", "adam")
     client.log_metric(run.run_id, "loss", 0.25, step=4)
     out = _cli(server, "runs", "show", run.run_id)
     assert out.returncode == 0, out.stderr
     assert "params.opt" in out.stdout and "adam" in out.stdout and "0.25 (step 4)" in out.stdout
+    assert any(line.split() == ["user_id", "dana"] for line in out.stdout.splitlines())
     data = json.loads(_cli(server, "runs", "show", run.run_id, "--json").stdout)
-    assert data["runName"] == "cli-run"
+    assert data["runName"] == "cli-run" and data["userId"] == "dana"
 
 
 def test_cli_errors_are_one_line(server: ServerProcess) -> None:

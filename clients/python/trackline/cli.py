@@ -141,6 +141,8 @@ def _show_run(run: pb.Run, as_json: bool) -> None:
         ("start_time", _time(run.start_time)),
         ("end_time", _time(run.end_time) if run.HasField("end_time") else "-"),
     ]
+    if run.user_id:
+        lines.append(("user_id", run.user_id))
     if run.parent_run_id:
         lines.append(("parent_run_id", run.parent_run_id))
     lines += [(f"params.{p.key}", p.value) for p in run.params]
