@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -133,31 +133,26 @@ class Database:
                 async with self._write_lock:
                     driver = self._direct or await self._open_direct()
                     await driver.execute("BEGIN IMMEDIATE")
-                    committed = False
-                    try:
-                        yield Transaction(self.engine.dialect, driver)
-                        await driver.commit()
-                        committed = True
-                    finally:
-                        if not committed:
-                            await self._roll_back_direct(driver)
+                    tx = Transaction(self.engine.dialect, driver)
+                    abandon = functools.partial(self._roll_back_direct, driver)
+                    async with _committing(tx, driver.commit, abandon):
+                        yield tx
                     self._check_file_after_commit()
             else:
                 async with self.engine.connect() as conn:
                     driver = await driver_connection(conn)
                     transaction = driver.transaction()
                     await transaction.start()
-                    committed = False
-                    try:
-                        yield Transaction(self.engine.dialect, driver)
-                        await transaction.commit()
-                        committed = True
-                    finally:
-                        if not committed:
-                            try:
-                                await transaction.rollback()
-                            except Exception:  # as in ``postgres_snapshot``: not reused
-                                await conn.invalidate()
+
+                    async def roll_back() -> None:
+                        try:
+                            await transaction.rollback()
+                        except Exception:  # as in ``postgres_snapshot``: not reused
+                            await conn.invalidate()
+
+                    tx = Transaction(self.engine.dialect, driver)
+                    async with _committing(tx, transaction.commit, roll_back):
+                        yield tx
 
     async def _open_direct(self) -> inline_sqlite.InlineConnection:
         assert self._database is not None
@@ -300,6 +295,24 @@ class Database:
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()
+
+
+@asynccontextmanager
+async def _committing(
+    tx: Transaction,
+    commit: Callable[[], Awaitable[None]],
+    roll_back: Callable[[], Awaitable[None]],
+) -> AsyncIterator[Transaction]:
+    """``tx`` for the block: committed when it exits without raising, rolled back when it
+    raises or when the commit does."""
+    committed = False
+    try:
+        yield tx
+        await commit()
+        committed = True
+    finally:
+        if not committed:
+            await roll_back()
 
 
 async def _first_row(driver: Any, sql: str) -> tuple[Any, ...]:

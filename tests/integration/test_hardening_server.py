@@ -29,6 +29,7 @@ from trackline.v1 import tracking_pb2 as tpb
 from tests.support.databases import PG_URL, fresh_postgres_database, on_test_postgres
 from tests.support.points import block
 from tests.support.servers import ServerProcess, start_server
+from tests.support.waiting import eventually
 
 SERVICES = ("", "trackline.v1.TrackingService", "trackline.v1.IngestService")
 
@@ -50,15 +51,6 @@ def _health(address: str) -> list[int]:
         return [
             stub.Check(health_pb2.HealthCheckRequest(service=s), timeout=5).status for s in SERVICES
         ]
-
-
-def _eventually(check: Callable[[], bool], seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _status(err: grpc.RpcError) -> tuple[grpc.StatusCode, str, float | None]:
@@ -142,7 +134,7 @@ def test_deleted_sqlite_file_refuses_every_write_and_goes_not_serving(
     assert _status(rpc.value)[:2] == (grpc.StatusCode.UNAVAILABLE, "STORE_LOST")
 
     not_serving = [health_pb2.HealthCheckResponse.NOT_SERVING] * 3
-    assert _eventually(lambda: _health(address) == not_serving)
+    assert eventually(lambda: _health(address) == not_serving)
     # It stays so: a deleted file does not come back.
     time.sleep(1.5)
     assert _health(address) == not_serving
@@ -172,7 +164,7 @@ def test_sqlite_file_made_read_only_while_running_refuses_writes_until_fixed(
     exp = client.create_experiment("e")
     immutable(_db_path(sqlite_server))
     not_serving = [health_pb2.HealthCheckResponse.NOT_SERVING] * 3
-    assert _eventually(lambda: _health(address) == not_serving)
+    assert eventually(lambda: _health(address) == not_serving)
     with pytest.raises(Unavailable) as err:
         client.create_run(exp.experiment_id)
     assert err.value.reason == "STORE_READ_ONLY"
@@ -181,7 +173,7 @@ def test_sqlite_file_made_read_only_while_running_refuses_writes_until_fixed(
 
     subprocess.run(["chattr", "-i", str(_db_path(sqlite_server))], check=True)
     serving = [health_pb2.HealthCheckResponse.SERVING] * 3
-    assert _eventually(lambda: _health(address) == serving)
+    assert eventually(lambda: _health(address) == serving)
     assert client.create_run(exp.experiment_id).experiment_id == exp.experiment_id
     client.close()
 
@@ -379,7 +371,7 @@ def test_health_is_not_serving_while_shutdown_drains(
     time.sleep(0.3)  # in flight: its flush waits for the write lock
     srv.proc.send_signal(signal.SIGTERM)
     not_serving = [health_pb2.HealthCheckResponse.NOT_SERVING] * 3
-    assert _eventually(lambda: _health(srv.address) == not_serving)
+    assert eventually(lambda: _health(srv.address) == not_serving)
     lock.release()
     pending.result(timeout=60)  # drained: committed and acknowledged
     assert srv.proc.wait(30) == 0

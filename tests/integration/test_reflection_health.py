@@ -9,8 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from trackline import TracklineClient, Unavailable
 from trackline.v1 import ingest_pb2, tracking_pb2
 
 from tests.support.servers import ServerProcess, start_server
+from tests.support.waiting import eventually
 
 OURS = (
     tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"],
@@ -219,15 +219,6 @@ def test_health_answers_for_the_server_and_every_service_listed(channel: grpc.Ch
     assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
 
 
-def _eventually(check: Callable[[], bool], seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_lost_store_takes_down_the_services_over_it_not_reflection(srv: ServerProcess) -> None:
     client = TracklineClient(srv.address, retry_seconds=0)
     db = Path(srv.store_uri.split(":///", 1)[1])
@@ -245,7 +236,7 @@ def test_a_lost_store_takes_down_the_services_over_it_not_reflection(srv: Server
             return {k: v.status for k, v in listed.statuses.items()}
 
         expected = {name: NOT_SERVING if name in over_store else SERVING for name in ("", *LISTED)}
-        assert _eventually(lambda: statuses() == expected)
+        assert eventually(lambda: statuses() == expected)
         db_client = ProtoReflectionDescriptorDatabase(channel)
         assert db_client.FindFileContainingSymbol("trackline.v1.TrackingService.GetRun")
 

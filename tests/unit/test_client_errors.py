@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -30,27 +29,7 @@ from trackline._exceptions import _REJECTION_CODES, exception_class, from_rpc_er
 from trackline.v1 import errors_pb2
 from trackline_server import errors
 
-
-class _FailedCall(grpc.RpcError):
-    """What grpc raises for a failed call: its code, details and trailers."""
-
-    def __init__(self, code: grpc.StatusCode, details: str, trailers: Any = ()) -> None:
-        self._code, self._details, self._trailers = code, details, trailers
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Any:
-        return self._trailers
-
-
-def failed(err: errors.TracklineError) -> _FailedCall:
-    """The RpcError a client gets when the server raises ``err``."""
-    status = errors.grpc_status(err)
-    return _FailedCall(status.code, status.details, status.trailing_metadata)
+from tests.support.rpc_errors import FailedCall, failed
 
 
 @pytest.mark.parametrize(
@@ -87,10 +66,10 @@ def test_retry_info_is_carried_as_seconds() -> None:
 
 
 def test_a_status_without_details_still_maps() -> None:
-    err = from_rpc_error(_FailedCall(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+    err = from_rpc_error(FailedCall(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
     assert type(err) is DeadlineExceeded and err.reason == "" and err.retry_delay is None
     bad = (("grpc-status-details-bin", b"\xff not a status"),)
-    err = from_rpc_error(_FailedCall(grpc.StatusCode.NOT_FOUND, "gone", bad))
+    err = from_rpc_error(FailedCall(grpc.StatusCode.NOT_FOUND, "gone", bad))
     assert type(err) is NotFound and err.reason == "" and err.message == "gone"
 
 

@@ -39,6 +39,7 @@ from trackline_server.transport import unit_of_work, writes
 from trackline_server.transport.grpc_server import method_handlers, method_name
 
 from tests.support.databases import PG_URL
+from tests.support.rpc_errors import FailedCall
 
 
 def failure(url: str, work: Callable[[AsyncConnection], Awaitable[Any]], **kw: Any) -> Exception:
@@ -414,23 +415,9 @@ def test_the_client_gets_every_violation() -> None:
         "params[0].value": "too long",
         "block.run_index": "outside; outside too",
     }
-    got = from_rpc_error(_FailedCall(status.code, status.details, status.trailing_metadata))
+    got = from_rpc_error(FailedCall(status.code, status.details, status.trailing_metadata))
     assert isinstance(got, ClientInvalidArgument) and got.reason == "INVALID_KEY"
     assert got.violations == rich.violations and got.field_violations == rich.field_violations
     assert got.message == err.message
     plain = ClientInvalidArgument("m", grpc.StatusCode.INVALID_ARGUMENT, "R", {"f": "d"})
     assert plain.violations == [("f", "d")]  # made by hand, as before: the list follows
-
-
-class _FailedCall(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str, trailers: Any) -> None:
-        self._code, self._details, self._trailers = code, details, trailers
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Any:
-        return self._trailers

@@ -62,8 +62,25 @@ class Attribute:
         return self.name
 
 
+class _Prefixed:
+    """Named in a filter by a prefix: ``<name>s`` (the plural, which also names it in
+    messages) or one of its lower-case ``aliases``."""
+
+    name: str
+    aliases: tuple[str, ...]
+
+    @property
+    def plural(self) -> str:
+        """The canonical prefix: 'metrics', 'datasets'."""
+        return self.name + "s"
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return (self.plural, *self.aliases)
+
+
 @dataclass(frozen=True, eq=False)
-class KeyKind:
+class KeyKind(_Prefixed):
     """Values held under free-form keys: ``table`` has one row per (entity, key), with the
     entity's id in column ``owner`` and columns ``key`` and ``value``.
 
@@ -77,15 +94,6 @@ class KeyKind:
     table: Table
     owner: str
     aliases: tuple[str, ...] = ()
-
-    @property
-    def plural(self) -> str:
-        """The canonical prefix, also naming the kind in messages: 'metrics'."""
-        return self.name + "s"
-
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        return (self.plural, *self.aliases)
 
     @property
     def ops(self) -> tuple[Op, ...]:
@@ -113,7 +121,7 @@ class RelatedField:
 
 
 @dataclass(frozen=True, eq=False)
-class Related:
+class Related(_Prefixed):
     """Rows related to the entity, any number per entity, e.g. a run's dataset inputs.
 
     ``source`` is the table or join that holds them, ``owner`` its column holding the entity's
@@ -138,15 +146,6 @@ class Related:
                 raise ValueError(f"related {self.name}: {related_field.name!r} is not lower case")
         if len({f.name for f in self.fields}) < len(self.fields):
             raise ValueError(f"related {self.name}: two fields share a name")
-
-    @property
-    def plural(self) -> str:
-        """The canonical prefix, also naming the rows in messages: 'datasets'."""
-        return self.name + "s"
-
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        return (self.plural, *self.aliases)
 
     @property
     def hint(self) -> str:
