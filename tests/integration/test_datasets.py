@@ -183,6 +183,26 @@ def test_malformed_inputs_are_refused_by_field(
     assert not client.get_run(run.run_id).inputs  # nothing of the call was stored
 
 
+def test_every_problem_of_every_input_is_reported(client: TracklineClient) -> None:
+    run = client.create_run()
+    bad = [
+        _dataset_input(name="", digest=""),
+        _dataset_input(context="c" * 501),
+        Dataset("d", "abc", "").to_input(tags={"": "v"}),
+    ]
+    with pytest.raises(InvalidArgument) as err:
+        client.log_inputs(run.run_id, bad)
+    assert err.value.reason == "INVALID_NAME"  # the first problem's
+    assert [field for field, _ in err.value.violations] == [
+        "datasets[0].dataset.name",
+        "datasets[0].dataset.digest",
+        "datasets[1].context",
+        "datasets[2].tags[0].key",
+    ]
+    assert "and 3 more problems" in err.value.message
+    assert not client.get_run(run.run_id).inputs
+
+
 def test_input_tags_and_counts_are_bounded(client: TracklineClient) -> None:
     run = client.create_run()
     d = Dataset("d", "abc", "")

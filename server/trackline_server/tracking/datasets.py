@@ -25,7 +25,7 @@ from .. import limits
 from ..errors import InvalidArgument, shown
 from ..models import datasets, run_input_tags, run_inputs
 from ..sql import Query, among, by_code_point, execute_many, octets, positioned, rows
-from ..validation import check_tags, findable
+from ..validation import Problems, check_tags, findable
 
 _D = datasets.c
 _I = run_inputs.c
@@ -56,17 +56,18 @@ def checked(given: Sequence[pb.DatasetInput]) -> list[Input]:
     """The inputs of a call, checked against limits.py without the database (INVALID_NAME,
     INVALID_DATASET, BATCH_TOO_LARGE, and run tags' reasons for input tags; fields named
     ``datasets[i].dataset.digest`` and so on). A dataset given twice is one input: the last
-    context wins and the tags are merged, later values winning."""
+    context wins and the tags are merged, later values winning. Every problem of every input
+    is reported (``validation.Problems``)."""
     if len(given) > limits.MAX_INPUTS_PER_CALL:
         raise InvalidArgument(
             "BATCH_TOO_LARGE",
             f"{len(given)} datasets in one call; at most {limits.MAX_INPUTS_PER_CALL}",
             "datasets",
         )
+    problems = Problems()
     merged: dict[tuple[str, str], Input] = {}
     for i, item in enumerate(given):
-        where = f"datasets[{i}]"
-        _check_input(item, where)
+        _check_input(item, f"datasets[{i}]", problems)
         d = item.dataset
         found = merged.get((d.name, d.digest))
         if found is None:
@@ -74,40 +75,49 @@ def checked(given: Sequence[pb.DatasetInput]) -> list[Input]:
             merged[(d.name, d.digest)] = found
         found.context = item.context
         found.tags.update((t.key, t.value) for t in item.tags)
+    problems.raise_if_any()
     return list(merged.values())
 
 
-def _check_input(item: pb.DatasetInput, where: str) -> None:
+def _check_input(item: pb.DatasetInput, where: str, problems: Problems) -> None:
     d = item.dataset
-    name_field = f"{where}.dataset.name"
-    if not d.name.strip():
-        raise InvalidArgument("INVALID_NAME", "dataset name must not be empty", name_field)
-    if len(d.name) > limits.MAX_NAME_LENGTH or not findable(d.name):
-        raise InvalidArgument(
-            "INVALID_NAME",
-            f"dataset name {shown(d.name)} is longer than {limits.MAX_NAME_LENGTH} characters"
-            " or holds NUL",
-            name_field,
-        )
-    if not d.digest:
-        raise InvalidArgument("INVALID_DATASET", "dataset digest must not be empty",
-                              f"{where}.dataset.digest")  # fmt: skip
-    _check_text(d.digest, f"{where}.dataset.digest", "digest",
-                limits.MAX_DATASET_DIGEST_LENGTH, control=True)  # fmt: skip
-    _check_text(d.source_type, f"{where}.dataset.source_type", "source_type",
-                limits.MAX_DATASET_SOURCE_TYPE_LENGTH, control=True)  # fmt: skip
-    _check_text(d.source, f"{where}.dataset.source", "source", limits.MAX_DATASET_SOURCE_LENGTH)
-    _check_bytes(d.schema, f"{where}.dataset.schema", "schema", limits.MAX_DATASET_SCHEMA_BYTES)
-    _check_bytes(d.profile, f"{where}.dataset.profile", "profile",
-                 limits.MAX_DATASET_PROFILE_BYTES)  # fmt: skip
-    _check_text(item.context, f"{where}.context", "context", limits.MAX_INPUT_CONTEXT_LENGTH)
+    problems.check(_check_name, d.name, f"{where}.dataset.name")
+    problems.check(_check_digest, d.digest, f"{where}.dataset.digest")
+    problems.check(_check_text, d.source_type, f"{where}.dataset.source_type", "source_type",
+                   limits.MAX_DATASET_SOURCE_TYPE_LENGTH, control=True)  # fmt: skip
+    problems.check(_check_text, d.source, f"{where}.dataset.source", "source",
+                   limits.MAX_DATASET_SOURCE_LENGTH)  # fmt: skip
+    problems.check(_check_bytes, d.schema, f"{where}.dataset.schema", "schema",
+                   limits.MAX_DATASET_SCHEMA_BYTES)  # fmt: skip
+    problems.check(_check_bytes, d.profile, f"{where}.dataset.profile", "profile",
+                   limits.MAX_DATASET_PROFILE_BYTES)  # fmt: skip
+    problems.check(_check_text, item.context, f"{where}.context", "context",
+                   limits.MAX_INPUT_CONTEXT_LENGTH)  # fmt: skip
     if len(item.tags) > limits.MAX_INPUT_TAGS:
-        raise InvalidArgument(
+        problems.add(InvalidArgument(
             "INVALID_DATASET",
             f"an input has {len(item.tags)} tags; at most {limits.MAX_INPUT_TAGS}",
             f"{where}.tags",
+        ))  # fmt: skip
+    check_tags([(t.key, t.value) for t in item.tags], f"{where}.tags", problems=problems)
+
+
+def _check_name(name: str, field_name: str) -> None:
+    if not name.strip():
+        raise InvalidArgument("INVALID_NAME", "dataset name must not be empty", field_name)
+    if len(name) > limits.MAX_NAME_LENGTH or not findable(name):
+        raise InvalidArgument(
+            "INVALID_NAME",
+            f"dataset name {shown(name)} is longer than {limits.MAX_NAME_LENGTH} characters"
+            " or holds NUL",
+            field_name,
         )
-    check_tags([(t.key, t.value) for t in item.tags], f"{where}.tags")
+
+
+def _check_digest(digest: str, field_name: str) -> None:
+    if not digest:
+        raise InvalidArgument("INVALID_DATASET", "dataset digest must not be empty", field_name)
+    _check_text(digest, field_name, "digest", limits.MAX_DATASET_DIGEST_LENGTH, control=True)
 
 
 def _check_text(text: str, field_name: str, what: str, limit: int, control: bool = False) -> None:
