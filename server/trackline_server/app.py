@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from trackline.v1 import ingest_pb2, tracking_pb2
+from trackline.v1 import ingest_pb2, registry_pb2, tracking_pb2
 
 from . import limits
 from .auth import BearerTokenInterceptor
@@ -26,6 +26,7 @@ from .errors import Unavailable
 from .metrics.compactor import Compactor
 from .metrics.stream import IngestService
 from .metrics.writer import GroupCommitWriter
+from .registry.service import RegistryService
 from .store_watch import StoreWatch, open_store
 from .tracking import experiments, writable
 from .tracking.service import TrackingService
@@ -35,7 +36,8 @@ from .transport.health import ServiceHealth
 
 TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
 INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
-SERVICES = (TRACKING.full_name, INGEST.full_name)
+REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+SERVICES = (TRACKING.full_name, INGEST.full_name, REGISTRY.full_name)
 # Health answers for the server as a whole ("") and for each service it serves, by name; the
 # store's health is that of the server and of the services over the store (SERVICES).
 SERVED = (*SERVICES, health.SERVICE_NAME, *reflection.SERVICE_NAMES)
@@ -119,6 +121,7 @@ async def build(settings: Settings) -> Running:
         server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db
     )
     add_service(server, ingest, INGEST, db)
+    add_service(server, RegistryService(db), REGISTRY, db)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", *SERVED):

@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("next_version", sa.BigInteger(), server_default="1", nullable=False),
         sa.PrimaryKeyConstraint("model_id", name=op.f("pk_registered_models")),
         sa.UniqueConstraint("name", name=op.f("uq_registered_models_name")),
-        )
+    )
     op.create_table(
         "registry_counters",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -77,7 +77,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("version_id", name=op.f("pk_model_versions")),
         sa.UniqueConstraint("model_id", "version", name=op.f("uq_model_versions_model_id_version")),
-        )
+    )
     op.create_index("ix_model_versions_name_version", "model_versions", ["name", "version"])
     op.create_index("ix_model_versions_run_id", "model_versions", ["run_id"])
     op.create_table(
