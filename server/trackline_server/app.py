@@ -121,7 +121,8 @@ async def build(settings: Settings) -> Running:
         server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db
     )
     add_service(server, ingest, INGEST, db)
-    add_service(server, RegistryService(db), REGISTRY, db)
+    registry = RegistryService(db, event_retention_s=settings.registry_event_retention_s)
+    add_service(server, registry, REGISTRY, db)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", *SERVED):

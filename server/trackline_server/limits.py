@@ -60,9 +60,10 @@ MAX_MODEL_SOURCE_LENGTH = 65536
 MAX_STATUS_MESSAGE_LENGTH = 4096
 MAX_MODEL_URI_LENGTH = 1024
 MAX_WATCHED_MODELS = 100  # names of one WatchModelEvents call
-# Registry events are kept this long (then pruned, oldest first, at most a batch per round,
-# at most once per interval, in a registry write's transaction); a watcher polls for new
-# ones this often and is sent at most a batch of them per message.
+# Registry events are kept this long by default (flag --registry-event-retention-days), then
+# pruned, oldest first, at most a batch per round, at most once per interval, in a registry
+# write's transaction; a watcher polls for new ones this often and is sent at most a batch
+# of them per message.
 REGISTRY_EVENT_RETENTION_S = 7 * 24 * 3600
 REGISTRY_EVENT_PRUNE_INTERVAL_S = 60.0
 REGISTRY_EVENT_POLL_S = 0.025
