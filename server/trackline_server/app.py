@@ -50,17 +50,19 @@ class Running:
     writer: GroupCommitWriter
     compactor: Compactor
     ingest: IngestService
+    registry: RegistryService
     health: ServiceHealth
     watch: StoreWatch
     port: int
 
     async def stop(self) -> None:
-        """Graceful: health turns NOT_SERVING, streams stop reading, the writer commits and
-        acks everything queued, then calls get a few seconds to finish before the server
-        closes."""
+        """Graceful: health turns NOT_SERVING, streams stop reading and watches end, the
+        writer commits and acks everything queued, then calls get a few seconds to finish
+        before the server closes."""
         await self.health.enter_graceful_shutdown()
         await self.watch.close()
         self.ingest.begin_shutdown()
+        self.registry.begin_shutdown()
         await self.writer.close()
         await self.server.stop(grace=5)
         await self.compactor.close()
@@ -131,7 +133,7 @@ async def build(settings: Settings) -> Running:
     watch.start()
     reflection.add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     await server.start()
-    return Running(server, db, writer, compactor, ingest, health_servicer, watch, port)
+    return Running(server, db, writer, compactor, ingest, registry, health_servicer, watch, port)
 
 
 def _bind(server: grpc.aio.Server, host: str, port: int) -> int:

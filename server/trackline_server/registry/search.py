@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from trackline.v1 import registry_pb2 as rpb
 
-from .. import limits, page_tokens
-from ..errors import InvalidArgument
+from .. import page_tokens
 from ..search import (
     EntitySchema,
-    FilterError,
     apply_order,
     filter_clause,
-    parse_filter,
-    parse_order_by,
+    next_page_token,
+    page_offset,
+    parse_request,
+    rows_per_page,
 )
 from ..sql import Reader, rows
 from . import models, versions
@@ -53,31 +53,13 @@ async def _page(
     token: str,
 ) -> tuple[list[int], str]:
     """The ids of one page of ``schema``'s entities and the next page's token."""
-    try:
-        expr = parse_filter(filter_text, schema)
-    except FilterError as err:
-        raise InvalidArgument("INVALID_FILTER", str(err), "filter") from None
-    try:
-        keys = parse_order_by(order_by, schema)
-    except FilterError as err:
-        raise InvalidArgument("INVALID_ORDER_BY", str(err), "order_by") from None
-    if page_size < 0:
-        raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
-    size = min(page_size or limits.DEFAULT_SEARCH_PAGE, limits.MAX_SEARCH_PAGE)
+    expr, keys = parse_request(filter_text, order_by, schema)
+    size = rows_per_page(page_size)
     fingerprint = page_tokens.fingerprint(what, filter_text, list(order_by))
-    offset = 0
-    if token:
-        (offset,) = page_tokens.decode(
-            token, fingerprint, ("o",), f"a search of {what}", "filter and order_by"
-        )
-        if offset < 0:
-            raise InvalidArgument(
-                "INVALID_PAGE_TOKEN", "page_token was not returned by a search", "page_token"
-            )
+    offset = page_offset(token, fingerprint, f"a search of {what}", "filter and order_by")
     query = select(schema.id_column)
     if expr is not None:
         query = query.where(filter_clause(schema, expr, reader.dialect.name))
     query = apply_order(schema, query, keys).offset(offset).limit(size + 1)
     ids = [int(row[0]) for row in await rows(reader, query, aside=True)]
-    more = len(ids) > size
-    return ids[:size], page_tokens.encode({"o": offset + size}, fingerprint) if more else ""
+    return ids[:size], next_page_token(offset + size, len(ids) > size, fingerprint)

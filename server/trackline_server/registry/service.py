@@ -4,7 +4,8 @@ event stream, written once for every transport (``transport/grpc_server.py`` ser
 ``@reads``/``@writes`` methods run inside the unit of work the edge opened (``call.reader``,
 ``call.conn``) and never commit. Every write records its events (``events.append``) last in
 its transaction, after locking the model (``models.lock``) first: one lock order for all.
-WatchModelEvents (``@own_transactions``) polls the event log in short snapshots of its own.
+WatchModelEvents (``@own_transactions``) polls the event log in short snapshots of its own,
+until the caller goes away or the server begins to shut down (``begin_shutdown``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from trackline.v1 import registry_pb2 as rpb
 
 from .. import idempotency, limits, tags, validation
 from ..database import Database
-from ..errors import InvalidArgument, shown
+from ..errors import InvalidArgument, Unavailable, shown
 from ..models import model_version_tags, registered_model_tags
 from ..tracking import runs
 from ..transport import Call, own_transactions, reads, writes
@@ -33,6 +34,13 @@ class RegistryService:
     ) -> None:
         self.db = db
         self.event_retention_s = event_retention_s
+        self._closing = asyncio.Event()
+
+    def begin_shutdown(self) -> None:
+        """Open watches end (UNAVAILABLE SHUTTING_DOWN) within a poll interval, instead of
+        holding the server's shutdown for its whole grace period; a watcher resumes on another
+        server, or this one restarted, after the last id it saw."""
+        self._closing.set()
 
     async def _record(self, conn: AsyncConnection, *changes: Change) -> None:
         for change in changes:
@@ -351,8 +359,9 @@ class RegistryService:
         self, request: rpb.WatchModelEventsRequest, call: Call
     ) -> AsyncIterator[rpb.WatchModelEventsResponse]:
         """Sends the events after ``after`` (or from now), then polls for new ones every
-        REGISTRY_EVENT_POLL_S until the caller goes away. The cursor moves over every event
-        read, sent or filtered out, so nothing is sent twice nor skipped."""
+        REGISTRY_EVENT_POLL_S until the caller goes away or the server shuts down. The cursor
+        moves over every event read, sent or filtered out, so nothing is sent twice nor
+        skipped."""
         names = frozenset(request.names)
         if len(request.names) > limits.MAX_WATCHED_MODELS:
             raise InvalidArgument(
@@ -366,7 +375,7 @@ class RegistryService:
                 cursor = request.after
             else:
                 cursor = await events.last_id(snap)
-        while True:
+        while not self._closing.is_set():
             async with self.db.snapshot() as snap:
                 found = await events.after(snap, cursor, limits.REGISTRY_EVENT_BATCH)
             if found:
@@ -378,6 +387,9 @@ class RegistryService:
                     yield rpb.WatchModelEventsResponse(events=kept)
             if len(found) < limits.REGISTRY_EVENT_BATCH:
                 await asyncio.sleep(limits.REGISTRY_EVENT_POLL_S)
+        raise Unavailable(
+            "SHUTTING_DOWN", "the server is shutting down; watch again after the last id seen"
+        )
 
 
 def _check_tag(key: str, value: str) -> None:
