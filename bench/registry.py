@@ -12,7 +12,6 @@ come one at a time at random intervals (0 to 40 ms), so they fall anywhere in a 
 
 from __future__ import annotations
 
-import argparse
 import random
 import tempfile
 import threading
@@ -24,8 +23,8 @@ import grpc
 from trackline.v1 import registry_pb2 as rpb
 from trackline.v1 import registry_pb2_grpc
 
+from bench.stores import run_on_stores
 from bench.unary import ghz
-from tests.support import databases
 from tests.support.servers import start_server
 
 REGISTRY_PROTO = ("protos", "trackline/v1/registry.proto")
@@ -152,19 +151,7 @@ def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
-    parser.add_argument("--pg-url", default="", help="postgresql+asyncpg:// URL of a test cluster")
-    args = parser.parse_args()
-    stores: list[tuple[str, Callable[[], str | None]]] = [("SQLite", lambda: None)]
-    if args.pg_url:
-        databases.PG_URL = args.pg_url
-        stores.append(("PostgreSQL", databases.fresh_postgres_database))
-    try:
-        for label, make_uri in stores:
-            bench_store(label, make_uri, args.seconds)
-    finally:
-        databases.drop_created_databases()
+    run_on_stores(__doc__, bench_store)
 
 
 if __name__ == "__main__":
