@@ -163,6 +163,40 @@ def test_alias_moves_under_concurrency(
     assert final.model_version.version == seen[-1].version  # the last event is the last move
 
 
+def test_two_replicas_over_one_postgres_number_versions_one_to_n(tmp_path: Path) -> None:
+    """Two server processes over one PostgreSQL database, 8 threads each creating versions of
+    one model through them at once: the numbers are 1..N, as through one server."""
+    url = fresh_postgres_database()
+    replicas = [start_server(tmp_path / "a", url), start_server(tmp_path / "b", url)]
+    per_thread, threads_per_replica = 5, 8
+    numbers: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(2 * threads_per_replica)
+
+    def create(address: str) -> None:
+        with grpc.insecure_channel(address) as channel:
+            stub = _stub(channel)
+            start.wait(timeout=30)
+            request = rpb.CreateModelVersionRequest(name="shared", source="s3://bucket/model")
+            got = [stub.CreateModelVersion(request, timeout=60).model_version.version
+                   for _ in range(per_thread)]  # fmt: skip
+        with lock:
+            numbers.extend(got)
+
+    with grpc.insecure_channel(replicas[0].address) as channel:
+        _stub(channel).CreateRegisteredModel(rpb.CreateRegisteredModelRequest(name="shared"))
+    workers = [
+        threading.Thread(target=create, args=(srv.address,))
+        for srv in replicas
+        for _ in range(threads_per_replica)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert sorted(numbers) == list(range(1, 2 * threads_per_replica * per_thread + 1))
+
+
 def test_watcher_on_second_server_sees_changes_of_first(tmp_path: Path) -> None:
     url = fresh_postgres_database()
     first = start_server(tmp_path / "a", url)
