@@ -42,6 +42,7 @@ import grpc
 from trackline import TracklineClient
 from trackline.v1 import ingest_pb2 as ipb
 
+from bench.stores import stores
 from tests.support import databases
 from tests.support.servers import ServerProcess, start_server
 
@@ -182,13 +183,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="how long each shape streams")
     parser.add_argument("--pg-url", default=os.environ.get("TRACKLINE_TEST_PG_URL", ""))
     args = parser.parse_args()
-    stores: list[tuple[str, Callable[[], str | None]]] = [("SQLite", lambda: None)]
-    if args.pg_url:
-        databases.PG_URL = args.pg_url  # fresh_postgres_database() creates databases there
-        stores.append(("PostgreSQL", databases.fresh_postgres_database))
     root = Path(__file__).resolve().parent.parent
     try:
-        for label, make_uri in stores:
+        for label, make_uri in stores(args.pg_url):
             bench_store(label, make_uri, args.seconds)
             # The client-side cost and the reads, against a fresh server on the same store.
             for script in ("log_metric_cost", "history"):

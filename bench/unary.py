@@ -10,7 +10,6 @@ It reads the repo's protos (``--proto``): grpcio-reflection cannot resolve metho
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -26,7 +25,7 @@ from trackline import TracklineClient
 from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 
-from tests.support import databases
+from bench.stores import run_on_stores
 from tests.support.servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,19 +184,7 @@ def bench_store(label: str, make_uri: Callable[[], str | None], seconds: float) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
-    parser.add_argument("--pg-url", default="", help="postgresql+asyncpg:// URL of a test cluster")
-    args = parser.parse_args()
-    stores: list[tuple[str, Callable[[], str | None]]] = [("SQLite", lambda: None)]
-    if args.pg_url:
-        databases.PG_URL = args.pg_url
-        stores.append(("PostgreSQL", databases.fresh_postgres_database))
-    try:
-        for label, make_uri in stores:
-            bench_store(label, make_uri, args.seconds)
-    finally:
-        databases.drop_created_databases()
+    run_on_stores(__doc__, bench_store)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from trackline.v1 import ingest_pb2, tracking_pb2
+from trackline.v1 import ingest_pb2, registry_pb2, tracking_pb2
 
 from . import limits
 from .auth import BearerTokenInterceptor
@@ -26,6 +26,7 @@ from .errors import Unavailable
 from .metrics.compactor import Compactor
 from .metrics.stream import IngestService
 from .metrics.writer import GroupCommitWriter
+from .registry.service import RegistryService
 from .store_watch import StoreWatch, open_store
 from .tracking import experiments, writable
 from .tracking.service import TrackingService
@@ -35,7 +36,8 @@ from .transport.health import ServiceHealth
 
 TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
 INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
-SERVICES = (TRACKING.full_name, INGEST.full_name)
+REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+SERVICES = (TRACKING.full_name, INGEST.full_name, REGISTRY.full_name)
 # Health answers for the server as a whole ("") and for each service it serves, by name; the
 # store's health is that of the server and of the services over the store (SERVICES).
 SERVED = (*SERVICES, health.SERVICE_NAME, *reflection.SERVICE_NAMES)
@@ -48,17 +50,19 @@ class Running:
     writer: GroupCommitWriter
     compactor: Compactor
     ingest: IngestService
+    registry: RegistryService
     health: ServiceHealth
     watch: StoreWatch
     port: int
 
     async def stop(self) -> None:
-        """Graceful: health turns NOT_SERVING, streams stop reading, the writer commits and
-        acks everything queued, then calls get a few seconds to finish before the server
-        closes."""
+        """Graceful: health turns NOT_SERVING, streams stop reading and watches end, the
+        writer commits and acks everything queued, then calls get a few seconds to finish
+        before the server closes."""
         await self.health.enter_graceful_shutdown()
         await self.watch.close()
         self.ingest.begin_shutdown()
+        self.registry.begin_shutdown()
         await self.writer.close()
         await self.server.stop(grace=5)
         await self.compactor.close()
@@ -119,6 +123,8 @@ async def build(settings: Settings) -> Running:
         server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db
     )
     add_service(server, ingest, INGEST, db)
+    registry = RegistryService(db, event_retention_s=settings.registry_event_retention_s)
+    add_service(server, registry, REGISTRY, db)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", *SERVED):
@@ -127,7 +133,7 @@ async def build(settings: Settings) -> Running:
     watch.start()
     reflection.add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     await server.start()
-    return Running(server, db, writer, compactor, ingest, health_servicer, watch, port)
+    return Running(server, db, writer, compactor, ingest, registry, health_servicer, watch, port)
 
 
 def _bind(server: grpc.aio.Server, host: str, port: int) -> int:

@@ -35,6 +35,7 @@ class Settings:
     ingest_linger_ms: float = limits.INGEST_LINGER_MS
     max_inflight_bytes: int = limits.MAX_INFLIGHT_BYTES
     event_loop: str = "uvloop"
+    registry_event_retention_s: float = limits.REGISTRY_EVENT_RETENTION_S
 
     @property
     def shown_store_uri(self) -> str:
@@ -99,6 +100,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " waits (env TRACKLINE_MAX_INFLIGHT_BYTES)",
     )
     parser.add_argument(
+        "--registry-event-retention-days",
+        default=env(
+            "TRACKLINE_REGISTRY_EVENT_RETENTION_DAYS",
+            f"{limits.REGISTRY_EVENT_RETENTION_S / 86400:g}",
+        ),
+        help="how long registry events are kept for WatchModelEvents to resume from, in days"
+        " (fractions allowed); a watcher resuming after an older one gets OUT_OF_RANGE"
+        " (env TRACKLINE_REGISTRY_EVENT_RETENTION_DAYS)",
+    )
+    parser.add_argument(
         "--event-loop",
         choices=EVENT_LOOPS,
         default=env("TRACKLINE_EVENT_LOOP", "uvloop"),
@@ -126,6 +137,11 @@ def from_args(ns: argparse.Namespace) -> Settings:
             ns.max_inflight_bytes, "--max-inflight-bytes", "TRACKLINE_MAX_INFLIGHT_BYTES", 1
         ),
         event_loop=_event_loop(ns.event_loop),
+        registry_event_retention_s=_days_in_seconds(
+            ns.registry_event_retention_days,
+            "--registry-event-retention-days",
+            "TRACKLINE_REGISTRY_EVENT_RETENTION_DAYS",
+        ),
     )
 
 
@@ -177,6 +193,17 @@ def _number(value: str, flag: str) -> float:
     if not 0 <= number < float("inf"):
         raise StartupError(f"{flag} must be a number of 0 or more, not {value!r}")
     return number
+
+
+def _days_in_seconds(value: str, flag: str, env: str) -> float:
+    """A positive number of days (fractions allowed), in seconds."""
+    try:
+        days = float(value)
+    except ValueError:
+        days = 0.0
+    if not 0 < days < float("inf"):
+        raise StartupError(f"{flag} (env {env}) must be a number of days above 0, not {value!r}")
+    return days * 86400
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")

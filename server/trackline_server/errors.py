@@ -115,6 +115,13 @@ class FailedPrecondition(TracklineError):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class OutOfRange(TracklineError):
+    """A position past what is kept or recorded (a watcher resuming from a pruned event)."""
+
+    code = code_pb2.OUT_OF_RANGE
+    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+
+
 class Unauthenticated(TracklineError):
     code = code_pb2.UNAUTHENTICATED
     grpc_code = grpc.StatusCode.UNAUTHENTICATED

@@ -53,5 +53,20 @@ INGEST_LINGER_MS = 4.0
 APPLIED_REQUEST_RETENTION_S = 24 * 3600
 APPLIED_REQUEST_PRUNE_INTERVAL_S = 60.0
 APPLIED_REQUEST_PRUNE_BATCH = 1_000
+# The Model Registry (registry/): model names are MAX_NAME_LENGTH; tags have run tags' limits.
+MAX_ALIAS_LENGTH = 256
+MAX_DESCRIPTION_LENGTH = 65536
+MAX_MODEL_SOURCE_LENGTH = 65536
+MAX_STATUS_MESSAGE_LENGTH = 4096
+MAX_MODEL_URI_LENGTH = 1024
+MAX_WATCHED_MODELS = 100  # names of one WatchModelEvents call
+# Registry events are kept this long by default (flag --registry-event-retention-days), then
+# pruned, oldest first, at most a batch per round, at most once per interval, in a registry
+# write's transaction; a watcher polls for new ones this often and is sent at most a batch
+# of them per message.
+REGISTRY_EVENT_RETENTION_S = 7 * 24 * 3600
+REGISTRY_EVENT_PRUNE_INTERVAL_S = 60.0
+REGISTRY_EVENT_POLL_S = 0.025
+REGISTRY_EVENT_BATCH = 1000
 # Request bytes parsed and served at once (flag --max-inflight-bytes; budget.py).
 MAX_INFLIGHT_BYTES = 256 * 1024 * 1024

@@ -213,3 +213,96 @@ ingest_rejections = Table(
     Column("message", Text, nullable=False),
     Column("created_time", BigInteger, nullable=False),
 )
+
+# The Model Registry (registry/). A registered model is named by ``name`` in the API and
+# referenced by ``model_id`` here, so a rename is one row (and the copy of the name each
+# version keeps for search). ``next_version`` is the number its next version gets: a create
+# takes it with UPDATE ... RETURNING, whose row lock holds concurrent creates of the model
+# until it commits or rolls back, so numbers never repeat nor gap.
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("model_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(500), nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("next_version", BigInteger, nullable=False, server_default="1"),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("model_id", ForeignKey("registered_models.model_id"), primary_key=True),
+    Column("key", String(500), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# ``name`` is the model's (kept in step by a rename) for search; ``stage`` a ModelStage and
+# ``status`` a ModelVersionStatus value.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version_id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", ForeignKey("registered_models.model_id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(64), nullable=False, server_default=""),
+    Column("status", Integer, nullable=False),
+    Column("status_message", Text, nullable=False, server_default=""),
+    Column("stage", Integer, nullable=False),
+    UniqueConstraint("model_id", "version"),
+    Index("ix_model_versions_name_version", "name", "version"),
+    Index("ix_model_versions_run_id", "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("version_id", ForeignKey("model_versions.version_id"), primary_key=True),
+    Column("key", String(500), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# One row per alias of a model: moving an alias is an update of its row.
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", ForeignKey("registered_models.model_id"), primary_key=True),
+    Column("alias", String(256), primary_key=True),
+    Column("version_id", ForeignKey("model_versions.version_id"), nullable=False),
+    Index("ix_model_aliases_version_id", "version_id"),
+)
+
+# Every change of the registry, written in the change's transaction (registry/events.py).
+# ``event_id`` comes from registry_counters' 'events' row, taken last in the transaction:
+# its row lock orders the transactions that record events, so ids are gapless and commit in
+# id order, and a watcher that has seen id n has seen every id below it. ``type`` is a
+# ModelEventType value; rows older than the retention are pruned, oldest first.
+registry_events = Table(
+    "registry_events",
+    metadata,
+    Column("event_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", BigInteger, nullable=False),
+    Column("type", Integer, nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    Column("alias", String(256), nullable=False, server_default=""),
+    Column("key", String(500), nullable=False, server_default=""),
+    Column("stage", Integer, nullable=False, server_default="0"),
+    Column("status", Integer, nullable=False, server_default="0"),
+    Column("previous_name", String(500), nullable=False, server_default=""),
+    Index("ix_registry_events_time", "time"),
+)
+
+# Counters of the registry; one row, 'events': the last event id given out.
+registry_counters = Table(
+    "registry_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

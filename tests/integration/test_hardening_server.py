@@ -235,6 +235,8 @@ def test_second_server_on_a_port_in_use_is_refused(
         (["--auth-token", " "], {}, "--auth-token"),
         (["--max-inflight-bytes", "0"], {}, "--max-inflight-bytes"),
         ([], {"TRACKLINE_EVENT_LOOP": "trio"}, "TRACKLINE_EVENT_LOOP"),
+        (["--registry-event-retention-days", "0"], {}, "--registry-event-retention-days"),
+        ([], {"TRACKLINE_REGISTRY_EVENT_RETENTION_DAYS": "a week"}, "above 0"),
     ],
 )
 def test_bad_setting_is_refused_in_one_line(

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from trackline import cli
+from trackline._cli_format import local_time
 from trackline.v1 import resources_pb2 as pb
 
 INT64_MAX = 2**63 - 1
@@ -13,12 +14,12 @@ INT64_MAX = 2**63 - 1
 
 @pytest.mark.parametrize("ms", [INT64_MAX, -(2**63), 10**17, -(10**17), -5, 1])
 def test_time_of_any_int64_does_not_raise(ms: int) -> None:
-    assert cli._time(ms)
+    assert local_time(ms)
 
 
 def test_time_out_of_range_is_shown_raw() -> None:
-    assert cli._time(INT64_MAX) == f"{INT64_MAX} ms"
-    assert cli._time(0) == "-"
+    assert local_time(INT64_MAX) == f"{INT64_MAX} ms"
+    assert local_time(0) == "-"
 
 
 @pytest.mark.parametrize("status", [99, -5, 2**31 - 1, -(2**31)])

@@ -22,6 +22,7 @@ CODES = {
     "InvalidArgument": "INVALID_ARGUMENT",
     "FilterError": "INVALID_ARGUMENT",
     "FailedPrecondition": "FAILED_PRECONDITION",
+    "OutOfRange": "OUT_OF_RANGE",
     "require_active": "FAILED_PRECONDITION",
     "inactive": "FAILED_PRECONDITION",
     "Unauthenticated": "UNAUTHENTICATED",

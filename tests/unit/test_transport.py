@@ -21,7 +21,9 @@ from trackline import (
     TracklineError,
     Unavailable,
 )
-from trackline._transport import IDEMPOTENT, TrackingCalls, Transport
+from trackline._calls import IDEMPOTENT, REGISTRY_IDEMPOTENT, RegistryCalls, TrackingCalls
+from trackline._transport import StreamCall, Transport
+from trackline.v1 import registry_pb2 as rpb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline_server import errors
 
@@ -282,3 +284,28 @@ def test_a_forked_child_opens_its_own_channel_and_leaves_the_parents() -> None:
     assert child is not parent and transport.stubs.tracking is not None
     transport.close()
     parent.close()
+
+
+def test_every_registry_method_is_a_typed_call_with_its_retry_rule() -> None:
+    service = rpb.DESCRIPTOR.services_by_name["RegistryService"]
+    hints = typing.get_type_hints(RegistryCalls)
+    assert set(hints) == {m.name for m in service.methods}
+    calls = RegistryCalls(Transport("127.0.0.1:1"))
+    for method in service.methods:
+        call = getattr(calls, method.name)
+        assert typing.get_args(hints[method.name]) == (call.request_type, call.response_type)
+        assert call.request_type.DESCRIPTOR is method.input_type
+        assert call.response_type.DESCRIPTOR is method.output_type
+        assert isinstance(call, StreamCall) == method.server_streaming
+        if not method.server_streaming:
+            assert call.idempotent == (method.name in REGISTRY_IDEMPOTENT)
+    unary = {m.name for m in service.methods if not m.server_streaming}
+    assert unary - REGISTRY_IDEMPOTENT == {
+        "CreateRegisteredModel",
+        "CreateModelVersion",
+        "RenameRegisteredModel",
+        "DeleteRegisteredModel",
+    }
+    create = rpb.CreateModelVersionRequest(name="m", source="s", request_id="r")
+    assert calls.CreateModelVersion.retries(create)
+    assert not calls.CreateModelVersion.retries(rpb.CreateModelVersionRequest(name="m"))

@@ -11,6 +11,7 @@ from ._exceptions import (
     Internal,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     TracklineError,
@@ -26,6 +27,7 @@ from ._fluent import (
     log_metrics,
     log_param,
     log_params,
+    register_model,
     search_runs,
     set_experiment,
     set_tag,
@@ -33,6 +35,7 @@ from ._fluent import (
     set_tracking_uri,
     start_run,
 )
+from ._registry import ModelEventStream
 from ._uri import InvalidUri
 
 __all__ = [
@@ -45,7 +48,9 @@ __all__ = [
     "InvalidArgument",
     "InvalidUri",
     "MetricPoint",
+    "ModelEventStream",
     "NotFound",
+    "OutOfRange",
     "PermissionDenied",
     "ResourceExhausted",
     "TracklineClient",
@@ -60,6 +65,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "register_model",
     "search_runs",
     "set_experiment",
     "set_tag",

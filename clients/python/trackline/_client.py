@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
-from itertools import islice
 from typing import Any, Literal, NamedTuple
 
 from google.protobuf import field_mask_pb2
@@ -15,16 +14,10 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 
+from ._calls import RegistryCalls, TrackingCalls
 from ._context import current_user
-from ._transport import (
-    DEFAULT_RETRY_SECONDS,
-    DEFAULT_TIMEOUT,
-    Metadata,
-    Stubs,
-    TrackingCalls,
-    Transport,
-    UnaryCall,
-)
+from ._registry import RegistryMethods
+from ._transport import DEFAULT_RETRY_SECONDS, DEFAULT_TIMEOUT, Metadata, Stubs, Transport
 from ._uri import Target
 from .data import Dataset
 
@@ -48,7 +41,7 @@ class MetricPoint(NamedTuple):
 _point = partial(tuple.__new__, MetricPoint)
 
 
-class TracklineClient:
+class TracklineClient(RegistryMethods):
     """Synchronous client. ``uri`` is one of the forms in ``trackline._uri`` (``host[:port]``,
     ``http://``, ``https://``, ...; default ``TRACKLINE_URI``, else localhost:50051) and is
     checked at once (``InvalidUri``). The channel is created lazily per process, so a client
@@ -70,10 +63,13 @@ class TracklineClient:
     ``authorization`` entry replaces the token). Failures raise the exception of their status
     code (``NotFound``, ``InvalidArgument``, ...) with the server's ``reason``.
 
+    The Model Registry's methods (``RegistryMethods``) have MLflow's ``MlflowClient`` names.
+
     Below the methods: ``calls`` has every TrackingService method through the same transport
-    (token, wait, retries, typed errors), e.g. ``client.calls.GetRun(request)``; ``stubs``
-    has the raw generated stub of every service on the client's channel (``stubs.tracking``,
-    ``stubs.ingest``), and ``stub`` is ``stubs.tracking``."""
+    (token, wait, retries, typed errors), e.g. ``client.calls.GetRun(request)``, and
+    ``registry_calls`` every RegistryService method; ``stubs`` has the raw generated stub of
+    every service on the client's channel (``stubs.tracking``, ``stubs.ingest``,
+    ``stubs.registry``), and ``stub`` is ``stubs.tracking``."""
 
     def __init__(
         self,
@@ -92,6 +88,7 @@ class TracklineClient:
             connect_timeout=connect_timeout,
         )
         self.calls = TrackingCalls(self.transport)
+        self.registry_calls = RegistryCalls(self.transport)
 
     @property
     def target(self) -> Target:
@@ -145,22 +142,6 @@ class TracklineClient:
     def close(self) -> None:
         self.transport.close()
 
-    def _pages(
-        self,
-        call: UnaryCall[Any, Any],
-        request: Any,
-        field: str,
-        timeout: float | None,
-        metadata: Metadata,
-    ) -> Iterator[Any]:
-        """Yields the items in ``field`` of every page, passing each next_page_token back."""
-        while True:
-            resp = call(request, timeout=timeout, metadata=metadata)
-            yield from getattr(resp, field)
-            if not resp.next_page_token:
-                return
-            request.page_token = resp.next_page_token
-
     # Experiments
     def create_experiment(
         self,
@@ -211,8 +192,9 @@ class TracklineClient:
             page_size=page_size,
             view_type=_view_type(view_type),
         )
-        pages = self._pages(self.calls.SearchExperiments, req, "experiments", timeout, metadata)
-        return islice(pages, _max_results(max_results))
+        return self.calls.SearchExperiments.pages(
+            req, "experiments", max_results=max_results, timeout=timeout, metadata=metadata
+        )
 
     def rename_experiment(
         self,
@@ -350,8 +332,9 @@ class TracklineClient:
             view_type=_view_type(view_type),
             read_mask=field_mask_pb2.FieldMask(paths=list(fields)),
         )
-        pages = self._pages(self.calls.SearchRuns, req, "runs", timeout, metadata)
-        return islice(pages, _max_results(max_results))
+        return self.calls.SearchRuns.pages(
+            req, "runs", max_results=max_results, timeout=timeout, metadata=metadata
+        )
 
     # Data
     def log_batch(
@@ -509,12 +492,6 @@ class TracklineClient:
 
 def _points(series: pb.MetricSeries) -> Iterator[MetricPoint]:
     return map(_point, zip(series.steps, series.timestamps, series.values, strict=True))
-
-
-def _max_results(n: int | None) -> int | None:
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
-        raise ValueError(f"max_results must be None or an integer >= 0, not {n!r:.80}")
-    return n
 
 
 def _view_type(name: str) -> tpb.ViewType:

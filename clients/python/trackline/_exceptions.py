@@ -89,6 +89,11 @@ class Aborted(TracklineError):
     which the client retries to get that call's result)."""
 
 
+class OutOfRange(TracklineError):
+    """A position past what the server keeps or has: a registry watcher resuming after an
+    event that was pruned (EVENT_ID_OUT_OF_RANGE; the message names the oldest id kept)."""
+
+
 class Internal(TracklineError):
     """A failure the caller cannot fix; the message names an error id in the server's log."""
 
@@ -104,6 +109,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TracklineError]] = {
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.ABORTED: Aborted,
+    grpc.StatusCode.OUT_OF_RANGE: OutOfRange,
     grpc.StatusCode.INTERNAL: Internal,
 }
 

@@ -11,11 +11,12 @@ from typing import Any, Literal, overload
 
 import grpc
 
+from trackline.v1 import registry_pb2 as rpb
 from trackline.v1 import resources_pb2 as pb
 
 from ._client import TracklineClient
 from ._context import system_tags
-from ._exceptions import FailedPrecondition, NotFound
+from ._exceptions import AlreadyExists, FailedPrecondition, NotFound
 from ._frames import runs_frame
 from ._sender import MetricSender
 from ._uri import resolve_uri
@@ -235,6 +236,33 @@ def log_input(
     ``context`` ("training", "eval", ...) and with ``tags``, as ``mlflow.log_input`` does.
     Logging it again changes the context and sets the tags given."""
     client().log_inputs(_run(), [dataset.to_input(context, tags)])
+
+
+def register_model(
+    model_uri: str, name: str, *, tags: Mapping[str, Any] | None = None, description: str = ""
+) -> rpb.ModelVersion:
+    """Registers the artifacts at ``model_uri`` as the next version of the registered model
+    ``name``, creating the model when it has none yet, as ``mlflow.register_model`` does;
+    ``tags`` and ``description`` are the version's. A ``runs:/<run_id>/<path>`` URI records
+    its run as the version's (NotFound RUN_NOT_FOUND when there is no such run); any other
+    URI (``s3://...``, a path) is kept as the source as given."""
+    try:
+        client().create_registered_model(name)
+    except AlreadyExists:
+        pass  # the usual case after the first version: the model is there
+    return client().create_model_version(
+        name, model_uri, _run_id_of(model_uri), tags=tags, description=description
+    )
+
+
+def _run_id_of(model_uri: str) -> str:
+    """The run id of a ``runs:/<run_id>/<path>`` URI; "" for another URI."""
+    if not model_uri.startswith("runs:/"):
+        return ""
+    run_id = model_uri[len("runs:/") :].lstrip("/").split("/", 1)[0]
+    if not run_id:
+        raise ValueError(f"{model_uri!r:.200} names no run: use runs:/<run_id>/<path>")
+    return run_id
 
 
 @overload

@@ -2,9 +2,10 @@
 process, the token sent as metadata, and the unary calls with their connection wait, their
 retries and their errors.
 
-Every TrackingService method is a ``UnaryCall`` (``TrackingCalls``): ``call(request, *,
-timeout=None, metadata=())``. A call that a repeat cannot apply twice is retried: reads and
-calls that set a state (``idempotent``), and any call whose request carries a ``request_id``,
+Every unary method of a service is a ``UnaryCall`` (``_calls`` has them per service):
+``call(request, *, timeout=None, metadata=())``; a server stream is a ``StreamCall``, which
+is never retried. A call that a repeat cannot apply twice is retried: reads and calls that
+set a state (``idempotent``), and any call whose request carries a ``request_id``,
 which the server uses to answer a repeat with what the first attempt did. Such a call is
 retried when the server could not be reached (UNAVAILABLE), asked to be called again later
 (google.rpc.RetryInfo, whose delay is then waited out) or applied a concurrent attempt with
@@ -21,14 +22,15 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
+from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
 
-from trackline.v1 import ingest_pb2_grpc, tracking_pb2_grpc
-from trackline.v1 import tracking_pb2 as tpb
+from trackline.v1 import ingest_pb2_grpc, registry_pb2_grpc, tracking_pb2_grpc
 
 from . import _fork
 from ._exceptions import TracklineError, Unavailable, from_rpc_error
@@ -56,14 +58,16 @@ logger = logging.getLogger("trackline")
 
 
 class Stubs:
-    """The generated stub of every service on one channel: ``tracking`` (TrackingService) and
-    ``ingest`` (IngestService). They are the escape hatch: their calls get no token, no
-    connection wait, no retry and raise ``grpc.RpcError``; pass ``metadata=transport.metadata``
-    for the token and ``trackline._exceptions.from_rpc_error`` maps an error."""
+    """The generated stub of every service on one channel: ``tracking`` (TrackingService),
+    ``ingest`` (IngestService) and ``registry`` (RegistryService). They are the escape
+    hatch: their calls get no token, no connection wait, no retry and raise
+    ``grpc.RpcError``; pass ``metadata=transport.metadata`` for the token and
+    ``trackline._exceptions.from_rpc_error`` maps an error."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.tracking = tracking_pb2_grpc.TrackingServiceStub(channel)
         self.ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        self.registry = registry_pb2_grpc.RegistryServiceStub(channel)
 
 
 class Transport:
@@ -260,9 +264,10 @@ def retryable(error: TracklineError) -> bool:
 
 
 class UnaryCall(Generic[Req, Resp]):
-    """One unary TrackingService method through a transport. ``idempotent``: repeating the
-    call changes nothing the first did not, so it is retried; any other call is retried only
-    when its request carries a ``request_id`` (module docstring)."""
+    """One unary method of the service whose stub is ``stubs.<service>`` through a transport.
+    ``idempotent``: repeating the call changes nothing the first did not, so it is retried;
+    any other call is retried only when its request carries a ``request_id`` (module
+    docstring)."""
 
     def __init__(
         self,
@@ -272,9 +277,11 @@ class UnaryCall(Generic[Req, Resp]):
         response_type: type[Resp],
         *,
         idempotent: bool,
+        service: str = "tracking",
     ) -> None:
         self.transport = transport
         self.name = name
+        self.service = service
         self.request_type = request_type
         self.response_type = response_type
         self.idempotent = idempotent
@@ -307,12 +314,115 @@ class UnaryCall(Generic[Req, Resp]):
         response (retrying as a call would), ``cancel()`` drops it."""
         return Prefetch(self, request, timeout, metadata)
 
-    def _method(self, request: Req) -> Callable[..., Any]:
-        if not isinstance(request, self.request_type):
-            raise TypeError(
-                f"{self.name} takes a {self.request_type.__name__}, not {type(request).__name__}"
+    def pages(
+        self,
+        request: Req,
+        field: str,
+        *,
+        max_results: int | None = None,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> Iterator[Any]:
+        """Yields the items in ``field`` of every page of a search, at most ``max_results``
+        (None: all; anything but an integer >= 0 is a ValueError at once), fetching the pages
+        as the iteration goes: each response's ``next_page_token`` is sent back in
+        ``request`` (which it changes) for the next one."""
+        if max_results is not None and (
+            not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 0
+        ):
+            raise ValueError(
+                f"max_results must be None or an integer >= 0, not {max_results!r:.80}"
             )
-        return cast(Callable[..., Any], getattr(self.transport.stubs.tracking, self.name))
+        return islice(self._pages(request, field, timeout, metadata), max_results)
+
+    def _pages(
+        self, request: Req, field: str, timeout: float | None, metadata: Metadata
+    ) -> Iterator[Any]:
+        while True:
+            resp = self(request, timeout=timeout, metadata=metadata)
+            yield from getattr(resp, field)
+            if not resp.next_page_token:  # type: ignore[attr-defined]
+                return
+            request.page_token = resp.next_page_token  # type: ignore[attr-defined]
+
+    def _method(self, request: Req) -> Callable[..., Any]:
+        return stub_method(self.transport, self.service, self.name, self.request_type, request)
+
+
+def stub_method(
+    transport: Transport, service: str, name: str, request_type: type[Message], request: Message
+) -> Callable[..., Any]:
+    """The generated stub's method ``name`` of ``stubs.<service>``, after checking that
+    ``request`` is the method's request type (a TypeError otherwise)."""
+    if not isinstance(request, request_type):
+        raise TypeError(f"{name} takes a {request_type.__name__}, not {type(request).__name__}")
+    return cast(Callable[..., Any], getattr(getattr(transport.stubs, service), name))
+
+
+class StreamCall(Generic[Req, Resp]):
+    """One server-streaming method (of ``stubs.<service>``) through a transport: the token,
+    the first contact's wait for the server and typed errors, but no retry (a stream that
+    broke is opened again by the caller, from where it got to)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        name: str,
+        request_type: type[Req],
+        response_type: type[Resp],
+        *,
+        service: str,
+    ) -> None:
+        self.transport = transport
+        self.name = name
+        self.request_type = request_type
+        self.response_type = response_type
+        self.service = service
+
+    def __call__(
+        self, request: Req, *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> ServerStream[Resp]:
+        """Opens the stream. ``timeout`` bounds the whole stream in seconds (None, the
+        default: it runs until closed); ``metadata`` as for a unary call."""
+        transport = self.transport
+        method = stub_method(transport, self.service, self.name, self.request_type, request)
+        if not transport._reached:
+            transport.wait_for_server(transport.connect_timeout)
+        responses = method(request, metadata=transport.call_metadata(metadata), timeout=timeout)
+        return ServerStream(responses)
+
+
+class ServerStream(Iterator[Resp]):
+    """The responses of an open server stream, raising its failure as ``TracklineError``.
+    ``close()`` (from any thread, or leaving a ``with`` block) cancels it: the iteration then
+    ends, as it does when the server ends the stream."""
+
+    def __init__(self, responses: Any) -> None:
+        self._responses = responses
+        self._closed = False
+
+    def __next__(self) -> Resp:
+        try:
+            return cast(Resp, next(self._responses))
+        except grpc.RpcError as err:
+            if self._closed and err.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                raise StopIteration from None
+            raise from_rpc_error(err) from None
+
+    def close(self) -> None:
+        self._closed = True
+        self._responses.cancel()
+
+    def __enter__(self) -> ServerStream[Resp]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class Prefetch(Generic[Resp]):
@@ -355,70 +465,6 @@ class Prefetch(Generic[Resp]):
     def cancel(self) -> None:
         """Drops the call: its response is not wanted."""
         self._future.cancel()
-
-
-# The TrackingService calls a repeat cannot apply twice: the reads, and the calls that set a
-# state (a repeat finds it set). The others (CreateExperiment, CreateRun, LogBatch) are
-# retried only when their request carries a request_id.
-IDEMPOTENT = frozenset(
-    {
-        "GetExperiment",
-        "GetExperimentByName",
-        "SearchExperiments",
-        "GetRun",
-        "SearchRuns",
-        "GetMetricHistory",
-        "GetMetricHistories",
-        "UpdateExperiment",
-        "SetExperimentTag",
-        "DeleteExperimentTag",
-        "DeleteExperiment",
-        "RestoreExperiment",
-        "UpdateRun",
-        "DeleteRun",
-        "RestoreRun",
-        "DeleteRunTag",
-        "LogInputs",
-    }
-)
-
-
-class TrackingCalls:
-    """Every TrackingService method as a ``UnaryCall`` through one transport, e.g.
-    ``calls.GetRun(tpb.GetRunRequest(run_id=...), timeout=5)``; which of them are idempotent
-    is ``IDEMPOTENT``."""
-
-    CreateExperiment: UnaryCall[tpb.CreateExperimentRequest, tpb.CreateExperimentResponse]
-    GetExperiment: UnaryCall[tpb.GetExperimentRequest, tpb.GetExperimentResponse]
-    GetExperimentByName: UnaryCall[tpb.GetExperimentByNameRequest, tpb.GetExperimentByNameResponse]
-    SearchExperiments: UnaryCall[tpb.SearchExperimentsRequest, tpb.SearchExperimentsResponse]
-    UpdateExperiment: UnaryCall[tpb.UpdateExperimentRequest, tpb.UpdateExperimentResponse]
-    SetExperimentTag: UnaryCall[tpb.SetExperimentTagRequest, tpb.SetExperimentTagResponse]
-    DeleteExperimentTag: UnaryCall[tpb.DeleteExperimentTagRequest, tpb.DeleteExperimentTagResponse]
-    DeleteExperiment: UnaryCall[tpb.DeleteExperimentRequest, tpb.DeleteExperimentResponse]
-    RestoreExperiment: UnaryCall[tpb.RestoreExperimentRequest, tpb.RestoreExperimentResponse]
-    CreateRun: UnaryCall[tpb.CreateRunRequest, tpb.CreateRunResponse]
-    GetRun: UnaryCall[tpb.GetRunRequest, tpb.GetRunResponse]
-    UpdateRun: UnaryCall[tpb.UpdateRunRequest, tpb.UpdateRunResponse]
-    SearchRuns: UnaryCall[tpb.SearchRunsRequest, tpb.SearchRunsResponse]
-    DeleteRun: UnaryCall[tpb.DeleteRunRequest, tpb.DeleteRunResponse]
-    RestoreRun: UnaryCall[tpb.RestoreRunRequest, tpb.RestoreRunResponse]
-    DeleteRunTag: UnaryCall[tpb.DeleteRunTagRequest, tpb.DeleteRunTagResponse]
-    LogBatch: UnaryCall[tpb.LogBatchRequest, tpb.LogBatchResponse]
-    LogInputs: UnaryCall[tpb.LogInputsRequest, tpb.LogInputsResponse]
-    GetMetricHistory: UnaryCall[tpb.GetMetricHistoryRequest, tpb.GetMetricHistoryResponse]
-    GetMetricHistories: UnaryCall[tpb.GetMetricHistoriesRequest, tpb.GetMetricHistoriesResponse]
-
-    def __init__(self, transport: Transport) -> None:
-        for method in tpb.DESCRIPTOR.services_by_name["TrackingService"].methods:
-            call = UnaryCall(
-                transport,
-                method.name,
-                getattr(tpb, method.input_type.name),
-                getattr(tpb, method.output_type.name),
-                idempotent=method.name in IDEMPOTENT,
-            )
-            setattr(self, method.name, call)
 
 
 def clean_token(token: str | None) -> str | None:

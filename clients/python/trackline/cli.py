@@ -1,5 +1,6 @@
 """The ``trackline`` command: ``server``, ``experiments list|create|delete|restore``,
-``runs list|show|search|delete|restore``.
+``runs list|show|search|delete|restore``, ``models ...`` (the Model Registry, in
+``_cli_models``).
 
 Tables go to stdout; ``--json`` prints the API's messages as JSON instead (one object for a
 single resource, a list otherwise). Table cells show control characters escaped and are cut
@@ -11,85 +12,39 @@ included, is one line on stderr and exit status 1; Ctrl-C exits with status 130.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
-from typing import NoReturn
-
-from google.protobuf import json_format
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from google.protobuf.message import Message
+from collections.abc import Sequence
 
 from trackline.v1 import resources_pb2 as pb
 
+from . import _cli_models
+from ._cli_format import (
+    OneLineParser,
+    enum_name,
+    escaped,
+    local_time,
+    positive_int,
+    print_fields,
+    print_json,
+    print_table,
+)
 from ._client import TracklineClient, ViewType
 from ._exceptions import TracklineError
 
 _KEY_IN_FILTER = re.compile(r"\b(metrics?|params?|tags?)\.(`[^`]+`|\"[^\"]+\"|[\w./:-]+)")
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
-MAX_CELL = 80
 MAX_ERROR = 1000
 
 
-def _json(msgs: Message | Sequence[Message]) -> None:
-    def as_dict(m: Message) -> object:
-        return json_format.MessageToDict(m, always_print_fields_with_no_presence=True)
-
-    data = as_dict(msgs) if isinstance(msgs, Message) else [as_dict(m) for m in msgs]
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> None:
-    body = [list(r) for r in rows]
-    if not body:
-        print(empty)
-        return
-    body = [[_cell(c) for c in r] for r in body]
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
-    for line in [list(header), *body]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-
-
-def _escaped(text: str) -> str:
-    """``text`` with control characters shown as escapes, so that a stored value cannot
-    break the layout or send the terminal escape sequences."""
-    return _CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], text)
-
-
-def _cell(text: str) -> str:
-    text = _escaped(text)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "\u2026"
-
-
-def _time(ms: int) -> str:
-    """Local time of a millisecond timestamp; the raw number when it is out of range."""
-    if not ms:
-        return "-"
-    try:
-        return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, ValueError, OSError):
-        return f"{ms} ms"
-
-
 def _status(run: pb.Run) -> str:
-    return _enum_name(pb.RunStatus, run.status, "RUN_STATUS_")
+    return enum_name(pb.RunStatus, run.status, "RUN_STATUS_")
 
 
 def _stage(exp: pb.Experiment) -> str:
-    return _enum_name(pb.LifecycleStage, exp.lifecycle_stage, "LIFECYCLE_STAGE_").lower()
-
-
-def _enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
-    """The enum's name without ``prefix``; ``UNKNOWN(value)`` for a value it does not name."""
-    try:
-        name = enum.Name(value)
-    except ValueError:
-        return f"UNKNOWN({value})"
-    return name.removeprefix(prefix)
+    return enum_name(pb.LifecycleStage, exp.lifecycle_stage, "LIFECYCLE_STAGE_").lower()
 
 
 def _duration(run: pb.Run) -> str:
@@ -111,7 +66,7 @@ def _column_value(run: pb.Run, column: str) -> str:
 
 def _print_runs(runs: list[pb.Run], columns: Sequence[str], as_json: bool) -> None:
     if as_json:
-        _json(runs)
+        print_json(runs)
         return
     header = ["RUN ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", *columns]
     rows = (
@@ -120,26 +75,26 @@ def _print_runs(runs: list[pb.Run], columns: Sequence[str], as_json: bool) -> No
             r.experiment_id,
             r.run_name,
             _status(r),
-            _time(r.start_time),
+            local_time(r.start_time),
             _duration(r),
             *(_column_value(r, c) for c in columns),
         ]
         for r in runs
     )
-    _table(header, rows, "no runs found")
+    print_table(header, rows, "no runs found")
 
 
 def _show_run(run: pb.Run, as_json: bool) -> None:
     if as_json:
-        _json(run)
+        print_json(run)
         return
     lines = [
         ("run_id", run.run_id),
         ("experiment_id", run.experiment_id),
         ("run_name", run.run_name),
         ("status", _status(run)),
-        ("start_time", _time(run.start_time)),
-        ("end_time", _time(run.end_time) if run.HasField("end_time") else "-"),
+        ("start_time", local_time(run.start_time)),
+        ("end_time", local_time(run.end_time) if run.HasField("end_time") else "-"),
     ]
     if run.user_id:
         lines.append(("user_id", run.user_id))
@@ -151,9 +106,7 @@ def _show_run(run: pb.Run, as_json: bool) -> None:
     for found in run.inputs:
         lines.append((f"inputs.{found.dataset.name}", _input_summary(found)))
         lines += [(f"inputs.{found.dataset.name}.tags.{t.key}", t.value) for t in found.tags]
-    width = max(len(_escaped(k)) for k, _ in lines)
-    for key, value in lines:
-        print(f"{_escaped(key).ljust(width)}  {_escaped(value)}")
+    print_fields(lines)
 
 
 def _input_summary(found: pb.DatasetInput) -> str:
@@ -190,25 +143,8 @@ def _experiment_ids(client: TracklineClient, ids: list[str], names: list[str]) -
     return ids + [client.get_experiment_by_name(n).experiment_id for n in names]
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad command line in one line and exit status 1, as every other failure."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(1, f"{self.prog}: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r:.80}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="trackline", description="Trackline experiment tracking")
+    parser = OneLineParser(prog="trackline", description="Trackline experiment tracking")
     parser.add_argument(
         "--uri",
         default=None,
@@ -225,11 +161,11 @@ def _parser() -> argparse.ArgumentParser:
     else:
         add_arguments(srv)
 
-    view = _Parser(add_help=False)
+    view = OneLineParser(add_help=False)
     view.add_argument("--view", choices=["active", "deleted", "all"], default="active")
     view.add_argument("--json", action="store_true", help="print JSON instead of a table")
     view.add_argument(
-        "--max-results", type=_positive_int, default=1000, help="at most this many rows"
+        "--max-results", type=positive_int, default=1000, help="at most this many rows"
     )
     view.add_argument("--order-by", action="append", default=[], help="e.g. 'metrics.loss ASC'")
 
@@ -262,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     for verb in ("delete", "restore"):
         runs_sub.add_parser(verb, help=f"{verb} a run").add_argument("run_id")
+    _cli_models.add_parsers(sub)
     return parser
 
 
@@ -307,12 +244,14 @@ def _main(argv: list[str] | None) -> None:
 
 def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
     view: ViewType = getattr(args, "view", "active")
-    if args.cmd == "experiments" and args.sub == "create":
+    if args.cmd == "models":
+        _cli_models.dispatch(client, args)
+    elif args.cmd == "experiments" and args.sub == "create":
         exp = client.create_experiment(args.name)
         if args.json:
-            _json(exp)
+            print_json(exp)
         else:
-            print(f"created experiment {exp.experiment_id} ({_escaped(exp.name)})")
+            print(f"created experiment {exp.experiment_id} ({escaped(exp.name)})")
     elif args.cmd == "experiments" and args.sub == "delete":
         client.delete_experiment(args.experiment_id)
         print(f"deleted experiment {args.experiment_id}")
@@ -326,19 +265,19 @@ def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
             )
         )
         if args.json:
-            _json(exps)
+            print_json(exps)
             return
         rows = (
             [
                 e.experiment_id,
                 e.name,
                 _stage(e),
-                _time(e.creation_time),
+                local_time(e.creation_time),
                 e.artifact_location,
             ]
             for e in exps
         )
-        _table(["ID", "NAME", "STAGE", "CREATED", "ARTIFACT LOCATION"], rows, "no experiments")
+        print_table(["ID", "NAME", "STAGE", "CREATED", "ARTIFACT LOCATION"], rows, "no experiments")
     elif args.sub == "show":
         _show_run(client.get_run(args.run_id), args.json)
     elif args.sub == "delete":

@@ -4,7 +4,9 @@ A domain describes each searchable entity once as an ``EntitySchema`` (its attri
 their value types, its kinds of keyed values, its related rows and key aliases, its default
 order); ``parse_filter`` and
 ``parse_order_by`` check text against it, ``filter_clause`` and ``apply_order`` compile the
-result to SQLAlchemy over the tables it names. Nothing here knows any particular entity.
+result to SQLAlchemy over the tables it names; ``requests`` holds what every search call
+does with its request (filter and order_by checked, page size, page token). Nothing here
+knows any particular entity.
 """
 
 from .ast import (
@@ -22,6 +24,7 @@ from .ast import (
 from .compiler import apply_order, filter_clause
 from .lexer import FilterError
 from .parser import parse_filter, parse_order_by
+from .requests import next_page_token, page_offset, parse_request, rows_per_page
 from .schema import (
     Attribute,
     EntitySchema,
@@ -61,7 +64,11 @@ __all__ = [
     "ValueType",
     "apply_order",
     "filter_clause",
+    "next_page_token",
+    "page_offset",
     "parse_filter",
     "parse_order_by",
+    "parse_request",
+    "rows_per_page",
     "to_text",
 ]

@@ -30,14 +30,12 @@ from .. import limits, page_tokens
 from ..errors import InvalidArgument, ResourceExhausted, shown
 from ..models import experiment_tags, experiments, runs
 from ..search import (
-    EntitySchema,
-    Expr,
-    FilterError,
-    OrderKey,
     apply_order,
     filter_clause,
-    parse_filter,
-    parse_order_by,
+    next_page_token,
+    page_offset,
+    parse_request,
+    rows_per_page,
 )
 from ..sql import Query, Reader, among, octets, rows
 from . import runs as run_queries
@@ -52,6 +50,8 @@ _ENTRY_OVERHEAD = run_queries.ENTRY_OVERHEAD
 # What a page of a single row may hold: the send limit less room for the token and framing.
 _MAX_SINGLE_BYTES = limits.MAX_MESSAGE_BYTES - 1024 * 1024
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cut off by its timeout
+# What a refused page token names: the call that makes tokens, the parts a token is bound to.
+_CALL, _QUERY = "a search", "filter, order_by, experiments and view type"
 
 
 async def search_runs(
@@ -70,10 +70,10 @@ async def search_runs(
     ("" at the end)."""
     fields = _run_fields(read_mask)
     exp_ids = _experiment_ids(experiment_ids)
-    expr, keys = _parse(filter_text, order_by, RUNS)
-    size = _page_size(page_size)
+    expr, keys = parse_request(filter_text, order_by, RUNS)
+    size = rows_per_page(page_size)
     fingerprint = page_tokens.fingerprint("runs", exp_ids, filter_text, order_by, view_type)
-    offset = _decode_offset(page_token, fingerprint) if page_token else 0
+    offset = page_offset(page_token, fingerprint, _CALL, _QUERY)
 
     where: list[ColumnElement[bool]] = [_stage(runs.c.lifecycle_stage, view_type)]
     if experiment_ids:
@@ -88,8 +88,7 @@ async def search_runs(
         budget = run_queries.Budget(limits.MAX_SEARCH_REPLY_BYTES, _MAX_SINGLE_BYTES, _too_large)
         found = await run_queries.fill(reader, matched[:size], page.add, budget, fields)
         del page[len(found) :]
-    more = len(found) < len(matched)
-    return page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
+    return next_page_token(offset + len(found), len(found) < len(matched), fingerprint)
 
 
 _RUN_FIELDS = frozenset(f.name for f in pb.Run.DESCRIPTOR.fields)
@@ -119,10 +118,10 @@ async def search_experiments(
     view_type: int,
 ) -> tuple[list[ExperimentRow], str]:
     """One page of matching experiments and the token of the next page ("" at the end)."""
-    expr, keys = _parse(filter_text, order_by, EXPERIMENTS)
-    size = _page_size(page_size)
+    expr, keys = parse_request(filter_text, order_by, EXPERIMENTS)
+    size = rows_per_page(page_size)
     fingerprint = page_tokens.fingerprint("experiments", [], filter_text, order_by, view_type)
-    offset = _decode_offset(page_token, fingerprint) if page_token else 0
+    offset = page_offset(page_token, fingerprint, _CALL, _QUERY)
 
     where = [_stage(experiments.c.lifecycle_stage, view_type)]
     if expr is not None:
@@ -132,8 +131,7 @@ async def search_experiments(
     async with _time_limit(reader):
         ids: list[int] = [row[0] for row in await rows(reader, query, aside=True)]
         found = await _fill_experiments(reader, ids[:size])
-    more = len(found) < len(ids)
-    return found, page_tokens.encode({"o": offset + len(found)}, fingerprint) if more else ""
+    return found, next_page_token(offset + len(found), len(found) < len(ids), fingerprint)
 
 
 @asynccontextmanager
@@ -233,20 +231,6 @@ def _experiment_ids(raw_ids: Sequence[str]) -> list[int]:
     return sorted(ids)
 
 
-def _parse(
-    filter_text: str, order_by: Sequence[str], schema: EntitySchema
-) -> tuple[Expr | None, list[OrderKey]]:
-    try:
-        expr = parse_filter(filter_text, schema)
-    except FilterError as err:
-        raise InvalidArgument("INVALID_FILTER", str(err), "filter") from None
-    try:
-        keys = parse_order_by(order_by, schema)
-    except FilterError as err:
-        raise InvalidArgument("INVALID_ORDER_BY", str(err), "order_by") from None
-    return expr, keys
-
-
 def _stage(column: ColumnElement[int], view_type: int) -> ColumnElement[bool]:
     """Which lifecycle stages a search of ``view_type`` (a ViewType) sees."""
     active, deleted = int(pb.LIFECYCLE_STAGE_ACTIVE), int(pb.LIFECYCLE_STAGE_DELETED)
@@ -257,20 +241,3 @@ def _stage(column: ColumnElement[int], view_type: int) -> ColumnElement[bool]:
     if view_type == tpb.VIEW_TYPE_ALL:
         return column.in_([active, deleted])
     raise InvalidArgument("INVALID_VIEW_TYPE", f"unknown view type {view_type}", "view_type")
-
-
-def _page_size(page_size: int) -> int:
-    if page_size < 0:
-        raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
-    return min(page_size or limits.DEFAULT_SEARCH_PAGE, limits.MAX_SEARCH_PAGE)
-
-
-def _decode_offset(token: str, made_for: str) -> int:
-    (offset,) = page_tokens.decode(
-        token, made_for, ("o",), "a search", "filter, order_by, experiments and view type"
-    )
-    if offset < 0:
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token was not returned by a search", "page_token"
-        )
-    return offset

@@ -35,6 +35,14 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOO_MANY_RUNS: _ClassVar[ErrorReason]
     TOO_MANY_KEYS: _ClassVar[ErrorReason]
     MALFORMED_REQUEST: _ClassVar[ErrorReason]
+    INVALID_MODEL_NAME: _ClassVar[ErrorReason]
+    INVALID_ALIAS: _ClassVar[ErrorReason]
+    INVALID_SOURCE: _ClassVar[ErrorReason]
+    INVALID_STAGE: _ClassVar[ErrorReason]
+    INVALID_MODEL_VERSION_STATUS: _ClassVar[ErrorReason]
+    INVALID_DESCRIPTION: _ClassVar[ErrorReason]
+    INVALID_MODEL_URI: _ClassVar[ErrorReason]
+    TOO_MANY_MODELS: _ClassVar[ErrorReason]
     INVALID_WRITER_ID: _ClassVar[ErrorReason]
     INVALID_WRITER_KEY: _ClassVar[ErrorReason]
     WRITER_ID_CHANGED: _ClassVar[ErrorReason]
@@ -52,6 +60,13 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WRONG_LIFECYCLE_STAGE: _ClassVar[ErrorReason]
     DEFAULT_EXPERIMENT: _ClassVar[ErrorReason]
     REQUEST_ID_IN_FLIGHT: _ClassVar[ErrorReason]
+    REGISTERED_MODEL_NOT_FOUND: _ClassVar[ErrorReason]
+    MODEL_VERSION_NOT_FOUND: _ClassVar[ErrorReason]
+    ALIAS_NOT_FOUND: _ClassVar[ErrorReason]
+    REGISTERED_MODEL_ALREADY_EXISTS: _ClassVar[ErrorReason]
+    MODEL_VERSION_NOT_READY: _ClassVar[ErrorReason]
+    MODEL_VERSION_STATUS_FINAL: _ClassVar[ErrorReason]
+    EVENT_ID_OUT_OF_RANGE: _ClassVar[ErrorReason]
     INGEST_QUEUE_FULL: _ClassVar[ErrorReason]
     SERVER_BUSY: _ClassVar[ErrorReason]
     HISTORY_TOO_LARGE: _ClassVar[ErrorReason]
@@ -101,6 +116,14 @@ TOO_MANY_EXPERIMENTS: ErrorReason
 TOO_MANY_RUNS: ErrorReason
 TOO_MANY_KEYS: ErrorReason
 MALFORMED_REQUEST: ErrorReason
+INVALID_MODEL_NAME: ErrorReason
+INVALID_ALIAS: ErrorReason
+INVALID_SOURCE: ErrorReason
+INVALID_STAGE: ErrorReason
+INVALID_MODEL_VERSION_STATUS: ErrorReason
+INVALID_DESCRIPTION: ErrorReason
+INVALID_MODEL_URI: ErrorReason
+TOO_MANY_MODELS: ErrorReason
 INVALID_WRITER_ID: ErrorReason
 INVALID_WRITER_KEY: ErrorReason
 WRITER_ID_CHANGED: ErrorReason
@@ -118,6 +141,13 @@ RUN_DELETED: ErrorReason
 WRONG_LIFECYCLE_STAGE: ErrorReason
 DEFAULT_EXPERIMENT: ErrorReason
 REQUEST_ID_IN_FLIGHT: ErrorReason
+REGISTERED_MODEL_NOT_FOUND: ErrorReason
+MODEL_VERSION_NOT_FOUND: ErrorReason
+ALIAS_NOT_FOUND: ErrorReason
+REGISTERED_MODEL_ALREADY_EXISTS: ErrorReason
+MODEL_VERSION_NOT_READY: ErrorReason
+MODEL_VERSION_STATUS_FINAL: ErrorReason
+EVENT_ID_OUT_OF_RANGE: ErrorReason
 INGEST_QUEUE_FULL: ErrorReason
 SERVER_BUSY: ErrorReason
 HISTORY_TOO_LARGE: ErrorReason

@@ -105,6 +105,28 @@ const (
 	ErrorReason_TOO_MANY_KEYS ErrorReason = 25
 	// INVALID_ARGUMENT. A request message does not parse as its protobuf type.
 	ErrorReason_MALFORMED_REQUEST ErrorReason = 26
+	// INVALID_ARGUMENT. A registered model name is blank, longer than 500 characters, or holds a
+	// control character, '/' or '@'.
+	ErrorReason_INVALID_MODEL_NAME ErrorReason = 66
+	// INVALID_ARGUMENT. An alias is empty, longer than 256 characters, holds a character other than
+	// a letter, digit, '_' or '-', or looks like a version ('3', 'v3') or is 'latest'.
+	ErrorReason_INVALID_ALIAS ErrorReason = 67
+	// INVALID_ARGUMENT. A model version's source is empty, longer than 65536 characters or holds
+	// NUL.
+	ErrorReason_INVALID_SOURCE ErrorReason = 68
+	// INVALID_ARGUMENT. A stage is not one of ModelStage (or is UNSPECIFIED where one is needed).
+	ErrorReason_INVALID_STAGE ErrorReason = 69
+	// INVALID_ARGUMENT. A model version status is not one of ModelVersionStatus, or asks for
+	// PENDING_REGISTRATION again.
+	ErrorReason_INVALID_MODEL_VERSION_STATUS ErrorReason = 70
+	// INVALID_ARGUMENT. A description is longer than 65536 characters or a status message longer
+	// than 4096, or either holds NUL.
+	ErrorReason_INVALID_DESCRIPTION ErrorReason = 71
+	// INVALID_ARGUMENT. A URI is not one of the models:/ forms ResolveModelUri takes, or is longer
+	// than 1024 characters.
+	ErrorReason_INVALID_MODEL_URI ErrorReason = 72
+	// INVALID_ARGUMENT. WatchModelEvents names more than 100 models.
+	ErrorReason_TOO_MANY_MODELS ErrorReason = 73
 	// INVALID_ARGUMENT. A stream's first message lacks a writer_id of 1 to 128 characters without
 	// control characters.
 	ErrorReason_INVALID_WRITER_ID ErrorReason = 27
@@ -129,7 +151,8 @@ const (
 	ErrorReason_EXPERIMENT_NOT_FOUND ErrorReason = 35
 	// NOT_FOUND. No run has the given id (also a stream rejection's reason).
 	ErrorReason_RUN_NOT_FOUND ErrorReason = 36
-	// NOT_FOUND. The run or experiment has no tag by the given key.
+	// NOT_FOUND. The run, experiment, registered model or model version has no tag by the given
+	// key.
 	ErrorReason_TAG_NOT_FOUND ErrorReason = 37
 	// ALREADY_EXISTS. An experiment already has the name.
 	ErrorReason_EXPERIMENT_ALREADY_EXISTS ErrorReason = 38
@@ -146,6 +169,24 @@ const (
 	// ABORTED. A concurrent call with the same request_id was applied first; retry to get its
 	// result.
 	ErrorReason_REQUEST_ID_IN_FLIGHT ErrorReason = 43
+	// NOT_FOUND. No registered model has the given name.
+	ErrorReason_REGISTERED_MODEL_NOT_FOUND ErrorReason = 74
+	// NOT_FOUND. The registered model has no version of the given number (or the URI's stage or
+	// 'latest' names none).
+	ErrorReason_MODEL_VERSION_NOT_FOUND ErrorReason = 75
+	// NOT_FOUND. The registered model has no alias by the given name.
+	ErrorReason_ALIAS_NOT_FOUND ErrorReason = 76
+	// ALREADY_EXISTS. A registered model already has the name.
+	ErrorReason_REGISTERED_MODEL_ALREADY_EXISTS ErrorReason = 77
+	// FAILED_PRECONDITION. The version is not READY (pending or failed registration), so it cannot
+	// get an alias or change stage.
+	ErrorReason_MODEL_VERSION_NOT_READY ErrorReason = 78
+	// FAILED_PRECONDITION. The version's status is final (READY or FAILED_REGISTRATION) and cannot
+	// change.
+	ErrorReason_MODEL_VERSION_STATUS_FINAL ErrorReason = 79
+	// OUT_OF_RANGE. WatchModelEvents' after is older than the events kept (the message names the
+	// oldest id kept: resynchronise, then watch from there) or above the last id recorded.
+	ErrorReason_EVENT_ID_OUT_OF_RANGE ErrorReason = 80
 	// RESOURCE_EXHAUSTED. The server's ingest queue is full; retry after the RetryInfo delay.
 	ErrorReason_INGEST_QUEUE_FULL ErrorReason = 44
 	// RESOURCE_EXHAUSTED. The server's budget for requests in flight is used up; retry after the
@@ -228,6 +269,14 @@ var (
 		24: "TOO_MANY_RUNS",
 		25: "TOO_MANY_KEYS",
 		26: "MALFORMED_REQUEST",
+		66: "INVALID_MODEL_NAME",
+		67: "INVALID_ALIAS",
+		68: "INVALID_SOURCE",
+		69: "INVALID_STAGE",
+		70: "INVALID_MODEL_VERSION_STATUS",
+		71: "INVALID_DESCRIPTION",
+		72: "INVALID_MODEL_URI",
+		73: "TOO_MANY_MODELS",
 		27: "INVALID_WRITER_ID",
 		28: "INVALID_WRITER_KEY",
 		29: "WRITER_ID_CHANGED",
@@ -245,6 +294,13 @@ var (
 		41: "WRONG_LIFECYCLE_STAGE",
 		42: "DEFAULT_EXPERIMENT",
 		43: "REQUEST_ID_IN_FLIGHT",
+		74: "REGISTERED_MODEL_NOT_FOUND",
+		75: "MODEL_VERSION_NOT_FOUND",
+		76: "ALIAS_NOT_FOUND",
+		77: "REGISTERED_MODEL_ALREADY_EXISTS",
+		78: "MODEL_VERSION_NOT_READY",
+		79: "MODEL_VERSION_STATUS_FINAL",
+		80: "EVENT_ID_OUT_OF_RANGE",
 		44: "INGEST_QUEUE_FULL",
 		45: "SERVER_BUSY",
 		46: "HISTORY_TOO_LARGE",
@@ -267,72 +323,87 @@ var (
 		63: "CLIENT_ERROR",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":  0,
-		"INVALID_KEY":               1,
-		"INVALID_VALUE":             2,
-		"VALUE_TOO_LONG":            3,
-		"INVALID_NAME":              4,
-		"INVALID_ARTIFACT_LOCATION": 5,
-		"INVALID_TIME":              6,
-		"INVALID_STATUS":            7,
-		"INVALID_REQUEST_ID":        8,
-		"REQUEST_ID_REUSED":         9,
-		"PARAM_CONFLICT":            10,
-		"BATCH_TOO_LARGE":           11,
-		"EMPTY_SERIES":              12,
-		"COLUMN_LENGTH_MISMATCH":    13,
-		"INVALID_RUN_INDEX":         14,
-		"INVALID_STEP_RANGE":        15,
-		"INVALID_MAX_POINTS":        16,
-		"INVALID_PAGE_SIZE":         17,
-		"INVALID_PAGE_TOKEN":        18,
-		"INVALID_FILTER":            19,
-		"INVALID_ORDER_BY":          20,
-		"INVALID_VIEW_TYPE":         21,
-		"INVALID_READ_MASK":         64,
-		"INVALID_DATASET":           65,
-		"INVALID_EXPERIMENT_ID":     22,
-		"TOO_MANY_EXPERIMENTS":      23,
-		"TOO_MANY_RUNS":             24,
-		"TOO_MANY_KEYS":             25,
-		"MALFORMED_REQUEST":         26,
-		"INVALID_WRITER_ID":         27,
-		"INVALID_WRITER_KEY":        28,
-		"WRITER_ID_CHANGED":         29,
-		"WRITER_KEY_CHANGED":        30,
-		"INVALID_SEQ":               31,
-		"WRITER_ID_TAKEN":           32,
-		"WRITER_NOT_OWNED":          33,
-		"WRITER_FENCED":             34,
-		"EXPERIMENT_NOT_FOUND":      35,
-		"RUN_NOT_FOUND":             36,
-		"TAG_NOT_FOUND":             37,
-		"EXPERIMENT_ALREADY_EXISTS": 38,
-		"EXPERIMENT_DELETED":        39,
-		"RUN_DELETED":               40,
-		"WRONG_LIFECYCLE_STAGE":     41,
-		"DEFAULT_EXPERIMENT":        42,
-		"REQUEST_ID_IN_FLIGHT":      43,
-		"INGEST_QUEUE_FULL":         44,
-		"SERVER_BUSY":               45,
-		"HISTORY_TOO_LARGE":         46,
-		"REPLY_TOO_LARGE":           47,
-		"QUERY_TOO_EXPENSIVE":       48,
-		"MISSING_TOKEN":             49,
-		"MALFORMED_TOKEN":           50,
-		"INVALID_TOKEN":             51,
-		"SHUTTING_DOWN":             52,
-		"WRITE_FAILED":              53,
-		"STORE_FULL":                54,
-		"STORE_READ_ONLY":           55,
-		"STORE_BUSY":                56,
-		"STORE_UNAVAILABLE":         57,
-		"STORE_LOST":                58,
-		"INTERNAL":                  59,
-		"SERVER_UNREACHABLE":        60,
-		"INVALID_RANK":              61,
-		"INVALID_POINT":             62,
-		"CLIENT_ERROR":              63,
+		"ERROR_REASON_UNSPECIFIED":        0,
+		"INVALID_KEY":                     1,
+		"INVALID_VALUE":                   2,
+		"VALUE_TOO_LONG":                  3,
+		"INVALID_NAME":                    4,
+		"INVALID_ARTIFACT_LOCATION":       5,
+		"INVALID_TIME":                    6,
+		"INVALID_STATUS":                  7,
+		"INVALID_REQUEST_ID":              8,
+		"REQUEST_ID_REUSED":               9,
+		"PARAM_CONFLICT":                  10,
+		"BATCH_TOO_LARGE":                 11,
+		"EMPTY_SERIES":                    12,
+		"COLUMN_LENGTH_MISMATCH":          13,
+		"INVALID_RUN_INDEX":               14,
+		"INVALID_STEP_RANGE":              15,
+		"INVALID_MAX_POINTS":              16,
+		"INVALID_PAGE_SIZE":               17,
+		"INVALID_PAGE_TOKEN":              18,
+		"INVALID_FILTER":                  19,
+		"INVALID_ORDER_BY":                20,
+		"INVALID_VIEW_TYPE":               21,
+		"INVALID_READ_MASK":               64,
+		"INVALID_DATASET":                 65,
+		"INVALID_EXPERIMENT_ID":           22,
+		"TOO_MANY_EXPERIMENTS":            23,
+		"TOO_MANY_RUNS":                   24,
+		"TOO_MANY_KEYS":                   25,
+		"MALFORMED_REQUEST":               26,
+		"INVALID_MODEL_NAME":              66,
+		"INVALID_ALIAS":                   67,
+		"INVALID_SOURCE":                  68,
+		"INVALID_STAGE":                   69,
+		"INVALID_MODEL_VERSION_STATUS":    70,
+		"INVALID_DESCRIPTION":             71,
+		"INVALID_MODEL_URI":               72,
+		"TOO_MANY_MODELS":                 73,
+		"INVALID_WRITER_ID":               27,
+		"INVALID_WRITER_KEY":              28,
+		"WRITER_ID_CHANGED":               29,
+		"WRITER_KEY_CHANGED":              30,
+		"INVALID_SEQ":                     31,
+		"WRITER_ID_TAKEN":                 32,
+		"WRITER_NOT_OWNED":                33,
+		"WRITER_FENCED":                   34,
+		"EXPERIMENT_NOT_FOUND":            35,
+		"RUN_NOT_FOUND":                   36,
+		"TAG_NOT_FOUND":                   37,
+		"EXPERIMENT_ALREADY_EXISTS":       38,
+		"EXPERIMENT_DELETED":              39,
+		"RUN_DELETED":                     40,
+		"WRONG_LIFECYCLE_STAGE":           41,
+		"DEFAULT_EXPERIMENT":              42,
+		"REQUEST_ID_IN_FLIGHT":            43,
+		"REGISTERED_MODEL_NOT_FOUND":      74,
+		"MODEL_VERSION_NOT_FOUND":         75,
+		"ALIAS_NOT_FOUND":                 76,
+		"REGISTERED_MODEL_ALREADY_EXISTS": 77,
+		"MODEL_VERSION_NOT_READY":         78,
+		"MODEL_VERSION_STATUS_FINAL":      79,
+		"EVENT_ID_OUT_OF_RANGE":           80,
+		"INGEST_QUEUE_FULL":               44,
+		"SERVER_BUSY":                     45,
+		"HISTORY_TOO_LARGE":               46,
+		"REPLY_TOO_LARGE":                 47,
+		"QUERY_TOO_EXPENSIVE":             48,
+		"MISSING_TOKEN":                   49,
+		"MALFORMED_TOKEN":                 50,
+		"INVALID_TOKEN":                   51,
+		"SHUTTING_DOWN":                   52,
+		"WRITE_FAILED":                    53,
+		"STORE_FULL":                      54,
+		"STORE_READ_ONLY":                 55,
+		"STORE_BUSY":                      56,
+		"STORE_UNAVAILABLE":               57,
+		"STORE_LOST":                      58,
+		"INTERNAL":                        59,
+		"SERVER_UNREACHABLE":              60,
+		"INVALID_RANK":                    61,
+		"INVALID_POINT":                   62,
+		"CLIENT_ERROR":                    63,
 	}
 )
 
@@ -367,7 +438,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\x9d\v\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xa5\x0e\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vINVALID_KEY\x10\x01\x12\x11\n" +
@@ -398,7 +469,15 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\x14TOO_MANY_EXPERIMENTS\x10\x17\x12\x11\n" +
 	"\rTOO_MANY_RUNS\x10\x18\x12\x11\n" +
 	"\rTOO_MANY_KEYS\x10\x19\x12\x15\n" +
-	"\x11MALFORMED_REQUEST\x10\x1a\x12\x15\n" +
+	"\x11MALFORMED_REQUEST\x10\x1a\x12\x16\n" +
+	"\x12INVALID_MODEL_NAME\x10B\x12\x11\n" +
+	"\rINVALID_ALIAS\x10C\x12\x12\n" +
+	"\x0eINVALID_SOURCE\x10D\x12\x11\n" +
+	"\rINVALID_STAGE\x10E\x12 \n" +
+	"\x1cINVALID_MODEL_VERSION_STATUS\x10F\x12\x17\n" +
+	"\x13INVALID_DESCRIPTION\x10G\x12\x15\n" +
+	"\x11INVALID_MODEL_URI\x10H\x12\x13\n" +
+	"\x0fTOO_MANY_MODELS\x10I\x12\x15\n" +
 	"\x11INVALID_WRITER_ID\x10\x1b\x12\x16\n" +
 	"\x12INVALID_WRITER_KEY\x10\x1c\x12\x15\n" +
 	"\x11WRITER_ID_CHANGED\x10\x1d\x12\x16\n" +
@@ -415,7 +494,14 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\vRUN_DELETED\x10(\x12\x19\n" +
 	"\x15WRONG_LIFECYCLE_STAGE\x10)\x12\x16\n" +
 	"\x12DEFAULT_EXPERIMENT\x10*\x12\x18\n" +
-	"\x14REQUEST_ID_IN_FLIGHT\x10+\x12\x15\n" +
+	"\x14REQUEST_ID_IN_FLIGHT\x10+\x12\x1e\n" +
+	"\x1aREGISTERED_MODEL_NOT_FOUND\x10J\x12\x1b\n" +
+	"\x17MODEL_VERSION_NOT_FOUND\x10K\x12\x13\n" +
+	"\x0fALIAS_NOT_FOUND\x10L\x12#\n" +
+	"\x1fREGISTERED_MODEL_ALREADY_EXISTS\x10M\x12\x1b\n" +
+	"\x17MODEL_VERSION_NOT_READY\x10N\x12\x1e\n" +
+	"\x1aMODEL_VERSION_STATUS_FINAL\x10O\x12\x19\n" +
+	"\x15EVENT_ID_OUT_OF_RANGE\x10P\x12\x15\n" +
 	"\x11INGEST_QUEUE_FULL\x10,\x12\x0f\n" +
 	"\vSERVER_BUSY\x10-\x12\x15\n" +
 	"\x11HISTORY_TOO_LARGE\x10.\x12\x13\n" +

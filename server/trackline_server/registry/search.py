@@ -1,0 +1,65 @@
+"""SearchRegisteredModels and SearchModelVersions: filter, order, page, then load the page's
+rows in bulk. Pages hold at most ``page_size`` rows; a token continues right after the last."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from trackline.v1 import registry_pb2 as rpb
+
+from .. import page_tokens
+from ..search import (
+    EntitySchema,
+    apply_order,
+    filter_clause,
+    next_page_token,
+    page_offset,
+    parse_request,
+    rows_per_page,
+)
+from ..sql import Reader, rows
+from . import models, versions
+from .search_schema import MODEL_VERSIONS, REGISTERED_MODELS
+
+
+async def search_models(
+    reader: Reader, filter_text: str, order_by: Sequence[str], page_size: int, token: str
+) -> tuple[list[rpb.RegisteredModel], str]:
+    """One page of matching models and the token of the next page ("" at the end)."""
+    ids, next_token = await _page(
+        reader, REGISTERED_MODELS, "registered_models", filter_text, order_by, page_size, token
+    )
+    return await models.load(reader, ids), next_token
+
+
+async def search_versions(
+    reader: Reader, filter_text: str, order_by: Sequence[str], page_size: int, token: str
+) -> tuple[list[rpb.ModelVersion], str]:
+    """One page of matching versions and the token of the next page ("" at the end)."""
+    ids, next_token = await _page(
+        reader, MODEL_VERSIONS, "model_versions", filter_text, order_by, page_size, token
+    )
+    return await versions.load(reader, ids), next_token
+
+
+async def _page(
+    reader: Reader,
+    schema: EntitySchema,
+    what: str,
+    filter_text: str,
+    order_by: Sequence[str],
+    page_size: int,
+    token: str,
+) -> tuple[list[int], str]:
+    """The ids of one page of ``schema``'s entities and the next page's token."""
+    expr, keys = parse_request(filter_text, order_by, schema)
+    size = rows_per_page(page_size)
+    fingerprint = page_tokens.fingerprint(what, filter_text, list(order_by))
+    offset = page_offset(token, fingerprint, f"a search of {what}", "filter and order_by")
+    query = select(schema.id_column)
+    if expr is not None:
+        query = query.where(filter_clause(schema, expr, reader.dialect.name))
+    query = apply_order(schema, query, keys).offset(offset).limit(size + 1)
+    ids = [int(row[0]) for row in await rows(reader, query, aside=True)]
+    return ids[:size], next_page_token(offset + size, len(ids) > size, fingerprint)
