@@ -67,6 +67,18 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_VERSION_NOT_READY: _ClassVar[ErrorReason]
     MODEL_VERSION_STATUS_FINAL: _ClassVar[ErrorReason]
     EVENT_ID_OUT_OF_RANGE: _ClassVar[ErrorReason]
+    INVALID_ARTIFACT_PATH: _ClassVar[ErrorReason]
+    ARTIFACT_NOT_FOUND: _ClassVar[ErrorReason]
+    ARTIFACT_IS_DIRECTORY: _ClassVar[ErrorReason]
+    ARTIFACT_SIZE_MISMATCH: _ClassVar[ErrorReason]
+    ARTIFACT_CHECKSUM_MISMATCH: _ClassVar[ErrorReason]
+    INVALID_CHECKSUM: _ClassVar[ErrorReason]
+    INVALID_OFFSET: _ClassVar[ErrorReason]
+    PRESIGNED_URLS_UNAVAILABLE: _ClassVar[ErrorReason]
+    UPLOAD_NOT_FOUND: _ClassVar[ErrorReason]
+    INVALID_UPLOAD_PARTS: _ClassVar[ErrorReason]
+    ARTIFACT_STORE_UNAVAILABLE: _ClassVar[ErrorReason]
+    ARTIFACT_STORE_FULL: _ClassVar[ErrorReason]
     INGEST_QUEUE_FULL: _ClassVar[ErrorReason]
     SERVER_BUSY: _ClassVar[ErrorReason]
     HISTORY_TOO_LARGE: _ClassVar[ErrorReason]
@@ -148,6 +160,18 @@ REGISTERED_MODEL_ALREADY_EXISTS: ErrorReason
 MODEL_VERSION_NOT_READY: ErrorReason
 MODEL_VERSION_STATUS_FINAL: ErrorReason
 EVENT_ID_OUT_OF_RANGE: ErrorReason
+INVALID_ARTIFACT_PATH: ErrorReason
+ARTIFACT_NOT_FOUND: ErrorReason
+ARTIFACT_IS_DIRECTORY: ErrorReason
+ARTIFACT_SIZE_MISMATCH: ErrorReason
+ARTIFACT_CHECKSUM_MISMATCH: ErrorReason
+INVALID_CHECKSUM: ErrorReason
+INVALID_OFFSET: ErrorReason
+PRESIGNED_URLS_UNAVAILABLE: ErrorReason
+UPLOAD_NOT_FOUND: ErrorReason
+INVALID_UPLOAD_PARTS: ErrorReason
+ARTIFACT_STORE_UNAVAILABLE: ErrorReason
+ARTIFACT_STORE_FULL: ErrorReason
 INGEST_QUEUE_FULL: ErrorReason
 SERVER_BUSY: ErrorReason
 HISTORY_TOO_LARGE: ErrorReason

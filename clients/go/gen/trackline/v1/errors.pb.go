@@ -187,6 +187,39 @@ const (
 	// OUT_OF_RANGE. WatchModelEvents' after is older than the events kept (the message names the
 	// oldest id kept: resynchronise, then watch from there) or above the last id recorded.
 	ErrorReason_EVENT_ID_OUT_OF_RANGE ErrorReason = 80
+	// INVALID_ARGUMENT. An artifact path is empty where a file is meant, longer than 1,024
+	// characters, absolute, or holds a '.', '..' or empty segment, a backslash, NUL or control
+	// character, or escapes the run's artifact root (a symlink on local storage included).
+	ErrorReason_INVALID_ARTIFACT_PATH ErrorReason = 81
+	// NOT_FOUND. The run has no artifact at the path.
+	ErrorReason_ARTIFACT_NOT_FOUND ErrorReason = 82
+	// FAILED_PRECONDITION. The path is a directory where a file is meant: list it, then download
+	// its files.
+	ErrorReason_ARTIFACT_IS_DIRECTORY ErrorReason = 83
+	// INVALID_ARGUMENT. An upload's bytes do not add up to its declared size (or the declared size
+	// is negative or past the limit); nothing was stored: upload again.
+	ErrorReason_ARTIFACT_SIZE_MISMATCH ErrorReason = 84
+	// INVALID_ARGUMENT. An upload's bytes do not hash to its declared SHA-256 (they were corrupted
+	// on the way); nothing was stored: upload again.
+	ErrorReason_ARTIFACT_CHECKSUM_MISMATCH ErrorReason = 85
+	// INVALID_ARGUMENT. A SHA-256 is not 64 hex digits.
+	ErrorReason_INVALID_CHECKSUM ErrorReason = 86
+	// INVALID_ARGUMENT. A download's offset is negative or past the file's size.
+	ErrorReason_INVALID_OFFSET ErrorReason = 87
+	// FAILED_PRECONDITION. The run's artifact storage cannot hand out presigned URLs (it is not S3,
+	// or the server turned them off): transfer through UploadArtifact and DownloadArtifact.
+	ErrorReason_PRESIGNED_URLS_UNAVAILABLE ErrorReason = 88
+	// NOT_FOUND. No open direct upload has the id: it completed, was aborted or expired; start
+	// again.
+	ErrorReason_UPLOAD_NOT_FOUND ErrorReason = 89
+	// INVALID_ARGUMENT. A direct upload's parts are missing, out of order, of the wrong size, or
+	// the part size is out of range.
+	ErrorReason_INVALID_UPLOAD_PARTS ErrorReason = 90
+	// UNAVAILABLE. The artifact storage (S3) cannot be reached or refused the server's
+	// credentials; retry later, or ask the operator.
+	ErrorReason_ARTIFACT_STORE_UNAVAILABLE ErrorReason = 91
+	// RESOURCE_EXHAUSTED. The artifact storage is full.
+	ErrorReason_ARTIFACT_STORE_FULL ErrorReason = 92
 	// RESOURCE_EXHAUSTED. The server's ingest queue is full; retry after the RetryInfo delay.
 	ErrorReason_INGEST_QUEUE_FULL ErrorReason = 44
 	// RESOURCE_EXHAUSTED. The server's budget for requests in flight is used up; retry after the
@@ -301,6 +334,18 @@ var (
 		78: "MODEL_VERSION_NOT_READY",
 		79: "MODEL_VERSION_STATUS_FINAL",
 		80: "EVENT_ID_OUT_OF_RANGE",
+		81: "INVALID_ARTIFACT_PATH",
+		82: "ARTIFACT_NOT_FOUND",
+		83: "ARTIFACT_IS_DIRECTORY",
+		84: "ARTIFACT_SIZE_MISMATCH",
+		85: "ARTIFACT_CHECKSUM_MISMATCH",
+		86: "INVALID_CHECKSUM",
+		87: "INVALID_OFFSET",
+		88: "PRESIGNED_URLS_UNAVAILABLE",
+		89: "UPLOAD_NOT_FOUND",
+		90: "INVALID_UPLOAD_PARTS",
+		91: "ARTIFACT_STORE_UNAVAILABLE",
+		92: "ARTIFACT_STORE_FULL",
 		44: "INGEST_QUEUE_FULL",
 		45: "SERVER_BUSY",
 		46: "HISTORY_TOO_LARGE",
@@ -384,6 +429,18 @@ var (
 		"MODEL_VERSION_NOT_READY":         78,
 		"MODEL_VERSION_STATUS_FINAL":      79,
 		"EVENT_ID_OUT_OF_RANGE":           80,
+		"INVALID_ARTIFACT_PATH":           81,
+		"ARTIFACT_NOT_FOUND":              82,
+		"ARTIFACT_IS_DIRECTORY":           83,
+		"ARTIFACT_SIZE_MISMATCH":          84,
+		"ARTIFACT_CHECKSUM_MISMATCH":      85,
+		"INVALID_CHECKSUM":                86,
+		"INVALID_OFFSET":                  87,
+		"PRESIGNED_URLS_UNAVAILABLE":      88,
+		"UPLOAD_NOT_FOUND":                89,
+		"INVALID_UPLOAD_PARTS":            90,
+		"ARTIFACT_STORE_UNAVAILABLE":      91,
+		"ARTIFACT_STORE_FULL":             92,
 		"INGEST_QUEUE_FULL":               44,
 		"SERVER_BUSY":                     45,
 		"HISTORY_TOO_LARGE":               46,
@@ -438,7 +495,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xa5\x0e\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xe2\x10\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vINVALID_KEY\x10\x01\x12\x11\n" +
@@ -501,7 +558,19 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\x1fREGISTERED_MODEL_ALREADY_EXISTS\x10M\x12\x1b\n" +
 	"\x17MODEL_VERSION_NOT_READY\x10N\x12\x1e\n" +
 	"\x1aMODEL_VERSION_STATUS_FINAL\x10O\x12\x19\n" +
-	"\x15EVENT_ID_OUT_OF_RANGE\x10P\x12\x15\n" +
+	"\x15EVENT_ID_OUT_OF_RANGE\x10P\x12\x19\n" +
+	"\x15INVALID_ARTIFACT_PATH\x10Q\x12\x16\n" +
+	"\x12ARTIFACT_NOT_FOUND\x10R\x12\x19\n" +
+	"\x15ARTIFACT_IS_DIRECTORY\x10S\x12\x1a\n" +
+	"\x16ARTIFACT_SIZE_MISMATCH\x10T\x12\x1e\n" +
+	"\x1aARTIFACT_CHECKSUM_MISMATCH\x10U\x12\x14\n" +
+	"\x10INVALID_CHECKSUM\x10V\x12\x12\n" +
+	"\x0eINVALID_OFFSET\x10W\x12\x1e\n" +
+	"\x1aPRESIGNED_URLS_UNAVAILABLE\x10X\x12\x14\n" +
+	"\x10UPLOAD_NOT_FOUND\x10Y\x12\x18\n" +
+	"\x14INVALID_UPLOAD_PARTS\x10Z\x12\x1e\n" +
+	"\x1aARTIFACT_STORE_UNAVAILABLE\x10[\x12\x17\n" +
+	"\x13ARTIFACT_STORE_FULL\x10\\\x12\x15\n" +
 	"\x11INGEST_QUEUE_FULL\x10,\x12\x0f\n" +
 	"\vSERVER_BUSY\x10-\x12\x15\n" +
 	"\x11HISTORY_TOO_LARGE\x10.\x12\x13\n" +
