@@ -70,3 +70,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.logbatch
 	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.unary $${BENCH_PG_URL:+--pg-url $$BENCH_PG_URL}
+	$(BIN)/python -m bench.registry $${BENCH_PG_URL:+--pg-url $$BENCH_PG_URL}
+	$(BIN)/python -m bench.artifacts
