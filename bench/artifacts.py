@@ -1,10 +1,11 @@
 """Artifact transfer figures: upload and download MB/s of one file (1 GB by default) through
 the server's proxy with the Python client (``log_artifact`` / ``download_artifacts``), on
-local storage and on an S3-compatible test server (moto, on loopback), with the server's
-peak RSS growth during each transfer; and the same file through MLflow 3's proxied artifact
-server (``mlflow server --artifacts-only``, installed on first use into its own environment,
-see bench/peers.py) with a plain streaming HTTP client: MLflow's best case, no client
-overhead. Figures only: nothing here passes or fails on time.
+local storage and on an S3-compatible test server (moto, on loopback; there also straight to
+storage by presigned URLs), with the server's peak RSS growth during each transfer; and the
+same file through MLflow 3's proxied artifact server (``mlflow server --artifacts-only``,
+installed on first use into its own environment, see bench/peers.py) with a plain streaming
+HTTP client: MLflow's best case, no client overhead. Figures only: nothing here passes or
+fails on time.
 
 Peak RSS growth is the server's VmHWM after a transfer less its resident size before it (the
 peak is reset between transfers through /proc/<pid>/clear_refs). Every file is checked
@@ -27,7 +28,8 @@ from pathlib import Path
 from trackline import TracklineClient
 
 from bench import peers
-from tests.support.s3 import S3Server, start_s3_server
+from tests.support.ports import free_port
+from tests.support.s3 import S3Bucket, s3_env
 from tests.support.servers import ServerProcess, start_server
 
 CHUNK = 4 << 20
@@ -79,10 +81,33 @@ def timed(fn: Callable[[], object], size: int) -> float:
     return size / 1e6 / (time.perf_counter() - start)
 
 
-def trackline_round_trip(label: str, srv: ServerProcess, src: Path, digest: str) -> None:
+@contextmanager
+def moto_bucket() -> Iterator[S3Bucket]:
+    """moto's S3 server on a free loopback port, with an empty bucket."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        bucket = S3Bucket(endpoint, "bench", env=s3_env(endpoint))
+        bucket.client().create_bucket(Bucket=bucket.bucket)
+        yield bucket
+    finally:
+        server.stop()
+
+
+def trackline_round_trip(
+    label: str, srv: ServerProcess, src: Path, digest: str, *, presigned: bool = False
+) -> None:
+    """One upload and one download of ``src``: through the server's proxy, or with
+    ``presigned`` straight to storage by presigned URLs (the client's choice for big files
+    when the server offers them)."""
     size = src.stat().st_size
     growth: list[float] = []
     client = TracklineClient(srv.address, timeout=600)
+    client.presigned_available = presigned
     try:
         run_id = client.create_run("0", run_name=f"bench-artifacts-{label}").run_id
         with peak_growth(srv.proc.pid, growth):
@@ -165,15 +190,15 @@ def main() -> None:
         finally:
             srv.stop()
         if not args.no_s3:
-            s3: S3Server = start_s3_server()
-            try:
-                srv = start_server(work / "s3", extra_args=s3.server_args(), env=s3.env)
+            with moto_bucket() as bucket:
+                srv = start_server(work / "s3", extra_args=bucket.server_args, env=bucket.env)
                 try:
-                    trackline_round_trip("S3 test server (moto)", srv, src, digest)
+                    trackline_round_trip("S3 test server (moto), proxied", srv, src, digest)
+                    trackline_round_trip(
+                        "S3 test server (moto), presigned URLs", srv, src, digest, presigned=True
+                    )
                 finally:
                     srv.stop()
-            finally:
-                s3.stop()
         if not args.no_mlflow:
             mlflow_round_trip(src, digest, work)
 
