@@ -21,7 +21,7 @@ from . import limits
 from .artifacts.service import ArtifactService
 from .artifacts.storage import Storages, parse_root
 from .auth import BearerTokenInterceptor
-from .budget import Budget, BudgetInterceptor
+from .budget import Budget, BudgetInterceptor, limit_malloc_arenas
 from .config import Settings, StartupError, from_args
 from .database import Database
 from .errors import Unavailable
@@ -94,6 +94,12 @@ async def build(settings: Settings) -> Running:
         # gRPC sets SO_REUSEPORT by default: a second server on the port would start and
         # take half of the connections, to its own database.
         ("grpc.so_reuseport", 0),
+        # A fixed flow-control window of 4 MiB per stream instead of gRPC's bandwidth-delay
+        # probing, which on a fast link let the transport buffer tens of MB of a 2 GB
+        # artifact upload ahead of the service (peak RSS +40 to +90 MB; +20 MB with this).
+        # 4 MiB in flight per stream still fills a 20 ms round trip at 200 MB/s.
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", limits.STREAM_WINDOW_BYTES),
     ]
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.auth_tokens:  # first: a call it refuses is never parsed
@@ -199,6 +205,7 @@ def run(args: argparse.Namespace) -> None:
     """Serves the parsed command line (``config.add_arguments``) until SIGINT or SIGTERM. A
     failure to start (a bad setting, a store or port the server cannot use) is one line on
     stderr, ``trackline: <why>``, and exit status 2."""
+    limit_malloc_arenas()
     try:
         settings = from_args(args)
         if settings.event_loop == "uvloop":

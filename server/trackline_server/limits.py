@@ -27,6 +27,9 @@ MAX_TIME_MS = 253_402_300_799_999
 # A stream batch's seq is at most this (it is stored as a signed 64-bit integer).
 MAX_STREAM_SEQ = 2**63 - 1
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+# The HTTP/2 flow-control window of each stream (app.py): what a client may send ahead of
+# what the server has read.
+STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (metrics/chunks.py MAX_CHUNK_POINTS)
 MAX_HISTORY_PAGE = 1_000_000
 DEFAULT_SEARCH_PAGE = 1_000

@@ -99,12 +99,14 @@ class ArtifactService:
                 if message.WhichOneof("body") != "chunk":
                     raise malformed("has a second header; send one file per call")
                 chunk = message.chunk
+                del message  # its bytes are another copy of the chunk's
                 received += len(chunk)
                 if received > size:
                     raise size_mismatch(path, size, received)
                 # Hashing (hashlib lets go of the GIL) beside the write, on two threads.
                 hashed = loop.run_in_executor(self.storages.executor, digest.update, chunk)
                 await asyncio.gather(hashed, upload.write(chunk))
+                del chunk, hashed  # held while the next message arrives, they would add up
             if received != size:
                 raise size_mismatch(path, size, received)
             if digest.hexdigest() != sha256:
@@ -165,18 +167,15 @@ class ArtifactService:
                 "offset",
             )
         # The file goes with the first chunk (alone for a download from its end).
-        first = apb.DownloadArtifactResponse(file=file_message(file), offset=offset)
+        described: apb.ArtifactFile | None = file_message(file)
         if offset == file.size:
-            yield first
+            yield apb.DownloadArtifactResponse(file=described, offset=offset)
             return
         async for chunk in self.storages.at(run.artifact_uri).read(path, offset):
-            if first is None:
-                yield apb.DownloadArtifactResponse(chunk=chunk, offset=offset)
-            else:
-                first.chunk = chunk
-                yield first
-                first = None
+            yield apb.DownloadArtifactResponse(file=described, chunk=chunk, offset=offset)
+            described = None
             offset += len(chunk)
+            del chunk  # not held while the next one is read
 
     @own_transactions
     async def list_artifacts(
