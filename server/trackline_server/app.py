@@ -18,8 +18,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from trackline.v1 import artifacts_pb2, ingest_pb2, registry_pb2, tracking_pb2
 
 from . import limits
+from .artifact_roots import parse_root
+from .artifacts.backends import Storages
 from .artifacts.service import ArtifactService
-from .artifacts.storage import Storages, parse_root
 from .auth import BearerTokenInterceptor
 from .budget import Budget, BudgetInterceptor, limit_malloc_arenas
 from .config import Settings, StartupError, from_args

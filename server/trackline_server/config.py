@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import limits
-from .artifacts.storage import parse_root
+from .artifact_roots import parse_root
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 

@@ -20,10 +20,11 @@ from ..errors import InvalidArgument, NotFound, shown
 from ..shield import shielded
 from ..tracking import runs
 from . import index
+from .backends import Storages
 from .checks import check_sha256, check_size, part_size_for
 from .index import FileRow, UploadRow, check_place
 from .paths import check_path
-from .storage import PresignedPart, RunStorage, Storages, part_layout, presigned_unavailable
+from .storage import PresignedPart, RunStorage, part_layout, presigned_unavailable
 
 CREATE = "CreateArtifactUploadUrls"
 

@@ -28,11 +28,11 @@ from ..shield import shielded
 from ..tracking import runs
 from ..transport import Call, own_transactions
 from . import index
+from .backends import Storages
 from .checks import check_sha256, check_size, page_offset, page_size
 from .direct import DirectUploads
 from .index import FileRow, check_place, file_message, is_directory, not_found
 from .paths import check_path, join
-from .storage import Storages
 
 T = TypeVar("T")
 UPLOAD = "UploadArtifact"

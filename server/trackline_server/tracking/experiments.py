@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import lifecycle, limits, tags
-from ..artifacts.storage import check_location
+from ..artifact_roots import check_location
 from ..clock import now_ms
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from ..models import experiment_tags, experiments
