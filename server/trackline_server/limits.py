@@ -89,5 +89,9 @@ ARTIFACT_IO_THREADS = 16
 # Presigned URLs: a download URL works this long, a direct upload stays open this long.
 ARTIFACT_DOWNLOAD_URL_TTL_S = 3600
 ARTIFACT_DIRECT_UPLOAD_TTL_S = 24 * 3600
+# Expired direct uploads are aborted in storage by a later create, at most a batch at a
+# time, at most once per interval (per server process).
+ARTIFACT_UPLOAD_PRUNE_INTERVAL_S = 60.0
+ARTIFACT_UPLOAD_PRUNE_BATCH = 100
 DEFAULT_ARTIFACT_PAGE = 1_000
 MAX_ARTIFACT_PAGE = 10_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import urllib.request
 from pathlib import Path
 
@@ -77,10 +78,9 @@ def start(
     return s.artifacts.CreateArtifactUploadUrls(
         apb.CreateArtifactUploadUrlsRequest(
             run_id=run_id,
-            path="direct/f.bin",
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            **{"part_size": 5 * MIB, **extra},  # type: ignore[arg-type]
+            **{"path": "direct/f.bin", "part_size": 5 * MIB, **extra},  # type: ignore[arg-type]
         )
     )
 
@@ -209,3 +209,30 @@ def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path, s3_bucket: S3Buc
         grpc.StatusCode.UNAVAILABLE,
         "ARTIFACT_STORE_UNAVAILABLE",
     )
+
+
+def test_an_expired_upload_is_not_found_and_aborted_later(
+    tmp_path: Path, s3_bucket: S3Bucket, s3_server: ServerProcess
+) -> None:
+    s = stubs(s3_server.address)
+    run_id = s.new_run()
+    data = os.urandom(6 * MIB)
+    reply = start(s, run_id, data)
+    parts = put_parts(reply, data)
+    db = sqlite3.connect(s3_server.store_uri.split(":///", 1)[1])
+    with db:
+        db.execute("UPDATE artifact_uploads SET expire_time = 0")
+    db.close()
+    with pytest.raises(grpc.RpcError) as info:
+        s.artifacts.CompleteArtifactUpload(
+            apb.CompleteArtifactUploadRequest(upload_id=reply.upload_id, parts=parts)
+        )
+    assert reason(info.value) == "UPLOAD_NOT_FOUND"
+    s3_server.stop()  # a new process prunes at its first create
+    again = start_server(
+        tmp_path, s3_server.store_uri, extra_args=s3_bucket.server_args, env=s3_bucket.env
+    )
+    s = stubs(again.address)
+    start(s, run_id, data, path="other")
+    open_uploads = s3_bucket.client().list_multipart_uploads(Bucket=s3_bucket.bucket)
+    assert [u["Key"] for u in open_uploads["Uploads"]] == [key(s3_bucket, run_id, "other")]

@@ -4,11 +4,14 @@ checks every part and makes the file visible; or GETs a file with a presigned UR
 
 An open upload is a row of ``artifact_uploads``, so any replica can complete or abort it; a
 retried create with the same request id returns the same upload (with fresh URLs) while it
-is open. The declared SHA-256 is recorded with the file: the bytes never pass the server.
+is open. Uploads left to expire are aborted in storage by a later create (``_prune``). The
+declared SHA-256 is recorded with the file: the bytes never pass the server.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 from trackline.v1 import artifacts_pb2 as apb
@@ -16,7 +19,7 @@ from trackline.v1 import artifacts_pb2 as apb
 from .. import idempotency, limits, validation
 from ..clock import now_ms
 from ..database import Database
-from ..errors import InvalidArgument, NotFound, shown
+from ..errors import InvalidArgument, NotFound, TracklineError, shown
 from ..shield import shielded
 from ..tracking import runs
 from . import index
@@ -27,6 +30,7 @@ from .paths import check_path
 from .storage import PresignedPart, RunStorage, part_layout, presigned_unavailable
 
 CREATE = "CreateArtifactUploadUrls"
+log = logging.getLogger("trackline.artifacts")
 
 
 def upload_not_found(upload_id: str) -> NotFound:
@@ -49,6 +53,7 @@ class DirectUploads:
     def __init__(self, db: Database, storages: Storages) -> None:
         self.db = db
         self.storages = storages
+        self._next_prune = 0.0  # time.monotonic() before which expired uploads are left
 
     def _presigning(self, run: runs.RunRow) -> RunStorage:
         storage = self.storages.at(run.artifact_uri)
@@ -67,6 +72,7 @@ class DirectUploads:
         validation.check_request_id(rid)
         run, open_upload = await shielded(self._start(request.run_id, path, rid))
         storage = self._presigning(run)
+        await shielded(self._prune())
         ttl = limits.ARTIFACT_DIRECT_UPLOAD_TTL_S
         if open_upload is not None:
             parts = await storage.part_urls(
@@ -109,6 +115,28 @@ class DirectUploads:
                     return run, upload
             await check_place(conn, run_id, path, "path")
             return run, None
+
+    async def _prune(self) -> None:
+        """Aborts, in storage, up to ARTIFACT_UPLOAD_PRUNE_BATCH uploads that expired, at
+        most once per ARTIFACT_UPLOAD_PRUNE_INTERVAL_S, so that their parts do not stay
+        stored forever. A failure to abort one is logged, not the caller's."""
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + limits.ARTIFACT_UPLOAD_PRUNE_INTERVAL_S
+        async with self.db.write() as conn:
+            expired = await index.expired_uploads(
+                conn, now_ms(), limits.ARTIFACT_UPLOAD_PRUNE_BATCH
+            )
+            roots = {}
+            for upload in expired:
+                await index.remove_upload(conn, upload.upload_id)
+                roots[upload.upload_id] = (await runs.get_row(conn, upload.run_id)).artifact_uri
+        for upload in expired:
+            try:
+                storage = self.storages.at(roots[upload.upload_id])
+                await storage.abort_direct_upload(upload.path, upload.storage_id)
+            except TracklineError as err:
+                log.warning("expired upload %s not aborted: %s", upload.upload_id, err.message)
 
     async def _open(self, upload: UploadRow, rid: str) -> None:
         async with self.db.write() as conn:

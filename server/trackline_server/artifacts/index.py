@@ -127,6 +127,17 @@ async def get_upload(conn: AsyncConnection, upload_id: str) -> UploadRow | None:
     return None if row is None else UploadRow(*row)
 
 
+async def expired_uploads(conn: AsyncConnection, now: int, limit: int) -> list[UploadRow]:
+    """Up to ``limit`` uploads that expired before ``now``."""
+    result = await conn.execute(
+        select(
+            _U.upload_id, _U.run_id, _U.path, _U.size, _U.sha256, _U.part_size,
+            _U.storage_id, _U.expire_time,
+        ).where(_U.expire_time < now).limit(limit)
+    )  # fmt: skip
+    return [UploadRow(*row) for row in result]
+
+
 async def remove_upload(conn: AsyncConnection, upload_id: str) -> bool:
     """Deletes the upload's row; False when another call did first."""
     result = await conn.execute(delete(artifact_uploads).where(_U.upload_id == upload_id))
