@@ -129,3 +129,14 @@ def test_a_deleted_runs_artifacts_are_read_only(s: Stubs) -> None:
     assert download(s, run_id, "a.txt")[1] == b"a.txt"
     s.tracking.RestoreRun(tpb.RestoreRunRequest(run_id=run_id))
     upload(s, run_id, "new", b"x")
+
+
+def test_listings_are_in_code_point_order_whatever_the_collation(s: Stubs) -> None:
+    run_id = s.new_run()
+    paths = ["a-b", "a/b", "a.b", "aB", "B", "é/x", "_z", "Z", "a b"]
+    for path in paths:
+        upload(s, run_id, path, b"x")
+    for size in (2, 1000):
+        assert names(listing(s, run_id, recursive=True, page_size=size)) == sorted(paths)
+    tops = sorted({p.split("/")[0]: "/" in p for p in paths}.items())  # a directory by its path
+    assert names(listing(s, run_id, page_size=2)) == [t + "/" * is_dir for t, is_dir in tops]

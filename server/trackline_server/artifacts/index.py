@@ -87,6 +87,22 @@ async def under(conn: AsyncConnection, run_id: str, directory: str) -> list[File
     return sorted((FileRow(*row) for row in result), key=lambda f: f.path)
 
 
+async def page_under(
+    conn: AsyncConnection, run_id: str, directory: str, offset: int, limit: int
+) -> list[FileRow]:
+    """At most ``limit`` of the files under ``directory`` from the ``offset``-th on, ordered
+    by path in code point order (PostgreSQL's "C" collation; SQLite's BINARY is that)."""
+    path = _F.path.collate("C") if conn.dialect.name == "postgresql" else _F.path
+    result = await conn.execute(
+        select(_F.path, _F.size, _F.sha256, _F.update_time)
+        .where(_F.run_id == run_id, _under(directory))
+        .order_by(path)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [FileRow(*row) for row in result]
+
+
 async def put(conn: AsyncConnection, run_id: str, file: FileRow) -> None:
     """Records ``file`` as visible, replacing the row of its path."""
     await conn.execute(delete(artifact_files).where(_F.run_id == run_id, _F.path == file.path))

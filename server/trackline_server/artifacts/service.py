@@ -186,23 +186,32 @@ class ArtifactService:
         start, made_for = page_offset(
             request.page_token, request.run_id, directory, request.recursive
         )
-        run, entries = await shielded(self._entries(request.run_id, directory, request.recursive))
+        run, entries, more = await shielded(
+            self._entries(request.run_id, directory, request.recursive, start, limit)
+        )
         reply = apb.ListArtifactsResponse(root_uri=run.artifact_uri)
-        reply.files.extend(entries[start : start + limit])
-        if start + limit < len(entries):
+        reply.files.extend(entries)
+        if more:
             reply.next_page_token = page_tokens.encode({"o": start + limit}, made_for)
         return reply
 
     async def _entries(
-        self, run_id: str, directory: str, recursive: bool
-    ) -> tuple[runs.RunRow, list[apb.ArtifactFile]]:
-        """The listing, whole: files (and, one level deep, directories) by path."""
+        self, run_id: str, directory: str, recursive: bool, start: int, limit: int
+    ) -> tuple[runs.RunRow, list[apb.ArtifactFile], bool]:
+        """A page of the listing: files (and, one level deep, directories) by path, from
+        entry ``start`` on, and whether more follow. A recursive page is read as a page
+        from the index; one level deep, every file under the directory is read to gather
+        its directories."""
         async with self.db.read() as conn:
             run = await runs.get_row(conn, run_id)
             exact = await index.get(conn, run_id, directory) if directory else None
-            files = [exact] if exact is not None else await index.under(conn, run_id, directory)
-        if recursive or exact is not None:
-            return run, [file_message(f) for f in files]
+            if exact is not None:
+                return run, [file_message(exact)][start : start + limit], False
+            if recursive:
+                files = await index.page_under(conn, run_id, directory, start, limit + 1)
+                found = [file_message(f) for f in files[:limit]]
+                return run, found, len(files) > limit
+            files = await index.under(conn, run_id, directory)
         cut = len(directory) + 1 if directory else 0
         entries: dict[str, apb.ArtifactFile] = {}
         for f in files:
@@ -211,7 +220,8 @@ class ArtifactService:
                 entries.setdefault(name, apb.ArtifactFile(path=join(directory, name), is_dir=True))
             else:
                 entries[name] = file_message(f)
-        return run, [entries[name] for name in sorted(entries)]
+        page = [entries[name] for name in sorted(entries)[start : start + limit]]
+        return run, page, start + limit < len(entries)
 
     @own_transactions
     async def delete_artifact(
