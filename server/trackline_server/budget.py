@@ -48,6 +48,25 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Caps glibc's malloc arenas at MALLOC_ARENAS, before the server starts its threads.
+    By default each thread that allocates may get an arena of its own (up to eight per
+    core), and a large block freed in one arena is not reused by another thread: with 4 MiB
+    artifact chunks allocated on the artifact pool's threads and gRPC's, a 2 GB transfer
+    grew the server's peak RSS by ~90 MB, against ~25 MB with two arenas. Python holds the
+    GIL for most allocations, so the threads hardly contend for the arenas' locks. A no-op
+    where the C library has no ``mallopt`` (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        return
+
+
 class Budget:
     """Bytes of requests being parsed and served, at most ``max_bytes`` but for the
     exceptions in the module's docstring. Used from the event loop only."""
@@ -221,14 +240,17 @@ def _budgeted(handler: grpc.RpcMethodHandler, budget: Budget) -> grpc.RpcMethodH
         next one (it has handed this one on by then). A malformed one ends the call."""
         async for raw in raws:
             await budget.take(len(raw))
+            size = len(raw)
             try:
                 try:
                     request = parse(raw)
                 except TracklineError as err:
                     await abort(context, err)
+                del raw  # parsed: only the request is needed now
                 yield request
             finally:
-                budget.give_back(len(raw))
+                budget.give_back(size)
+            del request  # not held while the next message arrives (4 MiB artifact chunks)
 
     if not handler.response_streaming:
         gather = handler.stream_unary

@@ -27,6 +27,9 @@ MAX_TIME_MS = 253_402_300_799_999
 # A stream batch's seq is at most this (it is stored as a signed 64-bit integer).
 MAX_STREAM_SEQ = 2**63 - 1
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+# The HTTP/2 flow-control window of each stream (app.py): what a client may send ahead of
+# what the server has read.
+STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (metrics/chunks.py MAX_CHUNK_POINTS)
 MAX_HISTORY_PAGE = 1_000_000
 DEFAULT_SEARCH_PAGE = 1_000
@@ -70,3 +73,25 @@ REGISTRY_EVENT_POLL_S = 0.025
 REGISTRY_EVENT_BATCH = 1000
 # Request bytes parsed and served at once (flag --max-inflight-bytes; budget.py).
 MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+# Artifacts (artifacts/): a download's chunks are this (page-aligned, and a message with one
+# stays under gRPC clients' default 4 MiB receive limit); uploads may send chunks of up to
+# 4 MiB (MAX_MESSAGE_BYTES admits more, the proto promises 4 MiB). Files up to 5 TiB
+# (S3's largest object). Proxied uploads to S3 go as one PUT below the part size, as a
+# multipart upload of parts of that size above it; direct uploads take parts of 5 MiB to
+# 5 GiB, at most 10,000 of them. Blocking storage calls run on a pool of this many threads.
+ARTIFACT_CHUNK_BYTES = 4 * 1024 * 1024 - 4096
+MAX_ARTIFACT_BYTES = 5 * 1024**4
+ARTIFACT_S3_PART_BYTES = 8 * 1024 * 1024
+MIN_ARTIFACT_PART_BYTES = 5 * 1024 * 1024
+MAX_ARTIFACT_PART_BYTES = 5 * 1024**3
+MAX_ARTIFACT_PARTS = 10_000
+ARTIFACT_IO_THREADS = 16
+# Presigned URLs: a download URL works this long, a direct upload stays open this long.
+ARTIFACT_DOWNLOAD_URL_TTL_S = 3600
+ARTIFACT_DIRECT_UPLOAD_TTL_S = 24 * 3600
+# Expired direct uploads are aborted in storage by a later create, at most a batch at a
+# time, at most once per interval (per server process).
+ARTIFACT_UPLOAD_PRUNE_INTERVAL_S = 60.0
+ARTIFACT_UPLOAD_PRUNE_BATCH = 100
+DEFAULT_ARTIFACT_PAGE = 1_000
+MAX_ARTIFACT_PAGE = 10_000
