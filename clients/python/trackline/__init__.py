@@ -37,6 +37,7 @@ from ._fluent import (
 )
 from ._registry import ModelEventStream
 from ._uri import InvalidUri
+from .models import load_model, log_model  # third-party modules load when one runs
 
 __all__ = [
     "Aborted",
@@ -60,9 +61,11 @@ __all__ = [
     "active_run",
     "end_run",
     "flush",
+    "load_model",
     "log_input",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "register_model",
@@ -73,3 +76,13 @@ __all__ = [
     "set_tracking_uri",
     "start_run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``trackline.sklearn`` and ``trackline.pyfunc`` without importing them first, as
+    ``mlflow.sklearn``: the flavor module is imported on first use."""
+    if name in ("sklearn", "pyfunc"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
