@@ -117,9 +117,10 @@ def _column(name: str, values: Any, kind: str | dict[str, Any]) -> Any:
             raise SchemaError(f"column {name!r} does not hold datetimes: {e}", name) from e
     if dtype.kind in "iuf" and target.kind in "iuf" and _widens(dtype, target, values):
         return values.astype(target)
+    numeric = dtype.kind in "iuf" and target.kind in "iuf"
     raise SchemaError(
-        f"column {name!r} is {dtype}; the model's signature wants {kind} ({target}), and"
-        f" {dtype} -> {target} would change values",
+        f"column {name!r} is {dtype}; the model's signature wants {kind} ({target})"
+        + (f", and {dtype} -> {target} would change values" if numeric else ""),
         name,
     )
 
@@ -130,7 +131,10 @@ def _widens(dtype: Any, target: Any, values: Any) -> bool:
     round-trips (int64 -> double below 2**53)."""
     import numpy as np
 
-    if np.can_cast(dtype, target, casting="safe"):
+    if dtype.kind in "iu" and target.kind == "f":
+        if dtype.itemsize < target.itemsize:  # int32 -> double: every value fits
+            return True
+    elif np.can_cast(dtype, target, casting="safe"):
         return True
     if target.kind != "f" or dtype.kind not in "iu":
         return False
