@@ -71,6 +71,11 @@ def download_uri(
     return _local(uri, dst_path)
 
 
+def is_uri(text: str) -> bool:
+    """Whether ``text`` is a URI (``runs:/...``, ``s3://...``) rather than a plain path."""
+    return _SCHEME.match(text) is not None
+
+
 def _client(client: TracklineClient | None) -> TracklineClient:
     if client is not None:
         return client
@@ -162,4 +167,4 @@ def posix_basename(key: str) -> str:
     return key.rstrip("/").rsplit("/", 1)[-1]
 
 
-__all__ = ["download_uri", "s3_client"]
+__all__ = ["download_uri", "is_uri", "s3_client"]

@@ -25,8 +25,8 @@ class Progress(Protocol):
 
 class ProgressBar:
     """A ``Progress`` drawn on ``stream`` (stderr) as
-    ``[=======>      ]  45%  120.0/266.3 MB  84.2 MB/s``; ``close()`` draws the last state
-    and ends the line."""
+    ``upload [=======>      ]  45%  120.0/266.3 MB  84.2 MB/s``; ``close()`` (or leaving a
+    ``with`` block) draws the last state and ends the line."""
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
@@ -52,6 +52,12 @@ class ProgressBar:
             self._draw(force=True)
             self.stream.write("\n")
             self.stream.flush()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _draw(self, *, force: bool) -> None:
         now = time.monotonic()
