@@ -188,19 +188,11 @@ def log_model(
 
 def local_model_dir(uri: str | os.PathLike[str], dst_path: str | os.PathLike[str] | None) -> str:
     """A local directory holding the model at ``uri``: a plain path or ``file://`` as it
-    is; ``runs:/``, ``models:/`` and ``s3://`` downloaded (into ``dst_path``, or a temp
-    dir)."""
-    text = os.fspath(uri)
-    if dst_path is None and os.path.isdir(text):
-        return text  # a local model directory (the usual case of a path): nothing to fetch
+    is; ``runs:/`` and ``models:/`` downloaded through the module-level API's server,
+    ``s3://`` straight from S3 (into ``dst_path``, or a temp dir)."""
     from .._artifact_uris import download_uri
 
-    client = None
-    if text.startswith(("runs:/", "models:/")):
-        from .. import _fluent
-
-        client = _fluent.client()
-    return download_uri(client, text, dst_path)
+    return download_uri(None, os.fspath(uri), dst_path)
 
 
 def load_model(
