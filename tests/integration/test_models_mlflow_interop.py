@@ -142,3 +142,38 @@ print(json.dumps({{
         trackline.load_model(tmp_path / "py").predict(frame, params={"factor": 10.0}),
         seen["params"],
     )
+
+
+# Unpickling an mlflow.pyfunc.PythonModel subclass makes MLflow note its untyped predict.
+@pytest.mark.filterwarnings("ignore:.*Any type hint:UserWarning")
+def test_trackline_loads_an_mlflow_python_model_where_mlflow_is_installed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "offset.txt").write_text("100")
+    run_python(
+        NO_TRACKLINE
+        + f"""
+import mlflow.pyfunc
+import pandas as pd
+
+class AddOffset(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        with open(context.artifacts["offset"]) as f:
+            self.offset = float(f.read())
+
+    def predict(self, context, model_input, params=None):
+        return (model_input["x"] + self.offset).to_numpy()
+
+mlflow.pyfunc.save_model(
+    {str(tmp_path / "py")!r}, python_model=AddOffset(),
+    artifacts={{"offset": {str(tmp_path / "offset.txt")!r}}},
+    input_example=pd.DataFrame({{"x": [1.0]}}),
+)
+""",
+        trackline_importable=False,
+    )
+    loaded = trackline.load_model(tmp_path / "py")  # its pickle needs mlflow, installed here
+    assert loaded.metadata.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.model"
+    assert loaded.predict(pd.DataFrame({"x": [1.0, 2.0]})).tolist() == [101.0, 102.0]
+    with pytest.raises(trackline.models.SchemaError, match="'x'"):
+        loaded.predict(pd.DataFrame({"y": [1.0]}))

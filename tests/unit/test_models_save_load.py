@@ -115,6 +115,14 @@ def test_saving_into_a_non_empty_directory_is_refused(tmp_path: Path) -> None:
         trackline.sklearn.save_model(trained_classifier()[0], tmp_path / "taken")
 
 
+def test_a_failed_save_leaves_no_directory(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="serialization_format"):
+        trackline.sklearn.save_model(
+            trained_classifier()[0], tmp_path / "m", serialization_format="skops"
+        )
+    assert not (tmp_path / "m").exists()
+
+
 def test_the_flavor_is_inferred_from_the_model_type(tmp_path: Path) -> None:
     save_model(trained_classifier()[0], tmp_path / "sk")
     save_model(Scaler(), tmp_path / "py")

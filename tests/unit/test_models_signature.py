@@ -109,6 +109,15 @@ def test_ints_widen_to_double_where_no_value_changes() -> None:
         enforce_schema(pd.DataFrame({"a": [2**60 + 1], "b": [1]}), COLUMNS)
 
 
+def test_unnamed_columns_are_checked_by_position() -> None:
+    schema = Schema((ColSpec("double"), ColSpec("string")))
+    frame = pd.DataFrame({"n": np.array([1, 2], dtype="int32"), "s": ["a", "b"], "more": [0, 0]})
+    checked = enforce_schema(frame, schema)
+    assert list(checked.columns) == ["n", "s"] and checked["n"].dtype == np.float64
+    with pytest.raises(SchemaError, match="'#1'"):
+        enforce_schema(pd.DataFrame({"n": [1.0], "s": [2.5]}), schema)
+
+
 def test_dicts_and_arrays_become_frames_of_the_signature() -> None:
     assert list(enforce_schema({"b": 1, "a": 2.0}, COLUMNS).columns) == ["a", "b"]
     frame = enforce_schema(

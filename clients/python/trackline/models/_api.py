@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -74,7 +75,30 @@ def _write(
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise FileExistsError(f"{path!r} exists and is not an empty directory")
     chosen = get_flavor(flavor) if isinstance(flavor, str) else flavor or flavor_for_model(model)
+    created = not os.path.exists(path)
     os.makedirs(path, exist_ok=True)
+    try:
+        return _write_into(
+            model, path, mlmodel, chosen, signature, input_example, pip_requirements,
+            code_paths, options,
+        )  # fmt: skip
+    except BaseException:
+        if created:  # no half-written model left behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _write_into(
+    model: Any,
+    path: str,
+    mlmodel: Model,
+    chosen: Flavor,
+    signature: ModelSignature | Literal[False] | None,
+    input_example: Any,
+    pip_requirements: Requirements,
+    code_paths: Sequence[str | os.PathLike[str]] | None,
+    options: dict[str, Any],
+) -> Model:
     mlmodel.extra.setdefault("trackline_version", trackline_version())
     code = copy_code_paths(code_paths, path)
     if input_example is not None:

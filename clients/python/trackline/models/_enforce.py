@@ -59,17 +59,20 @@ def _frame(data: Any, schema: Schema) -> Any:
 
 
 def _enforce_columns(data: Any, schema: Schema) -> Any:
+    import pandas as pd
+
     frame = _frame(data, schema)
     if not schema.has_names:
         if frame.shape[1] < len(schema.specs):
             raise SchemaError(
                 f"the input has {frame.shape[1]} columns; the signature wants {len(schema.specs)}"
             )
-        frame = frame.iloc[:, : len(schema.specs)].copy()
-        for i, spec in enumerate(schema.specs):
-            assert isinstance(spec, ColSpec)
-            frame.iloc[:, i] = _column(f"#{i}", frame.iloc[:, i], spec.type)
-        return frame
+        checked = [
+            _column(f"#{i}", frame.iloc[:, i], spec.type)
+            for i, spec in enumerate(schema.specs)
+            if isinstance(spec, ColSpec)
+        ]
+        return pd.concat(checked, axis=1)
     columns = {}
     for spec in schema.specs:
         assert isinstance(spec, ColSpec) and spec.name is not None
@@ -82,8 +85,6 @@ def _enforce_columns(data: Any, schema: Schema) -> Any:
                 )
             continue
         columns[spec.name] = _column(spec.name, frame[spec.name], spec.type)
-    import pandas as pd
-
     return pd.DataFrame(columns, index=frame.index)
 
 
