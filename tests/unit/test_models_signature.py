@@ -65,6 +65,14 @@ def test_a_dict_of_arrays_gives_named_tensors_and_params_their_defaults() -> Non
     )
 
 
+def test_rows_and_lists_are_taken_as_frames_and_arrays() -> None:
+    rows = infer_signature([{"a": 1.0, "s": "x"}, {"a": 2.0, "s": "y"}]).inputs
+    assert rows == Schema((ColSpec("double", "a"), ColSpec("string", "s")))
+    one_row = infer_signature({"a": 1, "s": "x"}).inputs
+    assert one_row == Schema((ColSpec("long", "a"), ColSpec("string", "s")))
+    assert infer_signature([[1.0, 2.0]]).inputs == Schema((TensorSpec("float64", (-1, 2)),))
+
+
 def test_a_signature_survives_its_dict_form() -> None:
     signature = infer_signature(pd.DataFrame({"a": [1.0]}), np.array([1]), {"k": 0.5})
     assert ModelSignature.from_dict(signature.to_dict()) == signature

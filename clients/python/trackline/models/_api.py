@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._environment import pip_requirements_of, write_environment
 from ._flavors import Flavor, Predictor, flavor_for_loader, flavor_for_model, get_flavor
@@ -17,6 +17,9 @@ from ._infer import infer_param_schema, infer_schema, save_example, split_exampl
 from ._mlmodel import PYFUNC_FLAVOR, Model, trackline_version
 from ._pyfunc_model import PyFuncModel, add_code_to_path, copy_code_paths
 from ._schema import ModelSignature
+
+if TYPE_CHECKING:
+    from .._client import TracklineClient
 
 Requirements = Sequence[str] | str | os.PathLike[str] | None
 
@@ -158,12 +161,12 @@ def _size(path: str) -> int:
 def log_model(
     model: Any,
     name: str,
-    *,
     flavor: str | Flavor | None = None,
     signature: ModelSignature | Literal[False] | None = None,
     input_example: Any = None,
     pip_requirements: Requirements = None,
     registered_model_name: str | None = None,
+    *,
     code_paths: Sequence[str | os.PathLike[str]] | None = None,
     **options: Any,
 ) -> ModelInfo:
@@ -173,41 +176,49 @@ def log_model(
     PENDING_REGISTRATION while the files upload, then READY, or FAILED_REGISTRATION with
     the error when the upload fails."""
     from .. import _fluent
-    from .._exceptions import AlreadyExists
 
     run_id = _fluent._run()
-    client = _fluent.client()
     with tempfile.TemporaryDirectory(prefix="trackline-model-") as tmp:
         local = os.path.join(tmp, "model")
         mlmodel = _write(
             model, local, Model(artifact_path=name, run_id=run_id), flavor, signature,
             input_example, pip_requirements, code_paths, options,
         )  # fmt: skip
-        uri = f"runs:/{run_id}/{name}"
-        version = None
-        if registered_model_name is not None:
-            try:
-                client.create_registered_model(registered_model_name)
-            except AlreadyExists:
-                pass  # every version after the first
-            version = client.create_model_version(
-                registered_model_name, uri, run_id, status="PENDING_REGISTRATION"
-            ).version
-        try:
-            client.log_artifacts(run_id, local, name)
-        except BaseException as e:
-            if version is not None:
-                client.update_model_version(
-                    registered_model_name or "", version, status="FAILED_REGISTRATION",
-                    status_message=f"uploading the model failed: {e}"[:4096],
-                )  # fmt: skip
-            raise
-        if version is not None:
-            client.update_model_version(registered_model_name or "", version, status="READY")
+        version = _upload(_fluent.client(), run_id, local, name, registered_model_name)
     return ModelInfo(
-        uri, run_id, name, mlmodel.flavors, mlmodel.signature, mlmodel.model_uuid,
-        mlmodel.utc_time_created, version,
+        f"runs:/{run_id}/{name}", run_id, name, mlmodel.flavors, mlmodel.signature,
+        mlmodel.model_uuid, mlmodel.utc_time_created, version,
     )  # fmt: skip
+
+
+def _upload(
+    client: TracklineClient, run_id: str, local: str, name: str, registered_name: str | None
+) -> int | None:
+    """Uploads the model directory ``local`` to the run under ``name`` and, with
+    ``registered_name``, registers it around the upload; returns the version number."""
+    if registered_name is None:
+        client.log_artifacts(run_id, local, name)
+        return None
+    from .._exceptions import AlreadyExists
+
+    try:
+        client.create_registered_model(registered_name)
+    except AlreadyExists:
+        pass  # every version after the first
+    source = f"runs:/{run_id}/{name}"
+    version = client.create_model_version(
+        registered_name, source, run_id, status="PENDING_REGISTRATION"
+    ).version
+    try:
+        client.log_artifacts(run_id, local, name)
+    except BaseException as e:
+        message = f"uploading the model failed: {e}"[:4096]
+        client.update_model_version(
+            registered_name, version, status="FAILED_REGISTRATION", status_message=message
+        )
+        raise
+    client.update_model_version(registered_name, version, status="READY")
+    return version
 
 
 def local_model_dir(uri: str | os.PathLike[str], dst_path: str | os.PathLike[str] | None) -> str:

@@ -75,8 +75,8 @@ def _tensor_dtype(dtype: Any) -> str:
 
 def infer_schema(data: Any) -> Schema:
     """The schema of a pandas DataFrame or Series (columns), a numpy array (one tensor, its
-    first axis any size) or a dict of numpy arrays (named tensors); a dict or list of dicts
-    of plain values is taken as a DataFrame."""
+    first axis any size) or a dict of numpy arrays (named tensors); a dict of plain values
+    or a list of dicts is taken as a DataFrame, another list as an array."""
     np = _np()
     if is_dataframe(data):
         return Schema(
@@ -93,9 +93,10 @@ def infer_schema(data: Any) -> Schema:
                 for k, v in data.items()
             )
         )
-    if isinstance(data, dict | list) and data:
-        frame = _pd().DataFrame(data if isinstance(data, list) else _rows(data))
-        return infer_schema(frame)
+    if isinstance(data, dict) and data:
+        return infer_schema(_pd().DataFrame(_rows(data)))
+    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
+        return infer_schema(_pd().DataFrame(data))
     if isinstance(data, list | tuple) or np.isscalar(data):
         return infer_schema(np.asarray(data))
     raise TypeError(
