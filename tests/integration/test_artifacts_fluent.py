@@ -125,3 +125,17 @@ def test_needs_an_active_run(fluent: ServerProcess) -> None:
         trackline.log_text("x", "x.txt")
     with pytest.raises(RuntimeError, match="no active run"):
         trackline.list_artifacts()
+
+
+def test_missing_optional_libraries_name_what_to_install(
+    fluent: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trackline.start_run():
+        monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+        with pytest.raises(ImportError, match="pip install pyyaml"):
+            trackline.log_dict({"a": 1}, "c.yaml")
+        trackline.log_dict({"a": 1}, "c.json")  # JSON needs nothing
+        monkeypatch.setitem(sys.modules, "PIL", None)
+        with pytest.raises(ImportError, match="pip install pillow"):
+            trackline.log_image(np.zeros((2, 2), dtype=np.uint8), "i.png")
+        assert [f.path for f in trackline.list_artifacts()] == ["c.json"]

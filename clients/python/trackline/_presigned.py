@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ class DirectTransfer:
         self.progress = progress
         self.metadata = metadata
         self.moved = 0  # bytes reported to progress, taken back when falling back
+        self._lock = threading.Lock()  # parts move in several threads
 
     def upload(self, local: str, size: int, sha256: str) -> bool:
         """Uploads ``local`` (of ``size`` bytes hashing to ``sha256``) to the run's ``path``;
@@ -125,7 +127,8 @@ class DirectTransfer:
                 return str(resp.headers.get("ETag", ""))
 
     def _advance(self, nbytes: int) -> None:
-        self.moved += nbytes
+        with self._lock:
+            self.moved += nbytes
         if self.progress is not None:
             self.progress.advance(nbytes)
 
