@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trackline import FileInfo, InvalidArgument, NotFound, TracklineClient
+from trackline import FailedPrecondition, FileInfo, InvalidArgument, NotFound, TracklineClient
 from trackline._artifact_uris import download_uri
+from trackline._local_files import local_target
 
 from tests.support.artifacts import TREE, Restartable, big_file, read_tree, sha256, write_tree
 from tests.support.s3 import S3Bucket
@@ -137,8 +138,7 @@ def test_hostile_paths_are_refused_naming_them(
     with pytest.raises(InvalidArgument) as upload:
         local_client.log_artifact(run_id, src, hostile)
     assert upload.value.reason == "INVALID_ARTIFACT_PATH"
-    if hostile.isprintable():
-        assert hostile in upload.value.message
+    assert repr(hostile)[1:-1] in upload.value.message  # named, escaped as repr escapes it
     for call in (local_client.list_artifacts, local_client.download_artifacts):
         with pytest.raises(InvalidArgument) as read:
             call(run_id, hostile)
@@ -162,6 +162,28 @@ def test_unknown_run_and_missing_artifact(local_client: TracklineClient, tmp_pat
     assert "nothing/here.txt" in missing.value.message
     with pytest.raises(ValueError, match="directory"):
         local_client.log_artifact(run_id, tmp_path)
+
+
+def test_deleted_runs_artifacts_are_read_only(
+    local_client: TracklineClient, tmp_path: Path
+) -> None:
+    run_id = local_client.create_run("0").run_id
+    (tmp_path / "f.txt").write_text("x")
+    local_client.log_artifact(run_id, tmp_path / "f.txt")
+    local_client.delete_run(run_id)
+    with pytest.raises(FailedPrecondition) as refused:
+        local_client.log_artifact(run_id, tmp_path / "f.txt", "again")
+    assert refused.value.reason == "RUN_DELETED"
+    got = local_client.download_artifacts(run_id, "f.txt", tmp_path / "out")
+    assert Path(got).read_text() == "x"
+
+
+@pytest.mark.parametrize("listed", ["../x", "a/../../x", "", "a//b", "./a"])
+def test_paths_a_server_lists_stay_under_the_destination(tmp_path: Path, listed: str) -> None:
+    """A broken or hostile server cannot make a download write outside its destination."""
+    with pytest.raises(ValueError, match="not safe"):
+        local_target(tmp_path, listed)
+    assert local_target(tmp_path, "a/b c/d") == tmp_path / "a" / "b c" / "d"
 
 
 class KillOnce:

@@ -38,6 +38,7 @@ def test_files_text_and_dicts(fluent: ServerProcess, tmp_path: Path) -> None:
         trackline.log_dict(config, "config.json")
         trackline.log_dict(config, "conf/config.yaml")
         trackline.log_dict(config, "conf/config.yml")
+        trackline.log_dict([1, 2], "conf/list.json")
         listed = trackline.list_artifacts()
     assert [f.path for f in listed] == ["a.txt", "conf", "config.json", "notes", "tree"]
     assert trackline.list_artifacts(run.run_id, "notes") == [
@@ -53,7 +54,7 @@ def test_files_text_and_dicts(fluent: ServerProcess, tmp_path: Path) -> None:
     assert yaml.safe_load(raw) == config and not raw.lstrip().startswith("{")
     assert json.loads(trackline.load_text(f"{base}/config.json")) == config
     with pytest.raises(ValueError, match="not a dictionary"):
-        trackline.load_dict(f"{base}/tree/deep/b c.csv")
+        trackline.load_dict(f"{base}/conf/list.json")
 
     tree = trackline.download_artifacts(run_id=run.run_id, artifact_path="tree", dst_path=tmp_path)
     assert tree == str(tmp_path / "tree") and read_tree(Path(tree)) == TREE
@@ -124,3 +125,17 @@ def test_needs_an_active_run(fluent: ServerProcess) -> None:
         trackline.log_text("x", "x.txt")
     with pytest.raises(RuntimeError, match="no active run"):
         trackline.list_artifacts()
+
+
+def test_missing_optional_libraries_name_what_to_install(
+    fluent: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trackline.start_run():
+        monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+        with pytest.raises(ImportError, match="pip install pyyaml"):
+            trackline.log_dict({"a": 1}, "c.yaml")
+        trackline.log_dict({"a": 1}, "c.json")  # JSON needs nothing
+        monkeypatch.setitem(sys.modules, "PIL", None)
+        with pytest.raises(ImportError, match="pip install pillow"):
+            trackline.log_image(np.zeros((2, 2), dtype=np.uint8), "i.png")
+        assert [f.path for f in trackline.list_artifacts()] == ["c.json"]

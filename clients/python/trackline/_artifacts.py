@@ -215,11 +215,11 @@ class ArtifactMethods:
         the local path of what it downloaded: ``<dst_path>/<name of path>``, or ``dst_path``
         itself for "". NotFound (ARTIFACT_NOT_FOUND) when there is nothing at ``path``."""
         path = _dir_path(path)
-        root = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="tl-"))
-        root.mkdir(parents=True, exist_ok=True)
         found = self.list_artifacts(
             run_id, path, recursive=True, timeout=timeout, metadata=metadata
         )
+        root = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="tl-"))
+        root.mkdir(parents=True, exist_ok=True)
         if path and len(found) == 1 and found[0].path == path:  # a file
             target = root / posixpath.basename(path)
             jobs = [(found[0], target)]

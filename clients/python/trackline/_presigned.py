@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ class DirectTransfer:
         self.progress = progress
         self.metadata = metadata
         self.moved = 0  # bytes reported to progress, taken back when falling back
+        self._lock = threading.Lock()  # parts move in several threads
 
     def upload(self, local: str, size: int, sha256: str) -> bool:
         """Uploads ``local`` (of ``size`` bytes hashing to ``sha256``) to the run's ``path``;
@@ -117,14 +119,16 @@ class DirectTransfer:
         with open(local, "rb") as src:
             src.seek(part.offset)
             body = _FileSlice(src, part.size, self._advance)
-            request = urllib.request.Request(
-                part.url, data=body, method="PUT", headers={"Content-Length": str(part.size)}
-            )
+            # An empty Content-Type: urllib would otherwise send a form's, which the URL's
+            # signature does not cover (S3 refuses it; moto's server waits for a form).
+            headers = {"Content-Length": str(part.size), "Content-Type": ""}
+            request = urllib.request.Request(part.url, data=body, method="PUT", headers=headers)
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as resp:
                 return str(resp.headers.get("ETag", ""))
 
     def _advance(self, nbytes: int) -> None:
-        self.moved += nbytes
+        with self._lock:
+            self.moved += nbytes
         if self.progress is not None:
             self.progress.advance(nbytes)
 
