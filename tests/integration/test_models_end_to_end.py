@@ -41,12 +41,14 @@ def test_train_log_register_alias_load_predict(fluent: ServerProcess) -> None:
     listed = {f.path for f in client.list_artifacts(run.run_id, "model")}
     assert {"model/MLmodel", "model/model.pkl", "model/input_example.json"} <= listed
     client.set_registered_model_alias("iris-clf", "champion", 1)
+    client.transition_model_version_stage("iris-clf", 1, "Production")
 
     expected = model.predict(frame).tolist()
     champion = trackline.load_model("models:/iris-clf@champion")
     assert champion.predict(frame).tolist() == expected
     assert champion.metadata.run_id == run.run_id and champion.metadata.artifact_path == "model"
-    for uri in ("models:/iris-clf/1", "models:/iris-clf/latest", info.model_uri):
+    forms = ("models:/iris-clf/1", "models:/iris-clf/latest", "models:/iris-clf/Production")
+    for uri in (*forms, info.model_uri):
         assert trackline.load_model(uri).predict(frame).tolist() == expected
     estimator = trackline.sklearn.load_model("models:/iris-clf@champion")
     assert estimator.predict(frame).tolist() == expected

@@ -10,7 +10,7 @@ the flavors' libraries are imported when a function needs them (``MissingDepende
 what to install when one is missing).
 """
 
-from ._api import ModelInfo, infer_signature, load_model, load_predictor, log_model, save_model
+from ._api import ModelInfo, infer_signature, load_model, log_model, save_model
 from ._deps import MissingDependency
 from ._enforce import SchemaError
 from ._flavors import Flavor, Predictor, get_flavor, register_flavor
@@ -35,7 +35,6 @@ __all__ = [
     "get_flavor",
     "infer_signature",
     "load_model",
-    "load_predictor",
     "log_model",
     "register_flavor",
     "save_model",

@@ -239,10 +239,10 @@ def load_model(
     flavor, whoever saved it (Trackline or MLflow)."""
     model_dir = local_model_dir(uri, dst_path)
     mlmodel = Model.load(model_dir)
-    return PyFuncModel(load_predictor(model_dir, mlmodel), mlmodel, model_dir)
+    return PyFuncModel(_load_predictor(model_dir, mlmodel), mlmodel, model_dir)
 
 
-def load_predictor(model_dir: str, mlmodel: Model) -> Predictor:
+def _load_predictor(model_dir: str, mlmodel: Model) -> Predictor:
     """The python_function flavor of a local model directory, loaded by the Trackline
     flavor that claims its loader module, else by that module itself when it is installed
     (MLflow's ``_load_pyfunc`` protocol)."""

@@ -18,7 +18,8 @@ CODE_DIR = "code"
 
 
 class PyFuncModel:
-    """A loaded model: ``predict(data, params=None)``, and ``metadata``, its ``MLmodel``."""
+    """A loaded model: ``predict(data, params=None)``, ``metadata`` (its ``MLmodel``) and
+    ``model_dir``, the local directory it was loaded from."""
 
     def __init__(self, predictor: Predictor, metadata: Model, model_dir: str) -> None:
         self._predictor = predictor
