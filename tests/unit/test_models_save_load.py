@@ -63,6 +63,8 @@ def test_an_estimator_round_trips_with_its_signature_and_example(
     pd.testing.assert_frame_equal(loaded.input_example(), frame.head(3))
     estimator = trackline.sklearn.load_model(str(path))
     assert type(estimator) is type(model) and estimator is not model
+    by_uri = trackline.load_model(path.as_uri())  # file:///...
+    assert by_uri.model_dir == str(path) and (by_uri.predict(frame) == model.predict(frame)).all()
     assert loaded.unwrap_python_model().coef_.shape == model.coef_.shape
 
 
