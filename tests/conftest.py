@@ -19,6 +19,7 @@ from tests.support.databases import (
     store_url,
 )
 from tests.support.fluent import end_fluent_session
+from tests.support.s3 import s3_bucket, s3_endpoint  # noqa: F401 (fixtures for every test)
 from tests.support.servers import ServerProcess, start_server, stop_started_servers
 from tests.support.streams import close_open_streams
 

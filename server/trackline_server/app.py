@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from trackline.v1 import ingest_pb2, projects_pb2, registry_pb2, tracking_pb2
+from trackline.v1 import artifacts_pb2, ingest_pb2, projects_pb2, registry_pb2, tracking_pb2
 
 from . import limits
+from .artifacts.service import ArtifactService
+from .artifacts.storage import Storages, parse_root
 from .auth import BearerTokenInterceptor
 from .budget import Budget, BudgetInterceptor
 from .config import Settings, StartupError, from_args
@@ -39,7 +41,14 @@ TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
 INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 PROJECTS = projects_pb2.DESCRIPTOR.services_by_name["ProjectService"]
-SERVICES = (TRACKING.full_name, INGEST.full_name, REGISTRY.full_name, PROJECTS.full_name)
+ARTIFACTS = artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"]
+SERVICES = (
+    TRACKING.full_name,
+    INGEST.full_name,
+    REGISTRY.full_name,
+    ARTIFACTS.full_name,
+    PROJECTS.full_name,
+)
 # Health answers for the server as a whole ("") and for each service it serves, by name; the
 # store's health is that of the server and of the services over the store (SERVICES).
 SERVED = (*SERVICES, health.SERVICE_NAME, *reflection.SERVICE_NAMES)
@@ -54,6 +63,7 @@ class Running:
     ingest: IngestService
     registry: RegistryService
     projects: ProjectService
+    storages: Storages
     health: ServiceHealth
     watch: StoreWatch
     port: int
@@ -71,18 +81,21 @@ class Running:
         await self.writer.close()
         await self.server.stop(grace=5)
         await self.compactor.close()
+        self.storages.close()
         await self.db.close()
 
 
 async def build(settings: Settings) -> Running:
     """Starts the server on its port; the caller stops it with ``Running.stop``. A port or
     store the server cannot use is a StartupError (nothing is left running)."""
-    try:
-        os.makedirs(settings.artifact_root, exist_ok=True)
-    except OSError as exc:
-        raise StartupError(
-            f"cannot create the artifact root {settings.artifact_root}: {exc.strerror}"
-        ) from None
+    root = parse_root(settings.artifact_root)
+    if root is not None and root.scheme == "file":
+        try:
+            os.makedirs(settings.artifact_root, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create the artifact root {settings.artifact_root}: {exc.strerror}"
+            ) from None
     opts = [
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
@@ -133,6 +146,8 @@ async def build(settings: Settings) -> Running:
     projects = ProjectService(db, lease_check_s=settings.project_lease_check_s)
     add_service(server, projects, PROJECTS, db)
     projects.start()
+    storages = Storages(settings.s3_endpoint_url, settings.presigned_urls)
+    add_service(server, ArtifactService(db, storages), ARTIFACTS, db)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", *SERVED):
@@ -142,7 +157,17 @@ async def build(settings: Settings) -> Running:
     reflection.add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     await server.start()
     return Running(
-        server, db, writer, compactor, ingest, registry, projects, health_servicer, watch, port
+        server,
+        db,
+        writer,
+        compactor,
+        ingest,
+        registry,
+        projects,
+        storages,
+        health_servicer,
+        watch,
+        port,
     )
 
 

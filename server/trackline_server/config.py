@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import limits
+from .artifacts.storage import parse_root
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 
@@ -37,6 +38,8 @@ class Settings:
     event_loop: str = "uvloop"
     registry_event_retention_s: float = limits.REGISTRY_EVENT_RETENTION_S
     project_lease_check_s: float = limits.PROJECT_LEASE_CHECK_S
+    s3_endpoint_url: str | None = None
+    presigned_urls: bool = True
 
     @property
     def shown_store_uri(self) -> str:
@@ -57,7 +60,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--artifact-root",
         default=env("TRACKLINE_ARTIFACT_ROOT", "./trackline-artifacts"),
-        help="where run artifacts go (env TRACKLINE_ARTIFACT_ROOT)",
+        help="where run artifacts go (env TRACKLINE_ARTIFACT_ROOT): a local folder (or"
+        " file:// URI) or s3://BUCKET/PREFIX",
+    )
+    parser.add_argument(
+        "--s3-endpoint-url",
+        default=env("TRACKLINE_S3_ENDPOINT_URL")
+        or env("AWS_ENDPOINT_URL_S3")
+        or env("AWS_ENDPOINT_URL"),
+        help="the S3 endpoint, for MinIO and other S3-compatible stores (env"
+        " TRACKLINE_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL); region"
+        " and credentials come from the usual AWS settings",
+    )
+    parser.add_argument(
+        "--presigned-urls",
+        default=env("TRACKLINE_PRESIGNED_URLS", "on"),
+        help="on (the default) or off: whether clients may get presigned URLs to move"
+        " artifacts straight to and from S3 (env TRACKLINE_PRESIGNED_URLS)",
     )
     parser.add_argument(
         "--host",
@@ -130,7 +149,7 @@ def from_args(ns: argparse.Namespace) -> Settings:
     """The settings of a parsed command line; a bad one is a StartupError."""
     return Settings(
         store_uri=store_url(ns.store_uri),
-        artifact_root=os.path.abspath(ns.artifact_root),
+        artifact_root=artifact_root(ns.artifact_root),
         host=ns.host,
         port=_integer(ns.port, "--port", "TRACKLINE_PORT", 0, 65535),
         auth_tokens=_tokens(ns.auth_token),
@@ -155,7 +174,30 @@ def from_args(ns: argparse.Namespace) -> Settings:
             "--project-lease-check-seconds",
             "TRACKLINE_PROJECT_LEASE_CHECK_SECONDS",
         ),
+        s3_endpoint_url=ns.s3_endpoint_url or None,
+        presigned_urls=_on_off(ns.presigned_urls, "--presigned-urls", "TRACKLINE_PRESIGNED_URLS"),
     )
+
+
+def artifact_root(value: str) -> str:
+    """The artifact root: s3://BUCKET/PREFIX as given (without a trailing '/'), a local
+    folder (or file:// URI) as an absolute path."""
+    root = parse_root(value)
+    if root is None or not value.strip():
+        raise StartupError(
+            f"--artifact-root {value!r} is neither a local folder nor s3://BUCKET/PREFIX"
+        )
+    if root.scheme == "s3":
+        if not root.location:
+            raise StartupError(f"--artifact-root {value!r} names no bucket: s3://BUCKET/PREFIX")
+        return f"s3://{root.location}/{root.prefix}".rstrip("/")
+    return root.location
+
+
+def _on_off(value: str, flag: str, env: str) -> bool:
+    if value.lower() not in ("on", "off"):
+        raise StartupError(f"{flag} (env {env}) must be on or off, not {value!r}")
+    return value.lower() == "on"
 
 
 def _event_loop(name: str) -> str:

@@ -92,3 +92,21 @@ PROJECT_LEASE_CHECK_S = 5.0
 PROJECT_QUEUE_POLL_S = 0.2
 PROJECT_LOG_POLL_S = 0.05
 PROJECT_LOG_BATCH = 1000
+# Artifacts (artifacts/): a download's chunks are this (page-aligned, and a message with one
+# stays under gRPC clients' default 4 MiB receive limit); uploads may send chunks of up to
+# 4 MiB (MAX_MESSAGE_BYTES admits more, the proto promises 4 MiB). Files up to 5 TiB
+# (S3's largest object). Proxied uploads to S3 go as one PUT below the part size, as a
+# multipart upload of parts of that size above it; direct uploads take parts of 5 MiB to
+# 5 GiB, at most 10,000 of them. Blocking storage calls run on a pool of this many threads.
+ARTIFACT_CHUNK_BYTES = 4 * 1024 * 1024 - 4096
+MAX_ARTIFACT_BYTES = 5 * 1024**4
+ARTIFACT_S3_PART_BYTES = 8 * 1024 * 1024
+MIN_ARTIFACT_PART_BYTES = 5 * 1024 * 1024
+MAX_ARTIFACT_PART_BYTES = 5 * 1024**3
+MAX_ARTIFACT_PARTS = 10_000
+ARTIFACT_IO_THREADS = 16
+# Presigned URLs: a download URL works this long, a direct upload stays open this long.
+ARTIFACT_DOWNLOAD_URL_TTL_S = 3600
+ARTIFACT_DIRECT_UPLOAD_TTL_S = 24 * 3600
+DEFAULT_ARTIFACT_PAGE = 1_000
+MAX_ARTIFACT_PAGE = 10_000

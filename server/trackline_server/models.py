@@ -362,3 +362,32 @@ project_run_logs = Table(
     Column("line", BigInteger, primary_key=True),
     Column("text", Text, nullable=False),
 )
+
+# The files of each run's artifacts that are visible: a row is written once storage holds
+# all of a file's bytes, checked against its size and SHA-256 (artifacts/service.py), so a
+# listing never shows a partial upload. ``path`` is relative to the run's artifact root.
+artifact_files = Table(
+    "artifact_files",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+)
+
+# Direct uploads to storage that are open (CreateArtifactUploadUrls until Complete or Abort):
+# in the database, not in a server's memory, so any replica can complete one. ``storage_id``
+# names the multipart upload in storage.
+artifact_uploads = Table(
+    "artifact_uploads",
+    metadata,
+    Column("upload_id", String(32), primary_key=True),
+    Column("run_id", ForeignKey("runs.run_id"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("part_size", BigInteger, nullable=False),
+    Column("storage_id", Text, nullable=False),
+    Column("expire_time", BigInteger, nullable=False),
+)

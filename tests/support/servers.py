@@ -12,7 +12,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +50,15 @@ _started: list[ServerProcess] = []
 
 
 def start_server(
-    tmp: Path, store_uri: str | None = None, extra_args: Sequence[str] = ()
+    tmp: Path,
+    store_uri: str | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """Starts ``python -m trackline_server`` on a free port (unless ``extra_args`` names
-    one) over ``store_uri`` (default: a SQLite file in ``tmp``) and returns once it listens."""
+    one) over ``store_uri`` (default: a SQLite file in ``tmp``) and returns once it listens.
+    ``env`` adds to the environment it inherits (e.g. an S3 endpoint and credentials); an
+    ``--artifact-root`` in ``extra_args`` overrides the default folder in ``tmp``."""
     store_uri = store_uri or sqlite_url(tmp)
     art = tmp / "artifacts"
     proc = subprocess.Popen(
@@ -71,7 +76,7 @@ def start_server(
         ],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

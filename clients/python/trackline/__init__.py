@@ -1,6 +1,7 @@
 """Trackline: experiment tracking over gRPC."""
 
 from . import data as data  # trackline.data.from_pandas(...) after ``import trackline``
+from ._artifacts import FileInfo
 from ._client import MetricPoint, TracklineClient
 from ._exceptions import (
     Aborted,
@@ -20,13 +21,23 @@ from ._exceptions import (
 )
 from ._fluent import (
     active_run,
+    download_artifacts,
     end_run,
     flush,
+    list_artifacts,
+    load_dict,
+    load_text,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_figure,
+    log_image,
     log_input,
     log_metric,
     log_metrics,
     log_param,
     log_params,
+    log_text,
     register_model,
     search_runs,
     set_experiment,
@@ -44,6 +55,7 @@ __all__ = [
     "BatchRejected",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FileInfo",
     "Internal",
     "InvalidArgument",
     "InvalidUri",
@@ -58,13 +70,23 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "active_run",
+    "download_artifacts",
     "end_run",
     "flush",
+    "list_artifacts",
+    "load_dict",
+    "load_text",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_image",
     "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "log_text",
     "register_model",
     "search_runs",
     "set_experiment",

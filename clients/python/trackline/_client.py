@@ -14,6 +14,7 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 from trackline.v1 import tracking_pb2_grpc
 
+from ._artifacts import ArtifactCalls, ArtifactMethods
 from ._calls import RegistryCalls, TrackingCalls
 from ._context import current_user
 from ._projects_client import ProjectMethods
@@ -42,7 +43,7 @@ class MetricPoint(NamedTuple):
 _point = partial(tuple.__new__, MetricPoint)
 
 
-class TracklineClient(RegistryMethods, ProjectMethods):
+class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods):
     """Synchronous client. ``uri`` is one of the forms in ``trackline._uri`` (``host[:port]``,
     ``http://``, ``https://``, ...; default ``TRACKLINE_URI``, else localhost:50051) and is
     checked at once (``InvalidUri``). The channel is created lazily per process, so a client
@@ -64,13 +65,16 @@ class TracklineClient(RegistryMethods, ProjectMethods):
     ``authorization`` entry replaces the token). Failures raise the exception of their status
     code (``NotFound``, ``InvalidArgument``, ...) with the server's ``reason``.
 
-    The Model Registry's methods (``RegistryMethods``) have MLflow's ``MlflowClient`` names.
+    The Model Registry's methods (``RegistryMethods``) and the artifact methods
+    (``ArtifactMethods``: ``log_artifact``, ``log_artifacts``, ``list_artifacts``,
+    ``download_artifacts``, ``delete_artifacts``) have MLflow's ``MlflowClient`` names.
 
     Below the methods: ``calls`` has every TrackingService method through the same transport
     (token, wait, retries, typed errors), e.g. ``client.calls.GetRun(request)``, and
-    ``registry_calls`` every RegistryService method; ``stubs`` has the raw generated stub of
+    ``registry_calls`` every RegistryService method, ``artifact_calls`` the ArtifactService
+    ones but the upload stream; ``stubs`` has the raw generated stub of
     every service on the client's channel (``stubs.tracking``, ``stubs.ingest``,
-    ``stubs.registry``), and ``stub`` is ``stubs.tracking``."""
+    ``stubs.registry``, ``stubs.artifacts``), and ``stub`` is ``stubs.tracking``."""
 
     def __init__(
         self,
@@ -90,6 +94,7 @@ class TracklineClient(RegistryMethods, ProjectMethods):
         )
         self.calls = TrackingCalls(self.transport)
         self.registry_calls = RegistryCalls(self.transport)
+        self.artifact_calls = ArtifactCalls(self.transport)
 
     @property
     def target(self) -> Target:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,6 +16,9 @@ import grpc
 from trackline.v1 import registry_pb2 as rpb
 from trackline.v1 import resources_pb2 as pb
 
+from . import _artifact_content as content
+from ._artifact_uris import download_uri
+from ._artifacts import FileInfo
 from ._client import TracklineClient
 from ._context import system_tags
 from ._exceptions import AlreadyExists, FailedPrecondition, NotFound
@@ -263,6 +268,97 @@ def _run_id_of(model_uri: str) -> str:
     if not run_id:
         raise ValueError(f"{model_uri!r:.200} names no run: use runs:/<run_id>/<path>")
     return run_id
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Uploads a file to ``<artifact_path>/<its name>`` among the active run's artifacts."""
+    client().log_artifact(_run(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Uploads the files under ``local_dir`` to the same paths under ``artifact_path``."""
+    client().log_artifacts(_run(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    """Stores ``text`` (UTF-8) as the active run's artifact ``artifact_file``, e.g.
+    ``"notes/summary.txt"``."""
+    _log_bytes(text.encode("utf-8"), artifact_file)
+
+
+def log_dict(dictionary: Any, artifact_file: str) -> None:
+    """Stores ``dictionary`` as YAML when ``artifact_file`` ends in ``.yaml`` or ``.yml``
+    (PyYAML needed), as JSON otherwise."""
+    _log_bytes(content.dict_bytes(dictionary, artifact_file), artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    """Stores a matplotlib or plotly figure, in the format ``artifact_file``'s extension
+    names (``.png``, ``.svg``, ``.pdf``; ``.html`` for plotly)."""
+    _log_bytes(content.figure_bytes(figure, artifact_file), artifact_file)
+
+
+def log_image(image: Any, artifact_file: str) -> None:
+    """Stores a numpy array (uint8, or floats in [0, 1]) or a PIL image (Pillow needed) in
+    the format ``artifact_file``'s extension names."""
+    _log_bytes(content.image_bytes(image, artifact_file), artifact_file)
+
+
+def _log_bytes(data: bytes, artifact_file: str) -> None:
+    directory, name = posixpath.split(artifact_file)
+    if not name:
+        raise ValueError(f"artifact_file names a file, not a directory: {artifact_file!r}")
+    run_id = _run()
+    with tempfile.TemporaryDirectory(prefix="tl-") as tmp:
+        local = os.path.join(tmp, name)
+        with open(local, "wb") as out:
+            out.write(data)
+        client().log_artifact(run_id, local, directory or None)
+
+
+def list_artifacts(run_id: str | None = None, path: str | None = None) -> list[FileInfo]:
+    """The files and directories directly under ``path`` of the run's artifacts (the active
+    run's by default)."""
+    return client().list_artifacts(run_id or _run(), path)
+
+
+def download_artifacts(
+    artifact_uri: str | None = None,
+    *,
+    run_id: str | None = None,
+    artifact_path: str | None = None,
+    dst_path: str | os.PathLike[str] | None = None,
+) -> str:
+    """Downloads artifacts into ``dst_path`` (a new temporary directory when None) and
+    returns their local path: those at ``artifact_uri`` (``runs:/``, ``models:/``,
+    ``s3://``, ``file://`` or a local path; see ``_artifact_uris``), or the run's at
+    ``artifact_path`` (all of them when None)."""
+    if artifact_uri is not None:
+        if run_id is not None or artifact_path is not None:
+            raise ValueError("give either artifact_uri or run_id (with artifact_path), not both")
+        return download_uri(client(), artifact_uri, dst_path)
+    if run_id is None:
+        raise ValueError("give artifact_uri, or run_id with an optional artifact_path")
+    return client().download_artifacts(run_id, artifact_path or "", dst_path)
+
+
+def load_text(artifact_uri: str) -> str:
+    """The text (UTF-8) of the artifact at ``artifact_uri``."""
+    return _load_bytes(artifact_uri).decode("utf-8")
+
+
+def load_dict(artifact_uri: str) -> dict[str, Any]:
+    """The dictionary in the JSON or YAML (by extension) artifact at ``artifact_uri``."""
+    return content.parse_dict(_load_bytes(artifact_uri), artifact_uri)
+
+
+def _load_bytes(artifact_uri: str) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="tl-") as tmp:
+        local = download_uri(client(), artifact_uri, tmp)
+        if os.path.isdir(local):
+            raise IsADirectoryError(f"{artifact_uri!r} is a directory, not a file")
+        with open(local, "rb") as src:
+            return src.read()
 
 
 @overload

@@ -1,6 +1,6 @@
 """The ``trackline`` command: ``server``, ``experiments list|create|delete|restore``,
 ``runs list|show|search|delete|restore``, ``models ...`` (the Model Registry, in
-``_cli_models``).
+``_cli_models``), ``artifacts list|upload|download|delete`` (in ``_cli_artifacts``).
 
 Tables go to stdout; ``--json`` prints the API's messages as JSON instead (one object for a
 single resource, a list otherwise). Table cells show control characters escaped and are cut
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from trackline.v1 import resources_pb2 as pb
 
-from . import _cli_models
+from . import _cli_artifacts, _cli_models
 from ._cli_format import (
     OneLineParser,
     enum_name,
@@ -199,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     for verb in ("delete", "restore"):
         runs_sub.add_parser(verb, help=f"{verb} a run").add_argument("run_id")
     _cli_models.add_parsers(sub)
+    _cli_artifacts.add_parsers(sub)
     return parser
 
 
@@ -232,7 +233,9 @@ def _main(argv: list[str] | None) -> None:
     try:
         client = TracklineClient(args.uri, token=args.token, retry_seconds=2.0)
         _dispatch(client, args)
-    except (TracklineError, ValueError) as err:
+    except BrokenPipeError:
+        raise
+    except (TracklineError, ValueError, OSError, ImportError) as err:  # OSError: local files
         text = " ".join(str(err).split())  # one line, whatever the server's message holds
         if len(text) > MAX_ERROR:
             text = text[: MAX_ERROR - 1] + "\u2026"
@@ -246,6 +249,8 @@ def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
     view: ViewType = getattr(args, "view", "active")
     if args.cmd == "models":
         _cli_models.dispatch(client, args)
+    elif args.cmd == "artifacts":
+        _cli_artifacts.dispatch(client, args)
     elif args.cmd == "experiments" and args.sub == "create":
         exp = client.create_experiment(args.name)
         if args.json:

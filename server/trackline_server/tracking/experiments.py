@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import lifecycle, limits, tags
+from ..artifacts.storage import check_location
 from ..clock import now_ms
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from ..models import experiment_tags, experiments
@@ -81,10 +82,14 @@ async def create(
     artifact_root: str,
 ) -> int:
     """Creates the experiment and returns its id; an empty ``artifact_location`` means
-    ``<artifact_root>/<id>``. A taken name is ALREADY_EXISTS."""
+    ``<artifact_root>/<id>``, a given one must be s3:// or lie under ``artifact_root``
+    (``artifacts.storage.check_location``). A taken name is ALREADY_EXISTS."""
     problems = Problems()  # every problem of the request, in one refusal
     problems.check(check_experiment_name, name, "name")
-    problems.check(check_artifact_location, artifact_location)
+    if artifact_location and findable(artifact_location):
+        problems.check(check_location, artifact_location, artifact_root)
+    else:
+        problems.check(check_artifact_location, artifact_location)
     check_tags(tag_pairs.items(), problems=problems)
     problems.raise_if_any()
     if await conn.scalar(select(experiments.c.experiment_id).where(experiments.c.name == name)):

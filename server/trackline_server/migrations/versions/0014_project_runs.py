@@ -1,7 +1,7 @@
 """Project runs: the durable queue of ProjectService, the labels runs require, their logs.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-01
 
 A run's ``seq`` orders the queue; workers lease the oldest QUEUED run whose labels they hold
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0012"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
