@@ -106,11 +106,12 @@ async def complete(
     message: str,
 ) -> None:
     """Ends the leased run in ``state``. A repeat (the run ended in ``state`` under this very
-    lease) changes nothing."""
-    if state not in runs.ENDED:
+    lease) changes nothing. QUEUED hands back a run its worker has not started: it is queued
+    again, the attempt not counted."""
+    if state not in runs.ENDED and state != runs.QUEUED:
         raise InvalidArgument(
             "INVALID_PROJECT_RUN_STATE",
-            f"a run ends FINISHED, FAILED or KILLED, not state {state}",
+            f"a run ends FINISHED, FAILED or KILLED (or is handed back QUEUED), not state {state}",
             "state",
         )
     run = await runs.lock(conn, project_run_id)
@@ -118,6 +119,9 @@ async def complete(
         return
     if run.state not in runs.HELD or not lease_id or run.lease_id != lease_id:
         raise lost(run)
+    if state == runs.QUEUED:
+        await _hand_back(conn, run)
+        return
     if tracking_run_id:
         await _check_tracking_run(conn, run, tracking_run_id)
     await runs.update(
@@ -130,6 +134,24 @@ async def complete(
         end_time=now_ms(),
         lease_expiry_time=0,
     )
+
+
+async def _hand_back(conn: AsyncConnection, run: RunRow) -> None:
+    if run.state != runs.LEASED:
+        raise InvalidArgument(
+            "INVALID_PROJECT_RUN_STATE",
+            "only a run that has not started (LEASED) can be handed back QUEUED",
+            "state",
+        )
+    await runs.update(
+        conn,
+        run.seq,
+        state=runs.QUEUED,
+        attempt=run.attempt - 1,
+        lease_id="",
+        lease_expiry_time=0,
+    )
+    await logs.note(conn, run, f"worker {run.worker_id} handed the run back; queued again")
 
 
 async def cancel(conn: AsyncConnection, project_run_id: str) -> None:

@@ -182,16 +182,21 @@ class ProjectService:
         count = await logs.append(call.conn, run, request.first_offset, lines)
         return ppb.AppendProjectRunLogsResponse(next_offset=count)
 
-    @writes
+    @own_transactions
     async def complete_project_run(
         self, request: ppb.CompleteProjectRunRequest, call: Call
     ) -> ppb.CompleteProjectRunResponse:
+        """Commits its own transaction: a run handed back (QUEUED) wakes the waiting leases
+        once they can see it."""
         exit_code = request.exit_code if request.HasField("exit_code") else None
-        await leases.complete(
-            call.conn, request.project_run_id, request.lease_id, request.state, exit_code,
-            request.tracking_run_id, request.status_message,
-        )  # fmt: skip
-        found = await runs.get_message(call.conn, request.project_run_id)
+        async with self.db.write() as conn:
+            await leases.complete(
+                conn, request.project_run_id, request.lease_id, request.state, exit_code,
+                request.tracking_run_id, request.status_message,
+            )  # fmt: skip
+            found = await runs.get_message(conn, request.project_run_id)
+        if found.state == runs.QUEUED:
+            self.doorbell.ring()
         return ppb.CompleteProjectRunResponse(project_run=found)
 
 

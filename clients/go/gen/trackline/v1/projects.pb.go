@@ -1344,7 +1344,8 @@ type CompleteProjectRunRequest struct {
 	ProjectRunId string `protobuf:"bytes,1,opt,name=project_run_id,json=projectRunId,proto3" json:"project_run_id,omitempty"`
 	// The lease LeaseProjectRun gave.
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// FINISHED, FAILED or KILLED (INVALID_PROJECT_RUN_STATE otherwise).
+	// FINISHED, FAILED or KILLED; or QUEUED to hand back a run still LEASED
+	// (INVALID_PROJECT_RUN_STATE otherwise).
 	State ProjectRunState `protobuf:"varint,3,opt,name=state,proto3,enum=trackline.v1.ProjectRunState" json:"state,omitempty"`
 	// The command's exit status, when it ran.
 	ExitCode *int32 `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
@@ -1431,7 +1432,7 @@ func (x *CompleteProjectRunRequest) GetStatusMessage() string {
 // CompleteProjectRun's response.
 type CompleteProjectRunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The run, ended.
+	// The run, ended (or queued again).
 	ProjectRun    *ProjectRun `protobuf:"bytes,1,opt,name=project_run,json=projectRun,proto3" json:"project_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

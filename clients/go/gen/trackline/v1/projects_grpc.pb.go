@@ -84,7 +84,9 @@ type ProjectServiceClient interface {
 	// INVALID_ARGUMENT INVALID_LOG_OFFSET.
 	AppendProjectRunLogs(ctx context.Context, in *AppendProjectRunLogsRequest, opts ...grpc.CallOption) (*AppendProjectRunLogsResponse, error)
 	// Worker side: ends the leased run with its outcome. A repeat of the same completion under
-	// the same lease returns the run again.
+	// the same lease returns the run again. A worker that leased a run it will not start after
+	// all (it is being stopped) completes it QUEUED while it is still LEASED: the run is queued
+	// again and the attempt is not counted.
 	CompleteProjectRun(ctx context.Context, in *CompleteProjectRunRequest, opts ...grpc.CallOption) (*CompleteProjectRunResponse, error)
 }
 
@@ -249,7 +251,9 @@ type ProjectServiceServer interface {
 	// INVALID_ARGUMENT INVALID_LOG_OFFSET.
 	AppendProjectRunLogs(context.Context, *AppendProjectRunLogsRequest) (*AppendProjectRunLogsResponse, error)
 	// Worker side: ends the leased run with its outcome. A repeat of the same completion under
-	// the same lease returns the run again.
+	// the same lease returns the run again. A worker that leased a run it will not start after
+	// all (it is being stopped) completes it QUEUED while it is still LEASED: the run is queued
+	// again and the attempt is not counted.
 	CompleteProjectRun(context.Context, *CompleteProjectRunRequest) (*CompleteProjectRunResponse, error)
 	mustEmbedUnimplementedProjectServiceServer()
 }
