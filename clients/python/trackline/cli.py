@@ -1,6 +1,7 @@
 """The ``trackline`` command: ``server``, ``experiments list|create|delete|restore``,
 ``runs list|show|search|delete|restore``, ``models ...`` (the Model Registry, in
-``_cli_models``), ``artifacts list|upload|download|delete`` (in ``_cli_artifacts``).
+``_cli_models``), ``artifacts list|upload|download|delete`` (in ``_cli_artifacts``), ``run``
+(a project, in ``_cli_projects``, with exit statuses of its own).
 
 Tables go to stdout; ``--json`` prints the API's messages as JSON instead (one object for a
 single resource, a list otherwise). Table cells show control characters escaped and are cut
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 from trackline.v1 import resources_pb2 as pb
 
-from . import _cli_artifacts, _cli_models
+from . import _cli_artifacts, _cli_models, _cli_projects
 from ._cli_format import (
     OneLineParser,
     enum_name,
@@ -200,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         runs_sub.add_parser(verb, help=f"{verb} a run").add_argument("run_id")
     _cli_models.add_parsers(sub)
     _cli_artifacts.add_parsers(sub)
+    _cli_projects.add_parsers(sub)
     return parser
 
 
@@ -224,6 +226,8 @@ def _main(argv: list[str] | None) -> None:
 
         run(args)
         return
+    if args.cmd == "run":  # its own exit statuses: the project's, 130, 2 for an error
+        sys.exit(_cli_projects.main(args))
     # A failure is one line: the client's "waiting for the server" warning would be a second.
     logging.getLogger("trackline").setLevel(logging.ERROR)
     reconfigure = getattr(sys.stdout, "reconfigure", None)

@@ -16,7 +16,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import ProjectError
 from .spec import EntryPoint, Parameter, check_number
@@ -87,7 +87,7 @@ def _checked(entry_point: str, param: Parameter, value: str, base: Path) -> str:
 def _local_path(where: str, value: str, base: Path) -> str:
     parts = urlsplit(value)
     if parts.scheme == "file":
-        value = parts.path
+        value = unquote(parts.path)
     elif len(parts.scheme) >= 2:
         raise ProjectError(
             f"{where}: expected a local path, got {value!r}; declare the parameter as type uri"

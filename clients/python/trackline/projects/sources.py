@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .._context import GIT_BRANCH, GIT_COMMIT, GIT_REPO_URL, _without_credentials, git_tags
 from .errors import ProjectError
@@ -95,7 +95,7 @@ def _local_path(location: str) -> Path | None:
     """The local path ``location`` names, None for a URL (``file://`` is a local path)."""
     parts = urlsplit(location)
     if parts.scheme == "file":
-        return Path(parts.path).resolve()
+        return Path(unquote(parts.path)).resolve()
     if _looks_remote(location):
         return None
     return Path(os.path.expanduser(location)).resolve()
