@@ -18,6 +18,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from ._cli_worker import run_on_worker
 from ._exceptions import TracklineError
 
 ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
@@ -44,6 +45,15 @@ def add_parsers(sub: Any) -> None:
         help="default: uv (else virtualenv) for a project with an environment, else local",
     )
     run.add_argument("--version", default=None, help="git branch, tag or commit")
+    run.add_argument(
+        "--backend",
+        choices=("local", "worker"),
+        default="local",
+        help="local: run here; worker: submit to the server's queue for a trackline worker",
+    )
+    run.add_argument("--detach", action="store_true", help="worker: print the id and return")
+    run.add_argument("--label", action="append", default=[], help="worker: a label it needs")
+    run.add_argument("--max-retries", type=int, default=0, help="worker: if the worker dies")
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -69,6 +79,13 @@ def main(args: argparse.Namespace) -> int:
         client = TracklineClient(args.uri, token=args.token, retry_seconds=10.0)
     except ValueError as err:
         return _error(err)
+    if args.backend == "worker":
+        try:
+            return run_on_worker(args, client, params)
+        except (TracklineError, ValueError) as err:
+            return _error(err)
+        finally:
+            client.close()
     cancel = threading.Event()
     received: list[int] = []
 

@@ -285,7 +285,9 @@ class Worker:
             state, exit_code = result.status, result.exit_code
             message = _outcome(state, exit_code, renewer.cancel_requested)
         except Exception as err:  # the run fails, the worker goes on to the next
-            if not isinstance(err, ValueError | TracklineError | OSError):  # ProjectError: ValueError
+            if not isinstance(
+                err, ValueError | TracklineError | OSError
+            ):  # ProjectError: ValueError
                 logger.exception("trackline: project run %s failed", run.project_run_id)
             message = " ".join(str(err).split()) or type(err).__name__
             shipper.add(f"trackline: {message}")
@@ -306,7 +308,9 @@ class Worker:
                 status_message=message,
             )
         except TracklineError as err:
-            logger.warning("trackline: reporting project run %s failed: %s", run.project_run_id, err)
+            logger.warning(
+                "trackline: reporting project run %s failed: %s", run.project_run_id, err
+            )
             return None
 
     def _hand_back(self, lease: ProjectRunLease) -> None:
