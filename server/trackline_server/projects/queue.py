@@ -105,18 +105,34 @@ def check_labels(labels: list[str], field_name: str, problems: Problems) -> None
             )
 
 
-def _check_text(
-    problems: Problems, value: str, field_name: str, reason: str, limit: int, control: bool
-) -> None:
-    """``value`` is at most ``limit`` characters without NUL (``control``: without any
-    control character)."""
+def _text_problem(value: str, field_name: str, limit: int, control: bool) -> str | None:
+    """What is wrong with ``value``, a text field of at most ``limit`` characters without NUL
+    (``control``: without any control character); None when nothing is."""
     if len(value) > limit:
-        problems.add(
-            InvalidArgument(reason, f"{field_name} is longer than {limit} characters", field_name)
-        )
-    elif (control and _CONTROL.search(value)) or not findable(value):
-        what = "a control character" if control else "a NUL character"
-        problems.add(InvalidArgument(reason, f"{field_name} holds {what}", field_name))
+        return f"{field_name} is longer than {limit} characters"
+    if (control and _CONTROL.search(value)) or not findable(value):
+        return f"{field_name} holds {'a control' if control else 'a NUL'} character"
+    return None
+
+
+def _check_texts(request: ppb.SubmitProjectRunRequest, problems: Problems) -> None:
+    """The submission's text fields: where the project is, its entry point, the names."""
+    where = [
+        ("uri", request.uri, limits.MAX_PROJECT_URI_LENGTH),
+        ("version", request.version, _MAX_TEXT),
+    ]
+    for field_name, value, limit in where:
+        if (why := _text_problem(value, field_name, limit, control=True)) is not None:
+            problems.add(InvalidArgument("INVALID_PROJECT_URI", why, field_name))
+    why = _text_problem(request.entry_point, "entry_point", _MAX_TEXT, control=True)
+    if why is not None:
+        problems.add(InvalidArgument("INVALID_ENTRY_POINT", why, "entry_point"))
+    for field_name, value in (
+        ("experiment_name", request.experiment_name),
+        ("run_name", request.run_name),
+    ):
+        if (why := _text_problem(value, field_name, _MAX_TEXT, control=False)) is not None:
+            problems.add(InvalidArgument("INVALID_NAME", why, field_name))
 
 
 def check_submission(request: ppb.SubmitProjectRunRequest) -> None:
@@ -124,14 +140,7 @@ def check_submission(request: ppb.SubmitProjectRunRequest) -> None:
     problems = Problems()
     if not request.uri.strip():
         problems.add(InvalidArgument("INVALID_PROJECT_URI", "uri must not be empty", "uri"))
-    else:
-        _check_text(
-            problems, request.uri, "uri", "INVALID_PROJECT_URI", limits.MAX_PROJECT_URI_LENGTH, True
-        )
-    _check_text(problems, request.version, "version", "INVALID_PROJECT_URI", _MAX_TEXT, True)
-    _check_text(
-        problems, request.entry_point, "entry_point", "INVALID_ENTRY_POINT", _MAX_TEXT, True
-    )
+    _check_texts(request, problems)
     _check_params(request, problems)
     if request.experiment_id and request.experiment_name:
         problems.add(
@@ -141,10 +150,6 @@ def check_submission(request: ppb.SubmitProjectRunRequest) -> None:
                 "experiment_name",
             )
         )
-    _check_text(
-        problems, request.experiment_name, "experiment_name", "INVALID_NAME", _MAX_TEXT, False
-    )
-    _check_text(problems, request.run_name, "run_name", "INVALID_NAME", _MAX_TEXT, False)
     if request.env_manager and request.env_manager not in ENV_MANAGERS:
         problems.add(
             InvalidArgument(
