@@ -189,7 +189,10 @@ class Worker:
     """Leases and runs project runs until ``stop`` (or, with ``once``, after one run).
 
     ``execute`` is ``trackline.projects.execute`` (given by the caller, so that this module
-    does not import the projects package and its YAML dependency)."""
+    does not import the projects package and its YAML dependency). Each lease call waits up
+    to ``wait_seconds`` for a run (the server hands a new one over at once, however long the
+    wait): a short wait lets an idle worker that is asked to stop do so within it, since a
+    lease call under way is not cancelled (the server could lease a run to a caller gone)."""
 
     def __init__(
         self,
@@ -199,7 +202,7 @@ class Worker:
         worker_id: str | None = None,
         labels: Iterable[str] = (),
         lease_seconds: int = 30,
-        wait_seconds: float = 10.0,
+        wait_seconds: float = 2.0,
         once: bool = False,
     ) -> None:
         self.client = client
