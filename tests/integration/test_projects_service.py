@@ -139,6 +139,12 @@ def test_submit_get_and_search(stub: Stub) -> None:
     assert refused(stub.SearchProjectRuns, other)[1] == "INVALID_PAGE_TOKEN"
     killed = ppb.SearchProjectRunsRequest(states=[S.PROJECT_RUN_STATE_KILLED])
     assert not stub.SearchProjectRuns(killed, timeout=30).project_runs
+    in_default = submit(stub, experiment_id="0")
+    by_experiment = ppb.SearchProjectRunsRequest(experiment_id="0")
+    found = stub.SearchProjectRuns(by_experiment, timeout=30).project_runs
+    assert [r.project_run_id for r in found] == [in_default.project_run_id]
+    queued = ppb.SearchProjectRunsRequest(states=[S.PROJECT_RUN_STATE_QUEUED], page_size=2)
+    assert len(stub.SearchProjectRuns(queued, timeout=30).project_runs) == 2
 
 
 def test_submit_is_idempotent_by_request_id(stub: Stub) -> None:

@@ -88,7 +88,7 @@ def wait_for(
 def test_a_worker_runs_a_submitted_run_with_live_logs(
     server: ServerProcess, client: TracklineClient, tmp_path: Path
 ) -> None:
-    start_worker(server.address, tmp_path, "w1")
+    worker = start_worker(server.address, tmp_path, "w1", once=True)
     submitted = client.submit_project_run(
         str(TRACKED),
         params={"alpha": 0.25, "epochs": 2},
@@ -118,6 +118,8 @@ def test_a_worker_runs_a_submitted_run_with_live_logs(
     # Read again later from an offset: the stored lines, then the end.
     with client.stream_project_run_logs(run.project_run_id, offset=len(lines) - 1) as again:
         assert list(again) == lines[-1:]
+    assert worker.proc.wait(15) == 0  # --once: one run, then it exits
+    assert "stopped after 1 run" in worker.output()
 
 
 def test_two_workers_share_one_queue_and_labels_route_runs(
