@@ -147,6 +147,21 @@ def test_two_workers_share_one_queue_and_labels_route_runs(
         assert f"hello {i}" in lines
 
 
+def test_a_project_that_cannot_run_fails_with_the_reason(
+    server: ServerProcess, client: TracklineClient, tmp_path: Path, quick: Path
+) -> None:
+    start_worker(server.address, tmp_path, "w1")
+    missing = client.submit_project_run(str(tmp_path / "nowhere"), env_manager="local")
+    unknown = client.submit_project_run(str(quick), entry_point="nope", env_manager="local")
+    bad_param = client.submit_project_run(str(quick), params={"n": "many"}, env_manager="local")
+    for submitted, said in ((missing, "nowhere"), (unknown, "nope"), (bad_param, "many")):
+        run = wait_for(client, submitted.project_run_id, ENDED)
+        assert run.state == S.PROJECT_RUN_STATE_FAILED and said in run.status_message
+        assert not run.HasField("exit_code") and run.tracking_run_id == ""
+        lines = list(client.stream_project_run_logs(run.project_run_id))
+        assert lines == [f"trackline: {run.status_message}"]
+
+
 def test_a_cancel_stops_a_running_run_within_seconds(
     server: ServerProcess, client: TracklineClient, tmp_path: Path
 ) -> None:

@@ -60,13 +60,16 @@ _EXPIRED = Query(_expired)
 
 
 def lost(run: RunRow) -> FailedPrecondition:
-    now = "has ended" if run.state in runs.ENDED else "is held by another lease"
-    if run.state == runs.QUEUED:
-        now = "was queued again"
+    if run.state in runs.ENDED:
+        since = "has ended"
+    elif run.state == runs.QUEUED:
+        since = "was queued again"
+    else:
+        since = "is held under another lease"
     return FailedPrecondition(
         "LEASE_LOST",
         f"the lease of project run {shown(run.project_run_id)} expired or was replaced (the run"
-        f" {now}): stop it",
+        f" {since}): stop it",
         "lease_id",
     )
 
