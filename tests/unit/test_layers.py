@@ -8,12 +8,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "trackline_server"
-DOMAINS = {"tracking", "metrics", "search", "transport", "registry"}
+DOMAINS = {"tracking", "metrics", "search", "transport", "registry", "projects"}
 # Which domain may import which (besides the shared modules below every domain).
 ALLOWED = {
     "tracking": {"metrics", "search", "transport"},
     "metrics": {"transport"},
     "registry": {"tracking", "search", "transport"},
+    "projects": {"tracking", "transport"},
     "search": set(),
     "transport": set(),
 }
