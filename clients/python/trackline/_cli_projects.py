@@ -53,7 +53,12 @@ def add_parsers(sub: Any) -> None:
     )
     run.add_argument("--detach", action="store_true", help="worker: print the id and return")
     run.add_argument("--label", action="append", default=[], help="worker: a label it needs")
-    run.add_argument("--max-retries", type=int, default=0, help="worker: if the worker dies")
+    run.add_argument(
+        "--max-retries",
+        type=int,
+        default=0,
+        help="worker: queue the run again up to this many times (0-100) if its worker dies",
+    )
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
