@@ -284,3 +284,15 @@ def test_docker_refuses_an_env_manager(tmp_path: Path) -> None:
     project = load_project(write_project(tmp_path, {"MLproject": "docker_env: {image: img}\n"}))
     with pytest.raises(ProjectError, match="runs in its docker_env image"):
         envs.plan_environment(project, "uv")
+
+
+def test_uv_without_the_python_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UV_PYTHON_DOWNLOADS", raising=False)
+    project = load_project(write_project(tmp_path, {"python_env.yaml": "python: '3.4.1'\n"}))
+    with pytest.raises(
+        ProjectError,
+        match=r"asks for Python 3.4.1, which uv does not find here .*UV_PYTHON_DOWNLOADS=automatic",
+    ):
+        envs.plan_environment(project, "uv")
