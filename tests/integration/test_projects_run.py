@@ -97,6 +97,17 @@ def test_failing_project_ends_failed(client: TracklineClient, tmp_path: Path) ->
     assert "failing now" in _log(client, result.run_id, tmp_path)
 
 
+def test_output_callback_that_raises_loses_no_log(
+    client: TracklineClient, tmp_path: Path
+) -> None:
+    def broken(line: str) -> None:
+        raise RuntimeError("the consumer is gone")
+
+    result = execute(client, str(TRACKED), params={"alpha": "1"}, on_output=broken)
+    assert result.status == "FINISHED"  # the pipe was drained: the child did not block
+    assert "epoch 2 loss 0.8333" in _log(client, result.run_id, tmp_path)
+
+
 def test_child_gets_the_tracking_variables(client: TracklineClient, tmp_path: Path) -> None:
     project = write_project(
         tmp_path / "p",
