@@ -97,9 +97,7 @@ def test_failing_project_ends_failed(client: TracklineClient, tmp_path: Path) ->
     assert "failing now" in _log(client, result.run_id, tmp_path)
 
 
-def test_output_callback_that_raises_loses_no_log(
-    client: TracklineClient, tmp_path: Path
-) -> None:
+def test_output_callback_that_raises_loses_no_log(client: TracklineClient, tmp_path: Path) -> None:
     def broken(line: str) -> None:
         raise RuntimeError("the consumer is gone")
 
