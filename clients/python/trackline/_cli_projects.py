@@ -21,7 +21,7 @@ from typing import Any
 from ._cli_worker import run_on_worker
 from ._exceptions import TracklineError
 
-ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
+ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")  # as trackline.projects: not imported here
 EXIT_ERROR = 2
 _SIGNAL_EXIT: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -98,10 +98,13 @@ def main(args: argparse.Namespace) -> int:
         received.append(signum)
         cancel.set()
 
-    previous = {sig: signal.signal(sig, stop) for sig in _SIGNAL_EXIT}
     try:
         from .projects import ProjectError, execute
-
+    except ImportError as err:  # PyYAML, an optional dependency
+        client.close()
+        return _error(ValueError(f"{err}: trackline run needs pip install 'trackline[projects]'"))
+    previous = {sig: signal.signal(sig, stop) for sig in _SIGNAL_EXIT}
+    try:
         result = execute(
             client,
             args.project_uri,

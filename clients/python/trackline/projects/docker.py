@@ -77,7 +77,7 @@ class DockerRun:
         check_host_variables(self.env, env)
         argv = ["docker", "run", "--rm", "--init"]  # --init: signals reach the command
         if run_id := env.get("TRACKLINE_RUN_ID"):
-            argv += ["--name", f"trackline-{run_id}"]
+            argv += ["--name", container_name(run_id)]
         if _on_loopback(env.get("TRACKLINE_URI", "")):
             argv += ["--network", "host"]  # the container's own loopback has no server
         argv += ["-v", f"{cwd}:{PROJECT_MOUNT}", "-w", PROJECT_MOUNT]
@@ -90,6 +90,23 @@ class DockerRun:
             argv += ["-e", item] if isinstance(item, str) else ["-e", f"{item[0]}={item[1]}"]
         argv += [self.env.image, "sh", "-c", command]
         return argv, dict(env)
+
+
+def remove_container(run_id: str) -> None:
+    """Removes the run's container, if it still runs (best effort): stopping ``docker run``
+    with SIGKILL would leave it running."""
+    try:
+        subprocess.run(
+            ["docker", "rm", "--force", container_name(run_id)],
+            capture_output=True,
+            timeout=_INFO_TIMEOUT_S,
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def container_name(run_id: str) -> str:
+    return f"trackline-{run_id}"
 
 
 def _on_loopback(uri: str) -> bool:

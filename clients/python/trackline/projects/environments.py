@@ -26,6 +26,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -157,6 +158,7 @@ def plan_environment(project: Project, manager: str | None) -> EnvironmentPlan:
                 "--env-manager uv: uv is not installed (pip install uv); or use --env-manager"
                 " virtualenv or local"
             )
+        _check_uv_python(uv, project, spec.python)
         return EnvironmentPlan("uv", project, spec, uv, spec.warnings)
     interpreter = find_interpreter(spec.python)
     if interpreter is None:
@@ -224,7 +226,6 @@ def _step(
     cwd: Path,
     env: Mapping[str, str],
     what: str,
-    hint: str = "",
 ) -> None:
     """Runs one build step; BuildFailed when it fails, Cancelled when the run was cancelled."""
     code = runner.run(argv, cwd=cwd, env=env)
@@ -232,7 +233,7 @@ def _step(
         raise Cancelled
     if code != 0:
         raise BuildFailed(
-            f"{what} failed (exit status {code}): {shlex.join(argv)}{hint}", code if code > 0 else 1
+            f"{what} failed (exit status {code}): {shlex.join(argv)}", code if code > 0 else 1
         )
 
 
@@ -240,18 +241,10 @@ def _build_uv(
     plan: EnvironmentPlan, directory: Path, runner: ProcessRunner, base: Mapping[str, str]
 ) -> None:
     assert plan.spec is not None and plan.tool is not None
-    env = {k: v for k, v in base.items() if k != "VIRTUAL_ENV"}
-    env["UV_PYTHON_DOWNLOADS"] = base.get(
-        "UV_PYTHON_DOWNLOADS", "never"
-    )  # no internet: a clear error
+    env = _uv_env(base)
     cwd = plan.project.directory
     venv = [plan.tool, "venv", "--no-project", "--python", plan.spec.python, str(directory)]
-    hint = (
-        f"; is Python {plan.spec.python} ({_spec_source(plan.project)}) installed here? This one"
-        f" is {current_python()}; uv downloads a missing Python only with"
-        " UV_PYTHON_DOWNLOADS=automatic; or use --env-manager local"
-    )
-    _step(runner, venv, cwd, env, "uv venv", hint)
+    _step(runner, venv, cwd, env, "uv venv")
     python = str(directory / "bin" / "python")
     for deps, what in (
         (plan.spec.build_dependencies, "build dependencies"),
@@ -311,6 +304,37 @@ def _build_conda(
             f"python={python}",
         ]
     _step(runner, argv, cwd, base, f"{Path(plan.tool).name} {argv[1]}")
+
+
+def _uv_env(base: Mapping[str, str]) -> dict[str, str]:
+    """uv's environment: no virtual environment of ours in the way, and no download of a
+    Python unless UV_PYTHON_DOWNLOADS asks for one (there may be no internet)."""
+    env = {k: v for k, v in base.items() if k != "VIRTUAL_ENV"}
+    env["UV_PYTHON_DOWNLOADS"] = base.get("UV_PYTHON_DOWNLOADS", "never")
+    return env
+
+
+def _check_uv_python(uv: str, project: Project, version: str) -> None:
+    """ProjectError when uv finds no Python ``version`` and may not download one."""
+    env = _uv_env(os.environ)
+    if env["UV_PYTHON_DOWNLOADS"] != "never":
+        return
+    try:
+        done = subprocess.run(
+            [uv, "python", "find", "--no-project", version],
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ProjectError(f"--env-manager uv: {uv} does not run: {err}") from err
+    if done.returncode != 0:
+        raise ProjectError(
+            f"{_spec_source(project)} asks for Python {version}, which uv does not find here"
+            f" (this one is {current_python()}): install it (uv python install {version}, or"
+            " set UV_PYTHON_DOWNLOADS=automatic to let uv download it), or use --env-manager"
+            " local"
+        )
 
 
 def _plan_conda(project: Project) -> EnvironmentPlan:

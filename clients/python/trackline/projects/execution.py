@@ -35,7 +35,14 @@ from .._client import TracklineClient
 from .._context import SOURCE_NAME, SOURCE_TYPE
 from .._exceptions import AlreadyExists, NotFound, TracklineError
 from .command import Command, build_command
-from .environments import BuildFailed, EnvironmentPlan, build_environment, plan_environment
+from .docker import remove_container
+from .environments import (
+    ENV_MANAGERS,
+    BuildFailed,
+    EnvironmentPlan,
+    build_environment,
+    plan_environment,
+)
 from .errors import ProjectError
 from .process import Cancelled, ProcessRunner
 from .sources import Source, fetch_project
@@ -96,6 +103,10 @@ def execute(
     project's tags."""
     if experiment_id and experiment_name:
         raise ProjectError("expected an experiment id or an experiment name, not both")
+    if env_manager is not None and env_manager not in ENV_MANAGERS:
+        raise ProjectError(
+            f"--env-manager {env_manager!r}: expected one of {', '.join(ENV_MANAGERS)}"
+        )
     source = fetch_project(uri, version)
     try:
         project = load_project(source.directory)
@@ -169,7 +180,11 @@ def _run(
                 child_env = _child_env(client, run_id, experiment)
                 argv, env = environment.argv(command.text, child_env, source.directory)
                 runner.emit("stderr", f"trackline: running in run {run_id}: {command.text}")
-                code = runner.run(argv, cwd=source.directory, env=env)
+                try:
+                    code = runner.run(argv, cwd=source.directory, env=env)
+                finally:
+                    if environment.docker is not None and (runner.cancelled or code != 0):
+                        remove_container(run_id)
                 status = "KILLED" if runner.cancelled else "FINISHED" if code == 0 else "FAILED"
                 if status == "FAILED":
                     runner.emit("stderr", f"trackline: the command exited with status {code}")
@@ -181,10 +196,13 @@ def _run(
             except KeyboardInterrupt:
                 status, code = "KILLED", -signal.SIGINT
                 raise
-        _upload_log(client, run_id, log_dir / LOG_FILE)
     finally:
-        client.update_run(run_id, status=_STATUSES[status], end_time=int(time.time() * 1000))
-        shutil.rmtree(log_dir, ignore_errors=True)
+        try:
+            _upload_log(client, run_id, log_dir / LOG_FILE)
+        finally:
+            now = int(time.time() * 1000)
+            client.update_run(run_id, status=_STATUSES[status], end_time=now)
+            shutil.rmtree(log_dir, ignore_errors=True)
     return ProjectRunResult(run_id, code, status)
 
 

@@ -4,6 +4,7 @@ running in the background), SIGTERM first, SIGKILL after a grace period."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ STOP_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL
 _POLL_SECONDS = 0.02  # how often a cancel is looked for while the child runs
 _MAX_LINE = 1 << 16  # longer lines are passed on in pieces
 _READER_JOIN_SECONDS = 2.0  # after the group is gone, for a pipe kept open by an escaped process
+
+logger = logging.getLogger("trackline.projects")
 
 # (stream, line): stream "stdout" or "stderr", the line without its newline
 LineSink = Callable[[str, str], None]
@@ -34,13 +37,21 @@ class ProcessRunner:
     def __init__(self, sink: LineSink, cancel: threading.Event | None = None) -> None:
         self._sink = sink
         self._lock = threading.Lock()
+        self._sink_failed = False
         self.cancel = cancel
         self.cancelled = False
         self.grace = STOP_GRACE_SECONDS
 
     def emit(self, stream: str, line: str) -> None:
+        """Passes one line on. A sink that raises loses that line, not the stream: the pipe
+        must be drained, or the child would block writing to it."""
         with self._lock:
-            self._sink(stream, line)
+            try:
+                self._sink(stream, line)
+            except Exception:
+                if not self._sink_failed:
+                    logger.exception("trackline: passing on the run's output failed")
+                self._sink_failed = True
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
         """Runs ``argv`` to its end (or the cancel) and returns its exit status (negative: the

@@ -63,7 +63,8 @@ def fetch_project(uri: str, version: str | None = None) -> Source:
     local = _local_path(location)
     if local is not None and version is None:
         if not local.is_dir():
-            raise ProjectError(f"project URI {uri!r}: {local} is not a folder")
+            problem = "is not a folder" if local.exists() else "does not exist (no such folder)"
+            raise ProjectError(f"project URI {uri!r}: {local} {problem}")
         directory = _subdirectory(local, sub, uri)
         return Source(directory, _name(str(local), sub), git_tags(str(directory)))
     if local is not None and not _is_git_repository(local):
