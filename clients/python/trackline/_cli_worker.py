@@ -13,18 +13,20 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from trackline.v1 import projects_pb2 as ppb
 
-from ._exceptions import TracklineError
-from ._projects_client import state_name
+from ._exceptions import TracklineError, Unavailable
+from ._projects_client import ProjectRunLogStream, state_name
 
 if TYPE_CHECKING:
     from ._client import TracklineClient
 
 EXIT_ERROR = 2
+FOLLOW_RETRY_SECONDS = 60.0  # how long a broken log stream is opened again
 
 
 def add_parsers(sub: Any) -> None:
@@ -86,6 +88,33 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow(
+    client: TracklineClient,
+    run_id: str,
+    streams: list[ProjectRunLogStream],
+    stopped: list[int],
+) -> None:
+    """Prints the run's lines until it ends (or ``stopped`` fills). A stream that breaks (the
+    server restarted, another replica took over) is opened again from the next line, as long
+    as the server comes back within FOLLOW_RETRY_SECONDS."""
+    offset, broke_at = 0, None
+    while not stopped:
+        stream = client.stream_project_run_logs(run_id, offset)
+        streams[:] = [stream]
+        try:
+            for line in stream:
+                print(line, flush=True)
+                broke_at = None
+            return
+        except Unavailable:
+            now = time.monotonic()
+            broke_at = broke_at or now
+            if now - broke_at > FOLLOW_RETRY_SECONDS:
+                raise
+            offset = stream.next_offset
+            time.sleep(1.0)
+
+
 def _lease_seconds(text: str) -> int:
     try:
         value = int(text)
@@ -123,17 +152,17 @@ def run_on_worker(args: argparse.Namespace, client: TracklineClient, params: dic
         print(run_id, flush=True)
         return 0
     _note(f"project run {run_id} queued")
-    stream = client.stream_project_run_logs(run_id)
     stopped: list[int] = []
+    streams: list[ProjectRunLogStream] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stopped.append(signum)
-        stream.close()
+        for stream in streams:
+            stream.close()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for line in stream:
-            print(line, flush=True)
+        _follow(client, run_id, streams, stopped)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
