@@ -6,6 +6,7 @@ retries are left, else it fails with the reason), a worker stopped with SIGTERM,
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -267,3 +268,30 @@ def test_trackline_run_with_the_worker_backend(
     assert wait_for(client, run_id, ENDED).state == S.PROJECT_RUN_STATE_FINISHED
     bad = _trackline(server, "run", "", *common)
     assert bad.returncode == 2 and "INVALID_PROJECT_URI" in bad.stderr
+
+
+def test_ctrl_c_while_following_a_worker_run_cancels_it(
+    server: ServerProcess, client: TracklineClient, tmp_path: Path
+) -> None:
+    start_worker(server.address, tmp_path, "w1")
+    pid_file = tmp_path / "pids"
+    follower = subprocess.Popen(
+        [
+            sys.executable, "-m", "trackline.cli", "--uri", server.address, "run", str(TRACKED),
+            "-e", "sleep", "-P", f"pid_file={pid_file}", "--env-manager", "local",
+            "--backend", "worker",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert follower.stdout is not None
+    while "sleeping" not in follower.stdout.readline():  # the run's line, through the server
+        assert follower.poll() is None
+    (run,) = client.search_project_runs()
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 130 and "cancelled" in err
+    ended = wait_for(client, run.project_run_id, ENDED)
+    assert ended.state == S.PROJECT_RUN_STATE_KILLED and ended.status_message == "cancelled"
+    assert all(pid_gone(int(p)) for p in pid_file.read_text().split())
