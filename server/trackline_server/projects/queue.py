@@ -1,5 +1,6 @@
 """The durable queue: submissions (``check_submission``, ``submit``) and leases of the oldest
-queued run a worker's labels allow (``lease``; ``leasable`` looks without writing).
+queued run a worker's labels allow (``check_lease_request``, ``lease``; ``leasable`` looks
+without writing).
 
 A run is leasable by a worker that holds every label the run requires. On PostgreSQL the run
 is picked with ``FOR UPDATE SKIP LOCKED``: concurrent leases, from any number of replicas,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import uuid
 
@@ -203,6 +205,40 @@ def _check_params(request: ppb.SubmitProjectRunRequest, problems: Problems) -> N
                     f"{where}.value",
                 )
             )
+
+
+def check_lease_request(request: ppb.LeaseProjectRunRequest, lease_s: int) -> None:
+    """A lease's worker id, labels, duration (``lease_s``, the default applied) and wait."""
+    problems = Problems()
+    worker_id = request.worker_id
+    if not worker_id or len(worker_id) > limits.MAX_WORKER_ID_LENGTH or _CONTROL.search(worker_id):
+        problems.add(
+            InvalidArgument(
+                "INVALID_WORKER_ID",
+                f"worker_id {shown(worker_id)} is not 1 to {limits.MAX_WORKER_ID_LENGTH}"
+                " characters without control characters",
+                "worker_id",
+            )
+        )
+    check_labels(list(request.labels), "labels", problems)
+    if not 1 <= lease_s <= limits.MAX_LEASE_S:
+        problems.add(
+            InvalidArgument(
+                "INVALID_LEASE_DURATION",
+                f"lease_seconds must be 1 to {limits.MAX_LEASE_S}, not {lease_s}",
+                "lease_seconds",
+            )
+        )
+    wait = request.wait_seconds
+    if not (math.isfinite(wait) and 0 <= wait <= limits.MAX_LEASE_WAIT_S):
+        problems.add(
+            InvalidArgument(
+                "INVALID_LEASE_DURATION",
+                f"wait_seconds must be 0 to {limits.MAX_LEASE_WAIT_S:g}, not {wait!r}",
+                "wait_seconds",
+            )
+        )
+    problems.raise_if_any()
 
 
 async def submit(conn: AsyncConnection, request: ppb.SubmitProjectRunRequest) -> str:

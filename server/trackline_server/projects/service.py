@@ -14,7 +14,6 @@ in the background from ``start`` to ``close``.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator
 
@@ -22,13 +21,12 @@ from trackline.v1 import projects_pb2 as ppb
 
 from .. import idempotency, limits, validation
 from ..database import Database
-from ..errors import InvalidArgument, Unavailable, shown
+from ..errors import Unavailable
 from ..transport import Call, own_transactions, reads, writes
 from . import leases, logs, queue, runs, search
 from .queue import Doorbell
 
 _SUBMIT = "SubmitProjectRun"
-_CONTROL = frozenset(chr(c) for c in (*range(32), 127))
 
 
 class ProjectService:
@@ -140,7 +138,7 @@ class ProjectService:
         or PROJECT_QUEUE_POLL_S. Answers before the caller's deadline."""
         lease_s = request.lease_seconds or limits.DEFAULT_LEASE_S
         labels = sorted(set(request.labels))
-        _check_lease(request, lease_s)
+        queue.check_lease_request(request, lease_s)
         wait = request.wait_seconds
         left = call.time_left()
         if left is not None:
@@ -198,40 +196,3 @@ class ProjectService:
         if found.state == runs.QUEUED:
             self.doorbell.ring()
         return ppb.CompleteProjectRunResponse(project_run=found)
-
-
-def _check_lease(request: ppb.LeaseProjectRunRequest, lease_s: int) -> None:
-    problems = validation.Problems()
-    worker_id = request.worker_id
-    if (
-        not worker_id
-        or len(worker_id) > limits.MAX_WORKER_ID_LENGTH
-        or not _CONTROL.isdisjoint(worker_id)
-    ):
-        problems.add(
-            InvalidArgument(
-                "INVALID_WORKER_ID",
-                f"worker_id {shown(worker_id)} is not 1 to {limits.MAX_WORKER_ID_LENGTH}"
-                " characters without control characters",
-                "worker_id",
-            )
-        )
-    queue.check_labels(list(request.labels), "labels", problems)
-    if not 1 <= lease_s <= limits.MAX_LEASE_S:
-        problems.add(
-            InvalidArgument(
-                "INVALID_LEASE_DURATION",
-                f"lease_seconds must be 1 to {limits.MAX_LEASE_S}, not {lease_s}",
-                "lease_seconds",
-            )
-        )
-    wait = request.wait_seconds
-    if not (math.isfinite(wait) and 0 <= wait <= limits.MAX_LEASE_WAIT_S):
-        problems.add(
-            InvalidArgument(
-                "INVALID_LEASE_DURATION",
-                f"wait_seconds must be 0 to {limits.MAX_LEASE_WAIT_S:g}, not {wait!r}",
-                "wait_seconds",
-            )
-        )
-    problems.raise_if_any()
