@@ -386,6 +386,9 @@ def test_a_run_handed_back_is_queued_again_without_using_a_retry(stub: Stub) -> 
     again = lease(stub, "other")
     assert again.project_run.project_run_id == run.project_run_id
     assert again.project_run.attempt == 1 and again.lease_id != held.lease_id
+    stub.CancelProjectRun(ppb.CancelProjectRunRequest(project_run_id=run.project_run_id))
+    cancelled = complete(stub, again, S.PROJECT_RUN_STATE_QUEUED)
+    assert (cancelled.state, cancelled.status_message) == (S.PROJECT_RUN_STATE_KILLED, "cancelled")
 
 
 def test_cancel(stub: Stub) -> None:

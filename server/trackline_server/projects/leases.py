@@ -110,7 +110,7 @@ async def complete(
 ) -> None:
     """Ends the leased run in ``state``. A repeat (the run ended in ``state`` under this very
     lease) changes nothing. QUEUED hands back a run its worker has not started: it is queued
-    again, the attempt not counted."""
+    again, the attempt not counted (or, when a cancel was asked, it ends KILLED)."""
     if state not in runs.ENDED and state != runs.QUEUED:
         raise InvalidArgument(
             "INVALID_PROJECT_RUN_STATE",
@@ -146,6 +146,16 @@ async def _hand_back(conn: AsyncConnection, run: RunRow) -> None:
             "only a run that has not started (LEASED) can be handed back QUEUED",
             "state",
         )
+    if run.cancel_requested:  # nothing to run again: the cancel ends it
+        await runs.update(
+            conn,
+            run.seq,
+            state=runs.KILLED,
+            status_message="cancelled",
+            end_time=now_ms(),
+            lease_expiry_time=0,
+        )
+        return
     await runs.update(
         conn,
         run.seq,

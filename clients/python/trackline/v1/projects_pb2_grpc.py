@@ -193,7 +193,7 @@ class ProjectServiceServicer:
         """Worker side: ends the leased run with its outcome. A repeat of the same completion under
         the same lease returns the run again. A worker that leased a run it will not start after
         all (it is being stopped) completes it QUEUED while it is still LEASED: the run is queued
-        again and the attempt is not counted.
+        again and the attempt is not counted (or, when a cancel was asked, it ends KILLED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -86,7 +86,7 @@ type ProjectServiceClient interface {
 	// Worker side: ends the leased run with its outcome. A repeat of the same completion under
 	// the same lease returns the run again. A worker that leased a run it will not start after
 	// all (it is being stopped) completes it QUEUED while it is still LEASED: the run is queued
-	// again and the attempt is not counted.
+	// again and the attempt is not counted (or, when a cancel was asked, it ends KILLED).
 	CompleteProjectRun(ctx context.Context, in *CompleteProjectRunRequest, opts ...grpc.CallOption) (*CompleteProjectRunResponse, error)
 }
 
@@ -253,7 +253,7 @@ type ProjectServiceServer interface {
 	// Worker side: ends the leased run with its outcome. A repeat of the same completion under
 	// the same lease returns the run again. A worker that leased a run it will not start after
 	// all (it is being stopped) completes it QUEUED while it is still LEASED: the run is queued
-	// again and the attempt is not counted.
+	// again and the attempt is not counted (or, when a cancel was asked, it ends KILLED).
 	CompleteProjectRun(context.Context, *CompleteProjectRunRequest) (*CompleteProjectRunResponse, error)
 	mustEmbedUnimplementedProjectServiceServer()
 }
