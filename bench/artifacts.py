@@ -113,9 +113,7 @@ def trackline_round_trip(
         with peak_growth(srv.proc.pid, growth):
             up = timed(lambda: client.log_artifact(run_id, src, "bench"), size)
         with tempfile.TemporaryDirectory() as dst, peak_growth(srv.proc.pid, growth):
-            down = timed(
-                lambda: client.download_artifacts(run_id, f"bench/{src.name}", dst), size
-            )
+            down = timed(lambda: client.download_artifacts(run_id, f"bench/{src.name}", dst), size)
             if sha256_of(Path(dst) / src.name) != digest:
                 raise RuntimeError("the downloaded file differs from the uploaded one")
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from trackline.v1 import artifacts_pb2, ingest_pb2, registry_pb2, tracking_pb2
+from trackline.v1 import artifacts_pb2, ingest_pb2, projects_pb2, registry_pb2, tracking_pb2
 
 from . import limits
 from .artifact_roots import parse_root
@@ -29,6 +29,7 @@ from .errors import Unavailable
 from .metrics.compactor import Compactor
 from .metrics.stream import IngestService
 from .metrics.writer import GroupCommitWriter
+from .projects.service import ProjectService
 from .registry.service import RegistryService
 from .store_watch import StoreWatch, open_store
 from .tracking import experiments, writable
@@ -40,8 +41,15 @@ from .transport.health import ServiceHealth
 TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
 INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+PROJECTS = projects_pb2.DESCRIPTOR.services_by_name["ProjectService"]
 ARTIFACTS = artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"]
-SERVICES = (TRACKING.full_name, INGEST.full_name, REGISTRY.full_name, ARTIFACTS.full_name)
+SERVICES = (
+    TRACKING.full_name,
+    INGEST.full_name,
+    REGISTRY.full_name,
+    ARTIFACTS.full_name,
+    PROJECTS.full_name,
+)
 # Health answers for the server as a whole ("") and for each service it serves, by name; the
 # store's health is that of the server and of the services over the store (SERVICES).
 SERVED = (*SERVICES, health.SERVICE_NAME, *reflection.SERVICE_NAMES)
@@ -55,6 +63,7 @@ class Running:
     compactor: Compactor
     ingest: IngestService
     registry: RegistryService
+    projects: ProjectService
     storages: Storages
     health: ServiceHealth
     watch: StoreWatch
@@ -68,6 +77,8 @@ class Running:
         await self.watch.close()
         self.ingest.begin_shutdown()
         self.registry.begin_shutdown()
+        self.projects.begin_shutdown()
+        await self.projects.close()
         await self.writer.close()
         await self.server.stop(grace=5)
         await self.compactor.close()
@@ -139,6 +150,9 @@ async def build(settings: Settings) -> Running:
     add_service(server, ingest, INGEST, db)
     registry = RegistryService(db, event_retention_s=settings.registry_event_retention_s)
     add_service(server, registry, REGISTRY, db)
+    projects = ProjectService(db, lease_check_s=settings.project_lease_check_s)
+    add_service(server, projects, PROJECTS, db)
+    projects.start()
     storages = Storages(settings.s3_endpoint_url, settings.presigned_urls)
     add_service(server, ArtifactService(db, storages), ARTIFACTS, db)
     health_servicer = ServiceHealth()
@@ -150,7 +164,17 @@ async def build(settings: Settings) -> Running:
     reflection.add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     await server.start()
     return Running(
-        server, db, writer, compactor, ingest, registry, storages, health_servicer, watch, port
+        server,
+        db,
+        writer,
+        compactor,
+        ingest,
+        registry,
+        projects,
+        storages,
+        health_servicer,
+        watch,
+        port,
     )
 
 

@@ -37,6 +37,7 @@ class Settings:
     max_inflight_bytes: int = limits.MAX_INFLIGHT_BYTES
     event_loop: str = "uvloop"
     registry_event_retention_s: float = limits.REGISTRY_EVENT_RETENTION_S
+    project_lease_check_s: float = limits.PROJECT_LEASE_CHECK_S
     s3_endpoint_url: str | None = None
     presigned_urls: bool = True
 
@@ -129,6 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (env TRACKLINE_REGISTRY_EVENT_RETENTION_DAYS)",
     )
     parser.add_argument(
+        "--project-lease-check-seconds",
+        default=env("TRACKLINE_PROJECT_LEASE_CHECK_SECONDS", f"{limits.PROJECT_LEASE_CHECK_S:g}"),
+        help="how often the server looks for project run leases their workers stopped renewing"
+        " (the run is queued again or fails), in seconds above 0"
+        " (env TRACKLINE_PROJECT_LEASE_CHECK_SECONDS)",
+    )
+    parser.add_argument(
         "--event-loop",
         choices=EVENT_LOOPS,
         default=env("TRACKLINE_EVENT_LOOP", "uvloop"),
@@ -160,6 +168,11 @@ def from_args(ns: argparse.Namespace) -> Settings:
             ns.registry_event_retention_days,
             "--registry-event-retention-days",
             "TRACKLINE_REGISTRY_EVENT_RETENTION_DAYS",
+        ),
+        project_lease_check_s=_seconds(
+            ns.project_lease_check_seconds,
+            "--project-lease-check-seconds",
+            "TRACKLINE_PROJECT_LEASE_CHECK_SECONDS",
         ),
         s3_endpoint_url=ns.s3_endpoint_url or None,
         presigned_urls=_on_off(ns.presigned_urls, "--presigned-urls", "TRACKLINE_PRESIGNED_URLS"),
@@ -246,6 +259,17 @@ def _days_in_seconds(value: str, flag: str, env: str) -> float:
     if not 0 < days < float("inf"):
         raise StartupError(f"{flag} (env {env}) must be a number of days above 0, not {value!r}")
     return days * 86400
+
+
+def _seconds(value: str, flag: str, env: str) -> float:
+    """A positive number of seconds."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise StartupError(f"{flag} (env {env}) must be a number of seconds above 0, not {value!r}")
+    return seconds
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")

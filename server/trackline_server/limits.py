@@ -73,6 +73,28 @@ REGISTRY_EVENT_POLL_S = 0.025
 REGISTRY_EVENT_BATCH = 1000
 # Request bytes parsed and served at once (flag --max-inflight-bytes; budget.py).
 MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+# Project runs (projects/): a submission's URI, version and entry point, its params (keys and
+# values as a run's), its labels; a lease's duration and a lease call's wait; log appends.
+MAX_PROJECT_URI_LENGTH = 4096
+MAX_PROJECT_PARAMS = 1000
+MAX_PROJECT_LABELS = 32
+MAX_LABEL_LENGTH = 64
+MAX_PROJECT_RETRIES = 100
+MAX_WORKER_ID_LENGTH = 256
+DEFAULT_LEASE_S = 30
+MAX_LEASE_S = 3600
+MAX_LEASE_WAIT_S = 30.0
+MAX_LOG_LINE_LENGTH = 65536
+MAX_LOG_LINES_PER_APPEND = 10_000
+DEFAULT_PROJECT_RUN_PAGE = 100
+MAX_PROJECT_RUN_PAGE = 1000
+# Expired leases are looked for this often by default (flag --project-lease-check-seconds); a
+# waiting lease looks for a run submitted through another replica this often (one submitted
+# through its own replica wakes it at once), and a followed log stream for new lines.
+PROJECT_LEASE_CHECK_S = 5.0
+PROJECT_QUEUE_POLL_S = 0.2
+PROJECT_LOG_POLL_S = 0.05
+PROJECT_LOG_BATCH = 1000
 # Artifacts (artifacts/): a download's chunks are this (page-aligned, and a message with one
 # stays under gRPC clients' default 4 MiB receive limit); uploads may send chunks of up to
 # 4 MiB (MAX_MESSAGE_BYTES admits more, the proto promises 4 MiB). Files up to 5 TiB

@@ -307,6 +307,62 @@ registry_counters = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# Project runs (projects/): the durable queue of ProjectService. ``seq`` orders the queue
+# (oldest first) and pages searches; ``state`` is a ProjectRunState value. ``lease_id`` names
+# the current lease (a worker's calls carry it; "" when none), ``lease_expiry_time`` when it
+# expires unless renewed (0 when not leased), ``lease_ms`` its duration. ``params`` is JSON,
+# a list of [key, value]; ``log_line_count`` the number of rows in project_run_logs, so the
+# offset of the next line.
+project_runs = Table(
+    "project_runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("project_run_id", String(32), nullable=False, unique=True),
+    Column("uri", Text, nullable=False),
+    Column("version", String(500), nullable=False),
+    Column("entry_point", String(500), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("experiment_id", String(64), nullable=False),
+    Column("experiment_name", String(500), nullable=False),
+    Column("run_name", String(500), nullable=False),
+    Column("env_manager", String(32), nullable=False),
+    Column("max_retries", Integer, nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("worker_id", String(256), nullable=False, server_default=""),
+    Column("lease_id", String(32), nullable=False, server_default=""),
+    Column("lease_expiry_time", BigInteger, nullable=False, server_default="0"),
+    Column("lease_ms", BigInteger, nullable=False, server_default="0"),
+    Column("cancel_requested", Integer, nullable=False, server_default="0"),
+    Column("tracking_run_id", String(32), nullable=False, server_default=""),
+    Column("exit_code", Integer, nullable=True),
+    Column("status_message", Text, nullable=False, server_default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("start_time", BigInteger, nullable=False, server_default="0"),
+    Column("end_time", BigInteger, nullable=False, server_default="0"),
+    Column("log_line_count", BigInteger, nullable=False, server_default="0"),
+    Index("ix_project_runs_state_seq", "state", "seq"),
+    Index("ix_project_runs_experiment_id_seq", "experiment_id", "seq"),
+)
+
+# The labels a worker must have to lease a run: a run is leased only by a worker holding every
+# label listed here for it.
+project_run_labels = Table(
+    "project_run_labels",
+    metadata,
+    Column("run_seq", ForeignKey("project_runs.seq"), primary_key=True),
+    Column("label", String(64), primary_key=True),
+)
+
+# A run's log lines, numbered from 0 per run (``line``), in the order the worker appended them.
+project_run_logs = Table(
+    "project_run_logs",
+    metadata,
+    Column("run_seq", ForeignKey("project_runs.seq"), primary_key=True),
+    Column("line", BigInteger, primary_key=True),
+    Column("text", Text, nullable=False),
+)
+
 # The files of each run's artifacts that are visible: a row is written once storage holds
 # all of a file's bytes, checked against its size and SHA-256 (artifacts/service.py), so a
 # listing never shows a partial upload. ``path`` is relative to the run's artifact root.

@@ -8,13 +8,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "trackline_server"
-DOMAINS = {"tracking", "metrics", "search", "transport", "registry", "artifacts"}
+DOMAINS = {"tracking", "metrics", "search", "transport", "registry", "artifacts", "projects"}
 # Which domain may import which (besides the shared modules below every domain).
 ALLOWED = {
     "tracking": {"metrics", "search", "transport"},
     "metrics": {"transport"},
     "registry": {"tracking", "search", "transport"},
     "artifacts": {"tracking", "transport"},
+    "projects": {"tracking", "transport"},
     "search": set(),
     "transport": set(),
 }

@@ -17,6 +17,7 @@ from trackline.v1 import tracking_pb2_grpc
 from ._artifacts import ArtifactCalls, ArtifactMethods
 from ._calls import RegistryCalls, TrackingCalls
 from ._context import current_user
+from ._projects_client import ProjectMethods
 from ._registry import RegistryMethods
 from ._transport import DEFAULT_RETRY_SECONDS, DEFAULT_TIMEOUT, Metadata, Stubs, Transport
 from ._uri import Target
@@ -42,7 +43,7 @@ class MetricPoint(NamedTuple):
 _point = partial(tuple.__new__, MetricPoint)
 
 
-class TracklineClient(RegistryMethods, ArtifactMethods):
+class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods):
     """Synchronous client. ``uri`` is one of the forms in ``trackline._uri`` (``host[:port]``,
     ``http://``, ``https://``, ...; default ``TRACKLINE_URI``, else localhost:50051) and is
     checked at once (``InvalidUri``). The channel is created lazily per process, so a client

@@ -30,7 +30,13 @@ from typing import Any, Generic, TypeVar, cast
 import grpc
 from google.protobuf.message import Message
 
-from trackline.v1 import artifacts_pb2_grpc, ingest_pb2_grpc, registry_pb2_grpc, tracking_pb2_grpc
+from trackline.v1 import (
+    artifacts_pb2_grpc,
+    ingest_pb2_grpc,
+    projects_pb2_grpc,
+    registry_pb2_grpc,
+    tracking_pb2_grpc,
+)
 
 from . import _fork
 from ._exceptions import TracklineError, Unavailable, from_rpc_error
@@ -59,8 +65,8 @@ logger = logging.getLogger("trackline")
 
 class Stubs:
     """The generated stub of every service on one channel: ``tracking`` (TrackingService),
-    ``ingest`` (IngestService), ``registry`` (RegistryService) and ``artifacts``
-    (ArtifactService). They are the escape
+    ``ingest`` (IngestService), ``registry`` (RegistryService), ``artifacts``
+    (ArtifactService) and ``projects`` (ProjectService). They are the escape
     hatch: their calls get no token, no connection wait, no retry and raise
     ``grpc.RpcError``; pass ``metadata=transport.metadata`` for the token and
     ``trackline._exceptions.from_rpc_error`` maps an error."""
@@ -69,6 +75,7 @@ class Stubs:
         self.tracking = tracking_pb2_grpc.TrackingServiceStub(channel)
         self.ingest = ingest_pb2_grpc.IngestServiceStub(channel)
         self.registry = registry_pb2_grpc.RegistryServiceStub(channel)
+        self.projects = projects_pb2_grpc.ProjectServiceStub(channel)
         self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(channel)
 
 

@@ -1,6 +1,8 @@
 """The ``trackline`` command: ``server``, ``experiments list|create|delete|restore``,
 ``runs list|show|search|delete|restore``, ``models ...`` (the Model Registry, in
-``_cli_models``), ``artifacts list|upload|download|delete`` (in ``_cli_artifacts``).
+``_cli_models``), ``artifacts list|upload|download|delete`` (in ``_cli_artifacts``), ``run``
+(a project, in ``_cli_projects``, with exit statuses of its own), ``worker`` (runs projects
+from the server's queue, in ``_cli_worker``).
 
 Tables go to stdout; ``--json`` prints the API's messages as JSON instead (one object for a
 single resource, a list otherwise). Table cells show control characters escaped and are cut
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 
 from trackline.v1 import resources_pb2 as pb
 
-from . import _cli_artifacts, _cli_models
+from . import _cli_artifacts, _cli_models, _cli_projects, _cli_worker
 from ._cli_format import (
     OneLineParser,
     enum_name,
@@ -200,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
         runs_sub.add_parser(verb, help=f"{verb} a run").add_argument("run_id")
     _cli_models.add_parsers(sub)
     _cli_artifacts.add_parsers(sub)
+    _cli_projects.add_parsers(sub)
+    _cli_worker.add_parsers(sub)
     return parser
 
 
@@ -224,6 +228,10 @@ def _main(argv: list[str] | None) -> None:
 
         run(args)
         return
+    if args.cmd == "run":  # its own exit statuses: the project's, 130, 2 for an error
+        sys.exit(_cli_projects.main(args))
+    if args.cmd == "worker":
+        sys.exit(_cli_worker.main(args))
     # A failure is one line: the client's "waiting for the server" warning would be a second.
     logging.getLogger("trackline").setLevel(logging.ERROR)
     reconfigure = getattr(sys.stdout, "reconfigure", None)

@@ -79,6 +79,20 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_UPLOAD_PARTS: _ClassVar[ErrorReason]
     ARTIFACT_STORE_UNAVAILABLE: _ClassVar[ErrorReason]
     ARTIFACT_STORE_FULL: _ClassVar[ErrorReason]
+    PROJECT_RUN_NOT_FOUND: _ClassVar[ErrorReason]
+    INVALID_PROJECT_URI: _ClassVar[ErrorReason]
+    INVALID_PROJECT_PARAM: _ClassVar[ErrorReason]
+    INVALID_ENTRY_POINT: _ClassVar[ErrorReason]
+    INVALID_ENV_MANAGER: _ClassVar[ErrorReason]
+    INVALID_LABEL: _ClassVar[ErrorReason]
+    INVALID_MAX_RETRIES: _ClassVar[ErrorReason]
+    INVALID_PROJECT_RUN_STATE: _ClassVar[ErrorReason]
+    INVALID_WORKER_ID: _ClassVar[ErrorReason]
+    INVALID_LEASE_DURATION: _ClassVar[ErrorReason]
+    INVALID_LOG_OFFSET: _ClassVar[ErrorReason]
+    INVALID_LOG_LINE: _ClassVar[ErrorReason]
+    LEASE_LOST: _ClassVar[ErrorReason]
+    PROJECT_RUN_FINISHED: _ClassVar[ErrorReason]
     INGEST_QUEUE_FULL: _ClassVar[ErrorReason]
     SERVER_BUSY: _ClassVar[ErrorReason]
     HISTORY_TOO_LARGE: _ClassVar[ErrorReason]
@@ -172,6 +186,20 @@ UPLOAD_NOT_FOUND: ErrorReason
 INVALID_UPLOAD_PARTS: ErrorReason
 ARTIFACT_STORE_UNAVAILABLE: ErrorReason
 ARTIFACT_STORE_FULL: ErrorReason
+PROJECT_RUN_NOT_FOUND: ErrorReason
+INVALID_PROJECT_URI: ErrorReason
+INVALID_PROJECT_PARAM: ErrorReason
+INVALID_ENTRY_POINT: ErrorReason
+INVALID_ENV_MANAGER: ErrorReason
+INVALID_LABEL: ErrorReason
+INVALID_MAX_RETRIES: ErrorReason
+INVALID_PROJECT_RUN_STATE: ErrorReason
+INVALID_WORKER_ID: ErrorReason
+INVALID_LEASE_DURATION: ErrorReason
+INVALID_LOG_OFFSET: ErrorReason
+INVALID_LOG_LINE: ErrorReason
+LEASE_LOST: ErrorReason
+PROJECT_RUN_FINISHED: ErrorReason
 INGEST_QUEUE_FULL: ErrorReason
 SERVER_BUSY: ErrorReason
 HISTORY_TOO_LARGE: ErrorReason

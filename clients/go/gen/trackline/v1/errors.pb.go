@@ -220,6 +220,44 @@ const (
 	ErrorReason_ARTIFACT_STORE_UNAVAILABLE ErrorReason = 91
 	// RESOURCE_EXHAUSTED. The artifact storage is full.
 	ErrorReason_ARTIFACT_STORE_FULL ErrorReason = 92
+	// NOT_FOUND. No project run has the given id.
+	ErrorReason_PROJECT_RUN_NOT_FOUND ErrorReason = 100
+	// INVALID_ARGUMENT. A project URI is empty, longer than 4096 characters or holds a control
+	// character, or a version is longer than 500 characters or holds one.
+	ErrorReason_INVALID_PROJECT_URI ErrorReason = 101
+	// INVALID_ARGUMENT. A project param's key is empty, longer than 500 characters, holds a control
+	// character or repeats another's; its value is longer than 65536 characters or holds NUL; or a
+	// submission has more than 1000 params.
+	ErrorReason_INVALID_PROJECT_PARAM ErrorReason = 102
+	// INVALID_ARGUMENT. An entry point is longer than 500 characters or holds a control character.
+	ErrorReason_INVALID_ENTRY_POINT ErrorReason = 103
+	// INVALID_ARGUMENT. An env manager is not one of 'local', 'uv', 'virtualenv', 'conda'.
+	ErrorReason_INVALID_ENV_MANAGER ErrorReason = 104
+	// INVALID_ARGUMENT. A label is empty, longer than 64 characters or holds a character other than
+	// a letter, digit, '_', '-', '.', ':' or '='; or there are more than 32.
+	ErrorReason_INVALID_LABEL ErrorReason = 105
+	// INVALID_ARGUMENT. A submission's max_retries is outside 0 to 100.
+	ErrorReason_INVALID_MAX_RETRIES ErrorReason = 106
+	// INVALID_ARGUMENT. A state is not one of ProjectRunState (or is UNSPECIFIED), or a completion
+	// names a state a run does not end in.
+	ErrorReason_INVALID_PROJECT_RUN_STATE ErrorReason = 107
+	// INVALID_ARGUMENT. A worker id is empty, longer than 256 characters or holds a control
+	// character.
+	ErrorReason_INVALID_WORKER_ID ErrorReason = 108
+	// INVALID_ARGUMENT. A lease duration is outside 1 to 3600 seconds, or a lease's wait outside 0
+	// to 30 seconds.
+	ErrorReason_INVALID_LEASE_DURATION ErrorReason = 109
+	// INVALID_ARGUMENT. A log offset is negative, or an append would leave a gap after the lines
+	// stored.
+	ErrorReason_INVALID_LOG_OFFSET ErrorReason = 110
+	// INVALID_ARGUMENT. A log line is longer than 65536 characters or holds NUL, or an append holds
+	// more than 10,000 lines.
+	ErrorReason_INVALID_LOG_LINE ErrorReason = 111
+	// FAILED_PRECONDITION. The worker's lease of the run expired or is held by another worker now:
+	// stop the run, its outcome is no longer this worker's to report.
+	ErrorReason_LEASE_LOST ErrorReason = 112
+	// FAILED_PRECONDITION. The project run has ended already (a cancel of an ended run).
+	ErrorReason_PROJECT_RUN_FINISHED ErrorReason = 113
 	// RESOURCE_EXHAUSTED. The server's ingest queue is full; retry after the RetryInfo delay.
 	ErrorReason_INGEST_QUEUE_FULL ErrorReason = 44
 	// RESOURCE_EXHAUSTED. The server's budget for requests in flight is used up; retry after the
@@ -273,99 +311,113 @@ const (
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0:  "ERROR_REASON_UNSPECIFIED",
-		1:  "INVALID_KEY",
-		2:  "INVALID_VALUE",
-		3:  "VALUE_TOO_LONG",
-		4:  "INVALID_NAME",
-		5:  "INVALID_ARTIFACT_LOCATION",
-		6:  "INVALID_TIME",
-		7:  "INVALID_STATUS",
-		8:  "INVALID_REQUEST_ID",
-		9:  "REQUEST_ID_REUSED",
-		10: "PARAM_CONFLICT",
-		11: "BATCH_TOO_LARGE",
-		12: "EMPTY_SERIES",
-		13: "COLUMN_LENGTH_MISMATCH",
-		14: "INVALID_RUN_INDEX",
-		15: "INVALID_STEP_RANGE",
-		16: "INVALID_MAX_POINTS",
-		17: "INVALID_PAGE_SIZE",
-		18: "INVALID_PAGE_TOKEN",
-		19: "INVALID_FILTER",
-		20: "INVALID_ORDER_BY",
-		21: "INVALID_VIEW_TYPE",
-		64: "INVALID_READ_MASK",
-		65: "INVALID_DATASET",
-		22: "INVALID_EXPERIMENT_ID",
-		23: "TOO_MANY_EXPERIMENTS",
-		24: "TOO_MANY_RUNS",
-		25: "TOO_MANY_KEYS",
-		26: "MALFORMED_REQUEST",
-		66: "INVALID_MODEL_NAME",
-		67: "INVALID_ALIAS",
-		68: "INVALID_SOURCE",
-		69: "INVALID_STAGE",
-		70: "INVALID_MODEL_VERSION_STATUS",
-		71: "INVALID_DESCRIPTION",
-		72: "INVALID_MODEL_URI",
-		73: "TOO_MANY_MODELS",
-		27: "INVALID_WRITER_ID",
-		28: "INVALID_WRITER_KEY",
-		29: "WRITER_ID_CHANGED",
-		30: "WRITER_KEY_CHANGED",
-		31: "INVALID_SEQ",
-		32: "WRITER_ID_TAKEN",
-		33: "WRITER_NOT_OWNED",
-		34: "WRITER_FENCED",
-		35: "EXPERIMENT_NOT_FOUND",
-		36: "RUN_NOT_FOUND",
-		37: "TAG_NOT_FOUND",
-		38: "EXPERIMENT_ALREADY_EXISTS",
-		39: "EXPERIMENT_DELETED",
-		40: "RUN_DELETED",
-		41: "WRONG_LIFECYCLE_STAGE",
-		42: "DEFAULT_EXPERIMENT",
-		43: "REQUEST_ID_IN_FLIGHT",
-		74: "REGISTERED_MODEL_NOT_FOUND",
-		75: "MODEL_VERSION_NOT_FOUND",
-		76: "ALIAS_NOT_FOUND",
-		77: "REGISTERED_MODEL_ALREADY_EXISTS",
-		78: "MODEL_VERSION_NOT_READY",
-		79: "MODEL_VERSION_STATUS_FINAL",
-		80: "EVENT_ID_OUT_OF_RANGE",
-		81: "INVALID_ARTIFACT_PATH",
-		82: "ARTIFACT_NOT_FOUND",
-		83: "ARTIFACT_IS_DIRECTORY",
-		84: "ARTIFACT_SIZE_MISMATCH",
-		85: "ARTIFACT_CHECKSUM_MISMATCH",
-		86: "INVALID_CHECKSUM",
-		87: "INVALID_OFFSET",
-		88: "PRESIGNED_URLS_UNAVAILABLE",
-		89: "UPLOAD_NOT_FOUND",
-		90: "INVALID_UPLOAD_PARTS",
-		91: "ARTIFACT_STORE_UNAVAILABLE",
-		92: "ARTIFACT_STORE_FULL",
-		44: "INGEST_QUEUE_FULL",
-		45: "SERVER_BUSY",
-		46: "HISTORY_TOO_LARGE",
-		47: "REPLY_TOO_LARGE",
-		48: "QUERY_TOO_EXPENSIVE",
-		49: "MISSING_TOKEN",
-		50: "MALFORMED_TOKEN",
-		51: "INVALID_TOKEN",
-		52: "SHUTTING_DOWN",
-		53: "WRITE_FAILED",
-		54: "STORE_FULL",
-		55: "STORE_READ_ONLY",
-		56: "STORE_BUSY",
-		57: "STORE_UNAVAILABLE",
-		58: "STORE_LOST",
-		59: "INTERNAL",
-		60: "SERVER_UNREACHABLE",
-		61: "INVALID_RANK",
-		62: "INVALID_POINT",
-		63: "CLIENT_ERROR",
+		0:   "ERROR_REASON_UNSPECIFIED",
+		1:   "INVALID_KEY",
+		2:   "INVALID_VALUE",
+		3:   "VALUE_TOO_LONG",
+		4:   "INVALID_NAME",
+		5:   "INVALID_ARTIFACT_LOCATION",
+		6:   "INVALID_TIME",
+		7:   "INVALID_STATUS",
+		8:   "INVALID_REQUEST_ID",
+		9:   "REQUEST_ID_REUSED",
+		10:  "PARAM_CONFLICT",
+		11:  "BATCH_TOO_LARGE",
+		12:  "EMPTY_SERIES",
+		13:  "COLUMN_LENGTH_MISMATCH",
+		14:  "INVALID_RUN_INDEX",
+		15:  "INVALID_STEP_RANGE",
+		16:  "INVALID_MAX_POINTS",
+		17:  "INVALID_PAGE_SIZE",
+		18:  "INVALID_PAGE_TOKEN",
+		19:  "INVALID_FILTER",
+		20:  "INVALID_ORDER_BY",
+		21:  "INVALID_VIEW_TYPE",
+		64:  "INVALID_READ_MASK",
+		65:  "INVALID_DATASET",
+		22:  "INVALID_EXPERIMENT_ID",
+		23:  "TOO_MANY_EXPERIMENTS",
+		24:  "TOO_MANY_RUNS",
+		25:  "TOO_MANY_KEYS",
+		26:  "MALFORMED_REQUEST",
+		66:  "INVALID_MODEL_NAME",
+		67:  "INVALID_ALIAS",
+		68:  "INVALID_SOURCE",
+		69:  "INVALID_STAGE",
+		70:  "INVALID_MODEL_VERSION_STATUS",
+		71:  "INVALID_DESCRIPTION",
+		72:  "INVALID_MODEL_URI",
+		73:  "TOO_MANY_MODELS",
+		27:  "INVALID_WRITER_ID",
+		28:  "INVALID_WRITER_KEY",
+		29:  "WRITER_ID_CHANGED",
+		30:  "WRITER_KEY_CHANGED",
+		31:  "INVALID_SEQ",
+		32:  "WRITER_ID_TAKEN",
+		33:  "WRITER_NOT_OWNED",
+		34:  "WRITER_FENCED",
+		35:  "EXPERIMENT_NOT_FOUND",
+		36:  "RUN_NOT_FOUND",
+		37:  "TAG_NOT_FOUND",
+		38:  "EXPERIMENT_ALREADY_EXISTS",
+		39:  "EXPERIMENT_DELETED",
+		40:  "RUN_DELETED",
+		41:  "WRONG_LIFECYCLE_STAGE",
+		42:  "DEFAULT_EXPERIMENT",
+		43:  "REQUEST_ID_IN_FLIGHT",
+		74:  "REGISTERED_MODEL_NOT_FOUND",
+		75:  "MODEL_VERSION_NOT_FOUND",
+		76:  "ALIAS_NOT_FOUND",
+		77:  "REGISTERED_MODEL_ALREADY_EXISTS",
+		78:  "MODEL_VERSION_NOT_READY",
+		79:  "MODEL_VERSION_STATUS_FINAL",
+		80:  "EVENT_ID_OUT_OF_RANGE",
+		81:  "INVALID_ARTIFACT_PATH",
+		82:  "ARTIFACT_NOT_FOUND",
+		83:  "ARTIFACT_IS_DIRECTORY",
+		84:  "ARTIFACT_SIZE_MISMATCH",
+		85:  "ARTIFACT_CHECKSUM_MISMATCH",
+		86:  "INVALID_CHECKSUM",
+		87:  "INVALID_OFFSET",
+		88:  "PRESIGNED_URLS_UNAVAILABLE",
+		89:  "UPLOAD_NOT_FOUND",
+		90:  "INVALID_UPLOAD_PARTS",
+		91:  "ARTIFACT_STORE_UNAVAILABLE",
+		92:  "ARTIFACT_STORE_FULL",
+		100: "PROJECT_RUN_NOT_FOUND",
+		101: "INVALID_PROJECT_URI",
+		102: "INVALID_PROJECT_PARAM",
+		103: "INVALID_ENTRY_POINT",
+		104: "INVALID_ENV_MANAGER",
+		105: "INVALID_LABEL",
+		106: "INVALID_MAX_RETRIES",
+		107: "INVALID_PROJECT_RUN_STATE",
+		108: "INVALID_WORKER_ID",
+		109: "INVALID_LEASE_DURATION",
+		110: "INVALID_LOG_OFFSET",
+		111: "INVALID_LOG_LINE",
+		112: "LEASE_LOST",
+		113: "PROJECT_RUN_FINISHED",
+		44:  "INGEST_QUEUE_FULL",
+		45:  "SERVER_BUSY",
+		46:  "HISTORY_TOO_LARGE",
+		47:  "REPLY_TOO_LARGE",
+		48:  "QUERY_TOO_EXPENSIVE",
+		49:  "MISSING_TOKEN",
+		50:  "MALFORMED_TOKEN",
+		51:  "INVALID_TOKEN",
+		52:  "SHUTTING_DOWN",
+		53:  "WRITE_FAILED",
+		54:  "STORE_FULL",
+		55:  "STORE_READ_ONLY",
+		56:  "STORE_BUSY",
+		57:  "STORE_UNAVAILABLE",
+		58:  "STORE_LOST",
+		59:  "INTERNAL",
+		60:  "SERVER_UNREACHABLE",
+		61:  "INVALID_RANK",
+		62:  "INVALID_POINT",
+		63:  "CLIENT_ERROR",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":        0,
@@ -441,6 +493,20 @@ var (
 		"INVALID_UPLOAD_PARTS":            90,
 		"ARTIFACT_STORE_UNAVAILABLE":      91,
 		"ARTIFACT_STORE_FULL":             92,
+		"PROJECT_RUN_NOT_FOUND":           100,
+		"INVALID_PROJECT_URI":             101,
+		"INVALID_PROJECT_PARAM":           102,
+		"INVALID_ENTRY_POINT":             103,
+		"INVALID_ENV_MANAGER":             104,
+		"INVALID_LABEL":                   105,
+		"INVALID_MAX_RETRIES":             106,
+		"INVALID_PROJECT_RUN_STATE":       107,
+		"INVALID_WORKER_ID":               108,
+		"INVALID_LEASE_DURATION":          109,
+		"INVALID_LOG_OFFSET":              110,
+		"INVALID_LOG_LINE":                111,
+		"LEASE_LOST":                      112,
+		"PROJECT_RUN_FINISHED":            113,
 		"INGEST_QUEUE_FULL":               44,
 		"SERVER_BUSY":                     45,
 		"HISTORY_TOO_LARGE":               46,
@@ -495,7 +561,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xe2\x10\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xb9\x13\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vINVALID_KEY\x10\x01\x12\x11\n" +
@@ -570,7 +636,22 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\x10UPLOAD_NOT_FOUND\x10Y\x12\x18\n" +
 	"\x14INVALID_UPLOAD_PARTS\x10Z\x12\x1e\n" +
 	"\x1aARTIFACT_STORE_UNAVAILABLE\x10[\x12\x17\n" +
-	"\x13ARTIFACT_STORE_FULL\x10\\\x12\x15\n" +
+	"\x13ARTIFACT_STORE_FULL\x10\\\x12\x19\n" +
+	"\x15PROJECT_RUN_NOT_FOUND\x10d\x12\x17\n" +
+	"\x13INVALID_PROJECT_URI\x10e\x12\x19\n" +
+	"\x15INVALID_PROJECT_PARAM\x10f\x12\x17\n" +
+	"\x13INVALID_ENTRY_POINT\x10g\x12\x17\n" +
+	"\x13INVALID_ENV_MANAGER\x10h\x12\x11\n" +
+	"\rINVALID_LABEL\x10i\x12\x17\n" +
+	"\x13INVALID_MAX_RETRIES\x10j\x12\x1d\n" +
+	"\x19INVALID_PROJECT_RUN_STATE\x10k\x12\x15\n" +
+	"\x11INVALID_WORKER_ID\x10l\x12\x1a\n" +
+	"\x16INVALID_LEASE_DURATION\x10m\x12\x16\n" +
+	"\x12INVALID_LOG_OFFSET\x10n\x12\x14\n" +
+	"\x10INVALID_LOG_LINE\x10o\x12\x0e\n" +
+	"\n" +
+	"LEASE_LOST\x10p\x12\x18\n" +
+	"\x14PROJECT_RUN_FINISHED\x10q\x12\x15\n" +
 	"\x11INGEST_QUEUE_FULL\x10,\x12\x0f\n" +
 	"\vSERVER_BUSY\x10-\x12\x15\n" +
 	"\x11HISTORY_TOO_LARGE\x10.\x12\x13\n" +
