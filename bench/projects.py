@@ -36,7 +36,7 @@ entry_points:
       out: string
     command: "python -c \\"{STAMP}\\" {{out}}"
 """
-PYTHON_ENV = f"python: \"{sys.version_info.major}.{sys.version_info.minor}\"\ndependencies: []\n"
+PYTHON_ENV = f'python: "{sys.version_info.major}.{sys.version_info.minor}"\ndependencies: []\n'
 
 
 def project(root: Path, name: str, *, uv: bool) -> Path:
@@ -59,7 +59,6 @@ def median_s(fn: Callable[[], object], repeat: int) -> float:
 
 def overheads(address: str, root: Path, repeat: int) -> None:
     out = root / "stamp.txt"
-    env = {**os.environ, "TRACKLINE_URI": address}
     direct = median_s(
         lambda: subprocess.run([sys.executable, "-c", STAMP, str(out)], check=True), repeat
     )
@@ -67,34 +66,50 @@ def overheads(address: str, root: Path, repeat: int) -> None:
     client = TracklineClient(address)
     try:
         for label, manager, uv in (("local", "local", False), ("uv, cached", "uv", True)):
-            directory = project(root, f"project-{manager}", uv=uv)
-            params = {"out": str(out)}
-
-            def run_once() -> None:
-                result = execute(
-                    client, str(directory), params=params, env_manager=manager, on_output=_drop
-                )
-                if result.status != "FINISHED":
-                    raise RuntimeError(f"the project run ended {result.status}")
-
-            if uv:
-                first = median_s(run_once, 1)
-                print(f"  uv environment's first build and run: {first:.3f} s", flush=True)
-            cli = [
-                sys.executable, "-m", "trackline.cli", "run", str(directory),
-                "-P", f"out={out}", "--env-manager", manager,
-            ]  # fmt: skip
-            through_cli = median_s(
-                lambda: subprocess.run(cli, check=True, env=env, capture_output=True), repeat
-            )
-            in_process = median_s(run_once, repeat)
-            print(
-                f"  trackline run, {label}: {through_cli:.3f} s (+{through_cli - direct:.3f} s);"
-                f" the executor alone {in_process:.3f} s (+{in_process - direct:.3f} s)",
-                flush=True,
-            )
+            project_overhead(client, root, label, manager, uv=uv, direct=direct, repeat=repeat)
     finally:
         client.close()
+
+
+def project_overhead(
+    client: TracklineClient,
+    root: Path,
+    label: str,
+    manager: str,
+    *,
+    uv: bool,
+    direct: float,
+    repeat: int,
+) -> None:
+    """`trackline run` of a project with env manager ``manager``, through the CLI and the
+    executor alone (a uv environment is built once first, and that build is shown)."""
+    directory = project(root, f"project-{manager}", uv=uv)
+    out = root / "stamp.txt"
+    params = {"out": str(out)}
+
+    def run_once() -> None:
+        result = execute(
+            client, str(directory), params=params, env_manager=manager, on_output=_drop
+        )
+        if result.status != "FINISHED":
+            raise RuntimeError(f"the project run ended {result.status}")
+
+    if uv:
+        print(f"  uv environment's first build and run: {median_s(run_once, 1):.3f} s", flush=True)
+    cli = [
+        sys.executable, "-m", "trackline.cli", "run", str(directory),
+        "-P", f"out={out}", "--env-manager", manager,
+    ]  # fmt: skip
+    env = {**os.environ, "TRACKLINE_URI": client.uri}
+    through_cli = median_s(
+        lambda: subprocess.run(cli, check=True, env=env, capture_output=True), repeat
+    )
+    in_process = median_s(run_once, repeat)
+    print(
+        f"  trackline run, {label}: {through_cli:.3f} s (+{through_cli - direct:.3f} s);"
+        f" the executor alone {in_process:.3f} s (+{in_process - direct:.3f} s)",
+        flush=True,
+    )
 
 
 def _drop(line: str) -> None:

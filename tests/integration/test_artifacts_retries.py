@@ -11,7 +11,16 @@ import grpc
 import pytest
 from trackline.v1 import artifacts_pb2 as apb
 
-from tests.support.artifact_stubs import CHUNK, Stubs, download, header, listing, reason, stubs
+from tests.support.artifact_stubs import (
+    CHUNK,
+    Stubs,
+    chunks,
+    download,
+    header,
+    listing,
+    reason,
+    stubs,
+)
 from tests.support.artifact_stubs import upload as upload_file
 from tests.support.servers import ServerProcess
 from tests.support.waiting import eventually
@@ -76,3 +85,34 @@ def test_a_request_id_of_another_file_is_reused(s: Stubs) -> None:
         upload_file(s, run_id, "f", b"x", request_id="x" * 129)
     assert reason(info.value) == "INVALID_REQUEST_ID"
     assert hashlib.sha256(b"x").hexdigest() == listing(s, run_id)[0].sha256
+
+
+def test_uploads_of_one_path_at_once_leave_one_of_them_whole(s: Stubs) -> None:
+    """Eight writers of one path, each held until all are streaming: whichever lands last,
+    the file's bytes and its listed size and checksum are that one upload's."""
+    run_id = s.new_run()
+    bodies = [bytes([i]) * (CHUNK + 1000 * i) for i in range(8)]
+    gates = [queue.Queue[apb.UploadArtifactRequest | None]() for _ in bodies]
+
+    def messages(
+        gate: queue.Queue[apb.UploadArtifactRequest | None],
+    ) -> Iterator[apb.UploadArtifactRequest]:
+        while (message := gate.get()) is not None:
+            yield message
+
+    calls = []
+    for gate, body in zip(gates, bodies, strict=True):
+        gate.put(header(run_id, "model.bin", body))
+        calls.append(s.artifacts.UploadArtifact.future(messages(gate), timeout=60))
+    for gate, body in zip(gates, bodies, strict=True):  # all finish together
+        for message in chunks(body):
+            gate.put(message)
+    for gate in gates:
+        gate.put(None)
+    for call in calls:
+        call.result()
+    (listed,) = listing(s, run_id, recursive=True)
+    described, data = download(s, run_id, "model.bin")
+    assert data in bodies
+    assert listed.size == described.size == len(data)
+    assert listed.sha256 == described.sha256 == hashlib.sha256(data).hexdigest()

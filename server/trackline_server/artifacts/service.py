@@ -32,7 +32,9 @@ from .backends import Storages
 from .checks import check_sha256, check_size, page_offset, page_size
 from .direct import DirectUploads
 from .index import FileRow, check_place, file_message, is_directory, not_found
+from .locks import PathLocks
 from .paths import check_path, join
+from .storage import Upload
 
 T = TypeVar("T")
 UPLOAD = "UploadArtifact"
@@ -63,6 +65,7 @@ class ArtifactService:
         self.db = db
         self.storages = storages
         self.direct = DirectUploads(db, storages)
+        self.path_locks = PathLocks()
 
     async def _read(self, run_id: str, path: str) -> tuple[runs.RunRow, FileRow | None, bool]:
         """The run, its file at ``path`` (None when absent) and whether ``path`` is one of
@@ -116,13 +119,23 @@ class ArtifactService:
                     " nothing was stored",
                     "header.sha256",
                 )
-            await upload.commit()
         except BaseException:
             await upload.abort()
             raise
         file = FileRow(path, size, sha256, now_ms())
-        await shielded(self._record_upload(head.run_id, file, rid))
+        async with self.path_locks.hold(head.run_id, path):
+            await shielded(self._commit_upload(upload, head.run_id, file, rid))
         return apb.UploadArtifactResponse(file=file_message(file))
+
+    async def _commit_upload(self, upload: Upload, run_id: str, file: FileRow, rid: str) -> None:
+        """Makes the upload's file visible in storage, then in the index (one path at a time:
+        ``PathLocks``)."""
+        try:
+            await upload.commit()
+        except BaseException:
+            await upload.abort()
+            raise
+        await self._record_upload(run_id, file, rid)
 
     async def _start_upload(
         self, run_id: str, path: str, rid: str
