@@ -145,7 +145,9 @@ def _experiment_ids(client: TracklineClient, ids: list[str], names: list[str]) -
     return ids + [client.get_experiment_by_name(n).experiment_id for n in names]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(server_flags: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``server_flags`` False leaves out the server's own flags, whose
+    module pulls in SQLAlchemy (a quarter of a second at every start of every command)."""
     parser = OneLineParser(prog="trackline", description="Trackline experiment tracking")
     parser.add_argument(
         "--uri",
@@ -157,11 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     srv = sub.add_parser("server", help="serve the tracking API")
     try:
-        from trackline_server.config import add_arguments
+        if server_flags:
+            from trackline_server.config import add_arguments
+
+            add_arguments(srv)
     except ImportError:
         srv.set_defaults(server_missing=True)
-    else:
-        add_arguments(srv)
 
     view = OneLineParser(add_help=False)
     view.add_argument("--view", choices=["active", "deleted", "all"], default="active")
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(server_flags="server" in argv).parse_args(argv)
     if args.cmd == "server":
         if getattr(args, "server_missing", False):
             sys.exit("trackline: the server is not installed (pip install trackline-server)")
