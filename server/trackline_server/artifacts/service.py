@@ -76,6 +76,16 @@ class ArtifactService:
             directory = file is None and await index.has_files_under(conn, run_id, path)
             return run, file, directory
 
+    async def _file(self, run_id: str, path: str) -> tuple[runs.RunRow, FileRow]:
+        """The run and its file at ``path``: ARTIFACT_IS_DIRECTORY for a directory,
+        ARTIFACT_NOT_FOUND when there is nothing."""
+        run, file, directory = await shielded(self._read(run_id, path))
+        if directory:
+            raise is_directory(path)
+        if file is None:
+            raise not_found(run_id, path)
+        return run, file
+
     @own_transactions
     async def upload_artifact(
         self, requests: AsyncIterator[apb.UploadArtifactRequest], call: Call
@@ -167,11 +177,7 @@ class ArtifactService:
         self, request: apb.DownloadArtifactRequest, call: Call
     ) -> AsyncIterator[apb.DownloadArtifactResponse]:
         path = check_path(request.path)
-        run, file, directory = await shielded(self._read(request.run_id, path))
-        if directory:
-            raise is_directory(path)
-        if file is None:
-            raise not_found(request.run_id, path)
+        run, file = await self._file(request.run_id, path)
         offset = request.offset
         if not 0 <= offset <= file.size:
             raise InvalidArgument(
@@ -281,11 +287,7 @@ class ArtifactService:
         self, request: apb.CreateArtifactDownloadUrlRequest, call: Call
     ) -> apb.CreateArtifactDownloadUrlResponse:
         path = check_path(request.path)
-        run, file, directory = await shielded(self._read(request.run_id, path))
-        if directory:
-            raise is_directory(path)
-        if file is None:
-            raise not_found(request.run_id, path)
+        run, file = await self._file(request.run_id, path)
         url, expire_time = await self.direct.download_url(run.artifact_uri, path)
         return apb.CreateArtifactDownloadUrlResponse(
             url=url, expire_time=expire_time, file=file_message(file)
