@@ -53,7 +53,7 @@ test: $(STAMP) check-gen lint
 	case "$$url" in postgresql*|"") ;; *) echo "Not a PostgreSQL URL: $$url"; exit 1;; esac; \
 	if [ -z "$$url" ] && [ -n "$${TRACKLINE_REQUIRE_PG:-}" ]; then echo "PostgreSQL could not be started"; exit 1; fi; \
 	echo "PostgreSQL for tests: $${url:-none (skipping those tests)}"; \
-	TRACKLINE_TEST_PG_URL="$$url" $(BIN)/pytest -q
+	TRACKLINE_TEST_PG_URL="$$url" $(BIN)/pytest -q --durations=15
 
 # The fast loop: unit tests only (no server process, no PostgreSQL), a few seconds.
 unit: $(STAMP)

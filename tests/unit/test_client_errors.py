@@ -98,7 +98,7 @@ def _catalogue() -> dict[str, tuple[grpc.StatusCode, str]]:
     """errors.proto's reasons: {reason: (code, what)}; each value's comment starts with its
     code."""
     text = (Path(__file__).parents[2] / "protos/trackline/v1/errors.proto").read_text()
-    found = re.findall(r"// ([A-Z_]+)\.([^=]*?)\n  ([A-Z_]+) = \d+;", text)
+    found = re.findall(r"// ([A-Z_]+)\.([^\n]*(?:\n  //[^\n]*)*)\n  ([A-Z_]+) = \d+;", text)
     return {
         reason: (grpc.StatusCode[code], " ".join(what.replace("//", " ").split()))
         for code, what, reason in found
