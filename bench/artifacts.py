@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import logging
 import os
 import tempfile
 import time
@@ -86,6 +87,7 @@ def moto_bucket() -> Iterator[S3Bucket]:
     """moto's S3 server on a free loopback port, with an empty bucket."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -182,6 +184,8 @@ def main() -> None:
         src = work / "payload.bin"
         digest = make_file(src, size)
         print(f"artifacts: one file of {args.mb:,} MiB, proxied through the server", flush=True)
+        for name in ("local", "s3"):
+            (work / name).mkdir()
         srv = start_server(work / "local")
         try:
             trackline_round_trip("local storage", srv, src, digest)

@@ -154,6 +154,7 @@ async def build(settings: Settings) -> Running:
     add_service(server, projects, PROJECTS, db)
     projects.start()
     storages = Storages(settings.s3_endpoint_url, settings.presigned_urls)
+    storages.prepare(settings.artifact_root)
     add_service(server, ArtifactService(db, storages), ARTIFACTS, db)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

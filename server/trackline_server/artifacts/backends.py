@@ -49,5 +49,10 @@ class Storages:
             )
         return LocalRunStorage(Path(root.location), self.executor)
 
+    def prepare(self, uri: str) -> None:
+        """Makes the backend of the root ``uri`` ready now (for S3: boto3 imported and its
+        client made, some 40 MB of modules), so the first transfer does not wait for it."""
+        self.at(uri)
+
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

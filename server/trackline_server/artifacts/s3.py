@@ -52,6 +52,10 @@ def new_client(endpoint_url: str | None) -> S3Client:
         read_timeout=60,
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path"} if endpoint_url else None,
+        # The server checks every byte's SHA-256 itself; boto3's default CRC of each body
+        # (aws-chunked encoding) only added copies of each part in memory.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
