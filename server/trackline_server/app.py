@@ -21,7 +21,7 @@ from . import limits
 from .artifact_roots import parse_root
 from .artifacts.backends import Storages
 from .artifacts.service import ArtifactService
-from .auth import BearerTokenInterceptor
+from .auth.interceptor import BearerTokenInterceptor
 from .budget import Budget, BudgetInterceptor, limit_malloc_arenas
 from .config import Settings, StartupError, from_args
 from .database import Database
@@ -142,7 +142,7 @@ async def build(settings: Settings) -> Running:
     )
     writer.start()
     compactor.start()
-    ingest = IngestService(writer, owners=bool(settings.auth_tokens))
+    ingest = IngestService(writer)
     # One line per domain: each service is served as its proto service through the edge.
     add_service(
         server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db

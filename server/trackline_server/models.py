@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -255,6 +256,8 @@ model_versions = Table(
     Column("status", Integer, nullable=False),
     Column("status_message", Text, nullable=False, server_default=""),
     Column("stage", Integer, nullable=False),
+    # The name of the token that created it ("" on a server without tokens).
+    Column("user_id", String(256), nullable=False, server_default=""),
     UniqueConstraint("model_id", "version"),
     Index("ix_model_versions_name_version", "name", "version"),
     Index("ix_model_versions_run_id", "run_id"),
@@ -296,6 +299,8 @@ registry_events = Table(
     Column("stage", Integer, nullable=False, server_default="0"),
     Column("status", Integer, nullable=False, server_default="0"),
     Column("previous_name", String(500), nullable=False, server_default=""),
+    # The name of the token of the call that made the change ("" without tokens).
+    Column("actor", String(256), nullable=False, server_default=""),
     Index("ix_registry_events_time", "time"),
 )
 
@@ -390,4 +395,30 @@ artifact_uploads = Table(
     Column("part_size", BigInteger, nullable=False),
     Column("storage_id", Text, nullable=False),
     Column("expire_time", BigInteger, nullable=False),
+)
+
+# Access tokens (auth/tokens.py): only the SHA-256 of a secret is kept. ``role`` is a Role
+# value; ``experiments`` and ``models`` are the scope as JSON lists ([] for none); times are
+# milliseconds, 0 for never (expiration) or not yet (revocation). A name is unique among the
+# tokens that are not revoked, so a revoked token's name can be given again.
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("token_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("role", Integer, nullable=False),
+    Column("experiments", Text, nullable=False, server_default="[]"),
+    Column("models", Text, nullable=False, server_default="[]"),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("expiration_time", BigInteger, nullable=False, server_default="0"),
+    Column("revocation_time", BigInteger, nullable=False, server_default="0"),
+    Column("created_by", String(256), nullable=False, server_default=""),
+    Index(
+        "ix_access_tokens_active_name",
+        "name",
+        unique=True,
+        sqlite_where=text("revocation_time = 0"),
+        postgresql_where=text("revocation_time = 0"),
+    ),
 )

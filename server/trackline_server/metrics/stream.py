@@ -77,11 +77,10 @@ class _Holder:
 class IngestService:
     """IngestService, served through the edge (``transport/grpc_server.py``)."""
 
-    def __init__(self, writer: GroupCommitWriter, *, owners: bool = False) -> None:
-        """``owners``: the server requires tokens, and a writer id belongs to the token that
-        created it."""
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        """A writer id made with a token belongs to that token (``Principal.key``): another
+        token cannot take it over."""
         self.writer = writer
-        self.owners = owners
         self._closing = asyncio.Event()
         self._holders: dict[str, _Holder] = {}
 
@@ -114,7 +113,7 @@ class IngestService:
                 " the same for the writer's whole life",
                 "writer_key",
             )
-        owner = call.principal if self.owners else None
+        owner = call.principal.key
         shake = await self.writer.handshake(writer_id, hashlib.sha256(key).hexdigest(), owner)
         holder = _Holder(shake.epoch)
         older = self._holders.get(writer_id)

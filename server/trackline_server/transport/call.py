@@ -13,8 +13,6 @@ method never commits.
 from __future__ import annotations
 
 import enum
-import functools
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..auth.principal import ANONYMOUS, Principal
 from ..snapshot import Snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,8 +56,8 @@ def unit_of_work(fn: Callable[..., Any]) -> UnitOfWork | None:
 class Call:
     """One call, as the service method sees it.
 
-    ``principal`` is the SHA-256 (hex) of the bearer token the call carried, which the
-    authentication in front of the services admitted; None when it carried none.
+    ``principal`` is who makes the call (``auth.principal``): the token the authentication in
+    front of the services admitted, or the anonymous admin of a server without tokens.
     ``deadline`` is the ``time.monotonic()`` by which the caller stops waiting; None when it
     set no deadline."""
 
@@ -67,15 +66,7 @@ class Call:
     deadline: float | None = None
     connection: AsyncConnection | None = None
     snapshot: Snapshot | None = None
-
-    @functools.cached_property
-    def principal(self) -> str | None:
-        """Computed when asked for (only writers that need an owner do), not per call."""
-        for name, value in self.metadata:
-            if name == "authorization":
-                raw = value.encode() if isinstance(value, str) else value
-                return hashlib.sha256(raw.partition(b" ")[2].strip()).hexdigest()
-        return None
+    principal: Principal = ANONYMOUS
 
     @property
     def conn(self) -> AsyncConnection:

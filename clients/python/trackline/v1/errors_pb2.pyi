@@ -101,6 +101,16 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MISSING_TOKEN: _ClassVar[ErrorReason]
     MALFORMED_TOKEN: _ClassVar[ErrorReason]
     INVALID_TOKEN: _ClassVar[ErrorReason]
+    TOKEN_EXPIRED: _ClassVar[ErrorReason]
+    TOKEN_REVOKED: _ClassVar[ErrorReason]
+    ROLE_NOT_ALLOWED: _ClassVar[ErrorReason]
+    OUT_OF_SCOPE: _ClassVar[ErrorReason]
+    TOKEN_NOT_FOUND: _ClassVar[ErrorReason]
+    TOKEN_ALREADY_EXISTS: _ClassVar[ErrorReason]
+    INVALID_TOKEN_NAME: _ClassVar[ErrorReason]
+    INVALID_ROLE: _ClassVar[ErrorReason]
+    INVALID_SCOPE: _ClassVar[ErrorReason]
+    INVALID_EXPIRATION: _ClassVar[ErrorReason]
     SHUTTING_DOWN: _ClassVar[ErrorReason]
     WRITE_FAILED: _ClassVar[ErrorReason]
     STORE_FULL: _ClassVar[ErrorReason]
@@ -208,6 +218,16 @@ QUERY_TOO_EXPENSIVE: ErrorReason
 MISSING_TOKEN: ErrorReason
 MALFORMED_TOKEN: ErrorReason
 INVALID_TOKEN: ErrorReason
+TOKEN_EXPIRED: ErrorReason
+TOKEN_REVOKED: ErrorReason
+ROLE_NOT_ALLOWED: ErrorReason
+OUT_OF_SCOPE: ErrorReason
+TOKEN_NOT_FOUND: ErrorReason
+TOKEN_ALREADY_EXISTS: ErrorReason
+INVALID_TOKEN_NAME: ErrorReason
+INVALID_ROLE: ErrorReason
+INVALID_SCOPE: ErrorReason
+INVALID_EXPIRATION: ErrorReason
 SHUTTING_DOWN: ErrorReason
 WRITE_FAILED: ErrorReason
 STORE_FULL: ErrorReason

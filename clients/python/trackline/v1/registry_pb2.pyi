@@ -92,7 +92,7 @@ class RegisteredModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., creation_time: _Optional[int] = ..., last_updated_time: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[ModelAlias, _Mapping]]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "creation_time", "last_updated_time", "description", "source", "run_id", "status", "status_message", "stage", "tags", "aliases")
+    __slots__ = ("name", "version", "creation_time", "last_updated_time", "description", "source", "run_id", "status", "status_message", "stage", "tags", "aliases", "user_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATION_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class ModelVersion(_message.Message):
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     creation_time: int
@@ -117,7 +118,8 @@ class ModelVersion(_message.Message):
     stage: ModelStage
     tags: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Tag]
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., creation_time: _Optional[int] = ..., last_updated_time: _Optional[int] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., status_message: _Optional[str] = ..., stage: _Optional[_Union[ModelStage, str]] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    user_id: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., creation_time: _Optional[int] = ..., last_updated_time: _Optional[int] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., status_message: _Optional[str] = ..., stage: _Optional[_Union[ModelStage, str]] = ..., tags: _Optional[_Iterable[_Union[_resources_pb2.Tag, _Mapping]]] = ..., aliases: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class CreateRegisteredModelRequest(_message.Message):
     __slots__ = ("name", "description", "tags", "request_id")
@@ -442,7 +444,7 @@ class ResolveModelUriResponse(_message.Message):
     def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
-    __slots__ = ("id", "time", "type", "name", "version", "alias", "key", "stage", "status", "previous_name")
+    __slots__ = ("id", "time", "type", "name", "version", "alias", "key", "stage", "status", "previous_name", "actor")
     ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -453,6 +455,7 @@ class ModelEvent(_message.Message):
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     id: int
     time: int
     type: ModelEventType
@@ -463,7 +466,8 @@ class ModelEvent(_message.Message):
     stage: ModelStage
     status: ModelVersionStatus
     previous_name: str
-    def __init__(self, id: _Optional[int] = ..., time: _Optional[int] = ..., type: _Optional[_Union[ModelEventType, str]] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key: _Optional[str] = ..., stage: _Optional[_Union[ModelStage, str]] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., previous_name: _Optional[str] = ...) -> None: ...
+    actor: str
+    def __init__(self, id: _Optional[int] = ..., time: _Optional[int] = ..., type: _Optional[_Union[ModelEventType, str]] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key: _Optional[str] = ..., stage: _Optional[_Union[ModelStage, str]] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., previous_name: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class WatchModelEventsRequest(_message.Message):
     __slots__ = ("names", "after")

@@ -277,6 +277,30 @@ const (
 	ErrorReason_MALFORMED_TOKEN ErrorReason = 50
 	// UNAUTHENTICATED. The token is not valid for this server.
 	ErrorReason_INVALID_TOKEN ErrorReason = 51
+	// UNAUTHENTICATED. The token has expired; ask an admin for a new one.
+	ErrorReason_TOKEN_EXPIRED ErrorReason = 120
+	// UNAUTHENTICATED. The token has been revoked; ask an admin for a new one.
+	ErrorReason_TOKEN_REVOKED ErrorReason = 121
+	// PERMISSION_DENIED. The token's role does not allow this call (a reader writing, a writer
+	// managing tokens or deleting for good); the message names the role it needs.
+	ErrorReason_ROLE_NOT_ALLOWED ErrorReason = 122
+	// PERMISSION_DENIED. The call names an experiment, run or registered model outside the token's
+	// scope.
+	ErrorReason_OUT_OF_SCOPE ErrorReason = 123
+	// NOT_FOUND. No token has this name.
+	ErrorReason_TOKEN_NOT_FOUND ErrorReason = 124
+	// ALREADY_EXISTS. A token that is not revoked has this name; revoke it or pick another.
+	ErrorReason_TOKEN_ALREADY_EXISTS ErrorReason = 125
+	// INVALID_ARGUMENT. A token name is empty, longer than 64 characters, holds a character other
+	// than letters, digits, '-', '_', '.' and '@', or is the reserved "admin".
+	ErrorReason_INVALID_TOKEN_NAME ErrorReason = 126
+	// INVALID_ARGUMENT. The role is unspecified or not one of Role.
+	ErrorReason_INVALID_ROLE ErrorReason = 127
+	// INVALID_ARGUMENT. A scope entry is empty, too long, a '*' alone or in the middle, an
+	// experiment id that is not a number, or the token is an admin token with a scope.
+	ErrorReason_INVALID_SCOPE ErrorReason = 128
+	// INVALID_ARGUMENT. expires_in_seconds is negative or more than ten years.
+	ErrorReason_INVALID_EXPIRATION ErrorReason = 129
 	// UNAVAILABLE. The server is shutting down; reconnect (what was acked is stored).
 	ErrorReason_SHUTTING_DOWN ErrorReason = 52
 	// UNAVAILABLE. A group commit failed; nothing of the call was stored and it may be retried.
@@ -406,6 +430,16 @@ var (
 		49:  "MISSING_TOKEN",
 		50:  "MALFORMED_TOKEN",
 		51:  "INVALID_TOKEN",
+		120: "TOKEN_EXPIRED",
+		121: "TOKEN_REVOKED",
+		122: "ROLE_NOT_ALLOWED",
+		123: "OUT_OF_SCOPE",
+		124: "TOKEN_NOT_FOUND",
+		125: "TOKEN_ALREADY_EXISTS",
+		126: "INVALID_TOKEN_NAME",
+		127: "INVALID_ROLE",
+		128: "INVALID_SCOPE",
+		129: "INVALID_EXPIRATION",
 		52:  "SHUTTING_DOWN",
 		53:  "WRITE_FAILED",
 		54:  "STORE_FULL",
@@ -515,6 +549,16 @@ var (
 		"MISSING_TOKEN":                   49,
 		"MALFORMED_TOKEN":                 50,
 		"INVALID_TOKEN":                   51,
+		"TOKEN_EXPIRED":                   120,
+		"TOKEN_REVOKED":                   121,
+		"ROLE_NOT_ALLOWED":                122,
+		"OUT_OF_SCOPE":                    123,
+		"TOKEN_NOT_FOUND":                 124,
+		"TOKEN_ALREADY_EXISTS":            125,
+		"INVALID_TOKEN_NAME":              126,
+		"INVALID_ROLE":                    127,
+		"INVALID_SCOPE":                   128,
+		"INVALID_EXPIRATION":              129,
 		"SHUTTING_DOWN":                   52,
 		"WRITE_FAILED":                    53,
 		"STORE_FULL":                      54,
@@ -561,7 +605,7 @@ var File_trackline_v1_errors_proto protoreflect.FileDescriptor
 
 const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\xb9\x13\n" +
+	"\x19trackline/v1/errors.proto\x12\ftrackline.v1*\x8d\x15\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vINVALID_KEY\x10\x01\x12\x11\n" +
@@ -660,6 +704,16 @@ const file_trackline_v1_errors_proto_rawDesc = "" +
 	"\rMISSING_TOKEN\x101\x12\x13\n" +
 	"\x0fMALFORMED_TOKEN\x102\x12\x11\n" +
 	"\rINVALID_TOKEN\x103\x12\x11\n" +
+	"\rTOKEN_EXPIRED\x10x\x12\x11\n" +
+	"\rTOKEN_REVOKED\x10y\x12\x14\n" +
+	"\x10ROLE_NOT_ALLOWED\x10z\x12\x10\n" +
+	"\fOUT_OF_SCOPE\x10{\x12\x13\n" +
+	"\x0fTOKEN_NOT_FOUND\x10|\x12\x18\n" +
+	"\x14TOKEN_ALREADY_EXISTS\x10}\x12\x16\n" +
+	"\x12INVALID_TOKEN_NAME\x10~\x12\x10\n" +
+	"\fINVALID_ROLE\x10\x7f\x12\x12\n" +
+	"\rINVALID_SCOPE\x10\x80\x01\x12\x17\n" +
+	"\x12INVALID_EXPIRATION\x10\x81\x01\x12\x11\n" +
 	"\rSHUTTING_DOWN\x104\x12\x10\n" +
 	"\fWRITE_FAILED\x105\x12\x0e\n" +
 	"\n" +

@@ -421,7 +421,10 @@ type ModelVersion struct {
 	// Tags, in key order.
 	Tags []*Tag `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty"`
 	// The model's aliases that point at it, in alias order.
-	Aliases       []string `protobuf:"bytes,12,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Aliases []string `protobuf:"bytes,12,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// Who created it: the name of the token its CreateModelVersion carried; empty on a server
+	// without tokens.
+	UserId        string `protobuf:"bytes,13,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +541,13 @@ func (x *ModelVersion) GetAliases() []string {
 		return x.Aliases
 	}
 	return nil
+}
+
+func (x *ModelVersion) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // Request of CreateRegisteredModel.
@@ -2832,7 +2842,10 @@ type ModelEvent struct {
 	// The version's status after the change, for version events; UNSPECIFIED otherwise.
 	Status ModelVersionStatus `protobuf:"varint,9,opt,name=status,proto3,enum=trackline.v1.ModelVersionStatus" json:"status,omitempty"`
 	// The old name, for REGISTERED_MODEL_RENAMED; empty otherwise.
-	PreviousName  string `protobuf:"bytes,10,opt,name=previous_name,json=previousName,proto3" json:"previous_name,omitempty"`
+	PreviousName string `protobuf:"bytes,10,opt,name=previous_name,json=previousName,proto3" json:"previous_name,omitempty"`
+	// Who made the change: the name of the token the call carried; empty on a server without
+	// tokens (and for events recorded before tokens had names).
+	Actor         string `protobuf:"bytes,11,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2933,6 +2946,13 @@ func (x *ModelEvent) GetStatus() ModelVersionStatus {
 func (x *ModelEvent) GetPreviousName() string {
 	if x != nil {
 		return x.PreviousName
+	}
+	return ""
+}
+
+func (x *ModelEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
 	}
 	return ""
 }
@@ -3057,7 +3077,7 @@ const file_trackline_v1_registry_proto_rawDesc = "" +
 	"\rcreation_time\x18\x03 \x01(\x03R\fcreationTime\x12*\n" +
 	"\x11last_updated_time\x18\x04 \x01(\x03R\x0flastUpdatedTime\x12%\n" +
 	"\x04tags\x18\x05 \x03(\v2\x11.trackline.v1.TagR\x04tags\x122\n" +
-	"\aaliases\x18\x06 \x03(\v2\x18.trackline.v1.ModelAliasR\aaliases\"\xb0\x03\n" +
+	"\aaliases\x18\x06 \x03(\v2\x18.trackline.v1.ModelAliasR\aaliases\"\xc9\x03\n" +
 	"\fModelVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12#\n" +
@@ -3071,7 +3091,8 @@ const file_trackline_v1_registry_proto_rawDesc = "" +
 	"\x05stage\x18\n" +
 	" \x01(\x0e2\x18.trackline.v1.ModelStageR\x05stage\x12%\n" +
 	"\x04tags\x18\v \x03(\v2\x11.trackline.v1.TagR\x04tags\x12\x18\n" +
-	"\aaliases\x18\f \x03(\tR\aaliases\"\x9a\x01\n" +
+	"\aaliases\x18\f \x03(\tR\aaliases\x12\x17\n" +
+	"\auser_id\x18\r \x01(\tR\x06userId\"\x9a\x01\n" +
 	"\x1cCreateRegisteredModelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12%\n" +
@@ -3196,7 +3217,7 @@ const file_trackline_v1_registry_proto_rawDesc = "" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\"r\n" +
 	"\x17ResolveModelUriResponse\x12?\n" +
 	"\rmodel_version\x18\x01 \x01(\v2\x1a.trackline.v1.ModelVersionR\fmodelVersion\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\"\xc7\x02\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\"\xdd\x02\n" +
 	"\n" +
 	"ModelEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
@@ -3209,7 +3230,8 @@ const file_trackline_v1_registry_proto_rawDesc = "" +
 	"\x05stage\x18\b \x01(\x0e2\x18.trackline.v1.ModelStageR\x05stage\x128\n" +
 	"\x06status\x18\t \x01(\x0e2 .trackline.v1.ModelVersionStatusR\x06status\x12#\n" +
 	"\rprevious_name\x18\n" +
-	" \x01(\tR\fpreviousName\"T\n" +
+	" \x01(\tR\fpreviousName\x12\x14\n" +
+	"\x05actor\x18\v \x01(\tR\x05actor\"T\n" +
 	"\x17WatchModelEventsRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x19\n" +
 	"\x05after\x18\x02 \x01(\x03H\x00R\x05after\x88\x01\x01B\b\n" +
