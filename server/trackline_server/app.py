@@ -21,7 +21,10 @@ from . import limits
 from .artifact_roots import parse_root
 from .artifacts.backends import Storages
 from .artifacts.service import ArtifactService
-from .auth.interceptor import BearerTokenInterceptor
+from .auth.authenticator import Authenticator
+from .auth.interceptor import AuthInterceptor
+from .auth.permissions import RULES, ScopeGuard
+from .auth.scopes import Resources
 from .budget import Budget, BudgetInterceptor, limit_malloc_arenas
 from .config import Settings, StartupError, from_args
 from .database import Database
@@ -113,13 +116,14 @@ async def build(settings: Settings) -> Running:
         ("grpc.http2.bdp_probe", 0),
         ("grpc.http2.lookahead_bytes", limits.STREAM_WINDOW_BYTES),
     ]
-    interceptors: list[grpc.aio.ServerInterceptor] = []
-    if settings.auth_tokens:  # first: a call it refuses is never parsed
-        interceptors.append(BearerTokenInterceptor(settings.auth_tokens))
-    interceptors.append(BudgetInterceptor(Budget(settings.max_inflight_bytes)))
+    db = Database(settings.store_uri)
+    authenticator = Authenticator(db, settings.auth_tokens)
+    interceptors = [
+        AuthInterceptor(authenticator, RULES),  # first: a call it refuses is never parsed
+        BudgetInterceptor(Budget(settings.max_inflight_bytes)),
+    ]
     server = grpc.aio.server(options=opts, interceptors=interceptors)
     port = _bind(server, settings.host, settings.port)
-    db = Database(settings.store_uri)
     try:
         await open_store(db)
         async with db.write() as conn:
@@ -143,19 +147,22 @@ async def build(settings: Settings) -> Running:
     writer.start()
     compactor.start()
     ingest = IngestService(writer)
+    resources = Resources(db)
+    guard = ScopeGuard(resources)
     # One line per domain: each service is served as its proto service through the edge.
-    add_service(
-        server, TrackingService(db, writer, compactor, settings.artifact_root), TRACKING, db
+    tracking = TrackingService(
+        db, writer, compactor, settings.artifact_root, on_rename=resources.forget_names
     )
-    add_service(server, ingest, INGEST, db)
+    add_service(server, tracking, TRACKING, db, guard)
+    add_service(server, ingest, INGEST, db, guard)
     registry = RegistryService(db, event_retention_s=settings.registry_event_retention_s)
-    add_service(server, registry, REGISTRY, db)
+    add_service(server, registry, REGISTRY, db, guard)
     projects = ProjectService(db, lease_check_s=settings.project_lease_check_s)
-    add_service(server, projects, PROJECTS, db)
+    add_service(server, projects, PROJECTS, db, guard)
     projects.start()
     storages = Storages(settings.s3_endpoint_url, settings.presigned_urls)
     storages.prepare(settings.artifact_root)
-    add_service(server, ArtifactService(db, storages), ARTIFACTS, db)
+    add_service(server, ArtifactService(db, storages), ARTIFACTS, db, guard)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", *SERVED):

@@ -203,12 +203,12 @@ def test_the_edge_refuses_a_service_that_lacks_a_method_or_its_unit_of_work() ->
             return request
 
     with pytest.raises(TypeError, match="lacks create_experiment"):
-        method_handlers(Lacking(), service, None)  # type: ignore[arg-type]
+        method_handlers(Lacking(), service, None, None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="declares no unit of work"):
-        method_handlers(Undeclared(), service, None)  # type: ignore[arg-type]
+        method_handlers(Undeclared(), service, None, None)  # type: ignore[arg-type]
     Undeclared.create_experiment = writes(Undeclared.create_experiment)  # type: ignore[method-assign]
     with pytest.raises(TypeError, match="lacks get_experiment"):
-        method_handlers(Undeclared(), service, None)  # type: ignore[arg-type]
+        method_handlers(Undeclared(), service, None, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

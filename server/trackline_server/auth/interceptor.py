@@ -1,29 +1,26 @@
-"""Bearer-token authentication: an interceptor in front of every service but health checks."""
+"""Authentication and roles in front of every service: a call the table (``permissions.py``)
+does not admit for its principal ends before any service sees it, before its request is
+even parsed. The principal of an admitted call is left in ``principal.current`` for the
+edge, which checks the request against a scoped token's scope (``scopes.py``)."""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
-from .errors import Unauthenticated
-from .transport.grpc_server import failing
+from ..errors import PermissionDenied, from_exception
+from ..transport.grpc_server import failing
+from . import principal as principals
+from .authenticator import Authenticator
+from .permissions import Rule
+from .roles import Permission, Role
 
-# Load balancers and orchestrators probe health without credentials.
-_OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 
-
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Admits a call whose one ``authorization`` metadata entry is ``Bearer <token>`` for one
-    of ``tokens`` (several, so a token can be rotated without downtime); any other call,
-    including one with several ``authorization`` entries, ends with UNAUTHENTICATED before
-    reaching a servicer."""
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        if not tokens or not all(tokens):
-            raise ValueError("at least one non-empty token is required")
-        self._tokens = [t.encode() for t in tokens]
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticator: Authenticator, rules: Mapping[str, Rule]) -> None:
+        self._authenticator = authenticator
+        self._rules = rules
 
     async def intercept_service(
         self,
@@ -31,37 +28,29 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or details.method in _OPEN_METHODS:
+        if handler is None:
             return handler
-        error = self._check(details.invocation_metadata or ())
-        if error is None:
+        rule = self._rules.get(details.method)
+        if rule is not None and rule.permission is Permission.OPEN:
             return handler
-        return failing(handler, error)
-
-    def _check(self, metadata: Sequence[tuple[str, str | bytes]]) -> Unauthenticated | None:
-        values = [v for k, v in metadata if k == "authorization"]
-        if not values:
-            return Unauthenticated(
-                "MISSING_TOKEN",
-                "this server requires a token: send 'authorization: Bearer <token>'"
-                " (TRACKLINE_TOKEN in the clients)",
+        try:
+            who = await self._authenticator.principal(details.invocation_metadata or ())
+        except Exception as exc:  # a token refused, or the store unreachable to look it up
+            return failing(handler, from_exception(exc, "authentication"))
+        if rule is None:  # the table's test keeps this from happening to a served RPC
+            return failing(
+                handler,
+                PermissionDenied("ROLE_NOT_ALLOWED", f"{details.method} is not open to any token"),
             )
-        if len(values) > 1:  # proxies disagree on which one counts: trust none
-            return Unauthenticated(
-                "MALFORMED_TOKEN",
-                f"send exactly one authorization header (this call has {len(values)})",
+        if not who.may(rule.permission):
+            needed = Role.needed_for(rule.permission).label
+            return failing(
+                handler,
+                PermissionDenied(
+                    "ROLE_NOT_ALLOWED",
+                    f"{details.method.rsplit('/', 1)[-1]} needs a {needed} token; the token"
+                    f" {who.name!r} is a {who.role.label}",
+                ),
             )
-        raw = values[0]
-        value = raw.encode() if isinstance(raw, str) else raw
-        scheme, _, token = value.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
-            return Unauthenticated(
-                "MALFORMED_TOKEN", "the authorization header must be 'Bearer <token>'"
-            )
-        # Compare against every token so timing does not reveal which one nearly matched.
-        matched = False
-        for known in self._tokens:
-            matched |= hmac.compare_digest(token.strip(), known)
-        if not matched:
-            return Unauthenticated("INVALID_TOKEN", "the token is not valid for this server")
-        return None
+        principals.current.set(who)
+        return handler

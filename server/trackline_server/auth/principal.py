@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, String, cast, false, or_
+from sqlalchemy import ColumnElement, Integer, false, or_
 
 from ..errors import PermissionDenied, shown
 from .roles import Permission, Role
@@ -66,7 +66,11 @@ class Scope:
             return None
         terms: list[ColumnElement[bool]] = []
         if self.ids and id_column is not None:
-            terms.append(cast(id_column, String).in_(sorted(self.ids)))
+            if isinstance(id_column.type, Integer):  # experiments.experiment_id
+                numbers = sorted(int(i) for i in self.ids if i.isascii() and i.isdigit())
+                terms.append(id_column.in_(numbers))
+            else:  # a copy kept as text (project_runs.experiment_id)
+                terms.append(id_column.in_(sorted(self.ids)))
         if self.names:
             terms.append(name_column.in_(sorted(self.names)))
         for prefix in self.prefixes:

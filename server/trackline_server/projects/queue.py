@@ -20,11 +20,12 @@ import math
 import re
 import uuid
 
-from sqlalchemy import Executable, bindparam, exists, insert, not_, select
+from sqlalchemy import ColumnElement, Executable, bindparam, exists, insert, not_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import projects_pb2 as ppb
 
 from .. import limits
+from ..auth.principal import EVERYTHING, Scope
 from ..clock import now_ms
 from ..errors import InvalidArgument, shown
 from ..models import project_run_labels, project_runs
@@ -33,6 +34,7 @@ from ..tracking import experiments
 from ..validation import Problems, check_key, experiment_id_number, findable
 from . import runs
 from .runs import RunRow
+from .search import scope_clause
 
 ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
 _R = project_runs.c
@@ -43,9 +45,12 @@ _MAX_TEXT = 500  # version, entry point, names: the columns' width
 _INSERT_LABELS = Query(lambda _: insert(project_run_labels))
 
 
-def _next_leasable(dialect_name: str, lock: bool) -> Executable:
-    """The seq of the oldest queued run none of whose labels is outside ``:labels``;
-    ``lock``: locked, skipping runs other transactions hold locked (PostgreSQL)."""
+def _next_leasable(
+    dialect_name: str, lock: bool, in_scope: ColumnElement[bool] | None = None
+) -> Executable:
+    """The seq of the oldest queued run none of whose labels is outside ``:labels`` (and,
+    for a scoped worker, ``in_scope``); ``lock``: locked, skipping runs other transactions
+    hold locked (PostgreSQL)."""
     missing = (
         select(_L.run_seq)
         .where(_L.run_seq == _R.seq)
@@ -58,6 +63,8 @@ def _next_leasable(dialect_name: str, lock: bool) -> Executable:
         .order_by(_R.seq)
         .limit(1)
     )
+    if in_scope is not None:
+        stmt = stmt.where(in_scope)
     locked = lock and dialect_name == "postgresql"
     return stmt.with_for_update(skip_locked=True) if locked else stmt
 
@@ -278,17 +285,32 @@ async def submit(conn: AsyncConnection, request: ppb.SubmitProjectRunRequest) ->
     return project_run_id
 
 
-async def leasable(reader: Reader, labels: list[str]) -> bool:
-    """Whether a queued run is there for a worker with ``labels`` (without locking it)."""
-    return await first(reader, _ANY_LEASABLE, {"labels": labels}) is not None
+def _leasable_query(reader: Reader, lock: bool, scope: Scope) -> Query | Executable:
+    """The compiled query for an unscoped worker; one built for this call otherwise."""
+    in_scope = scope_clause(scope)
+    if in_scope is None:
+        return _NEXT_LEASABLE if lock else _ANY_LEASABLE
+    return _next_leasable(reader.dialect.name, lock, in_scope)
+
+
+async def leasable(reader: Reader, labels: list[str], scope: Scope = EVERYTHING) -> bool:
+    """Whether a queued run (of an experiment in ``scope``) is there for a worker with
+    ``labels`` (without locking it)."""
+    query = _leasable_query(reader, False, scope)
+    return await first(reader, query, {"labels": labels}) is not None
 
 
 async def lease(
-    conn: AsyncConnection, worker_id: str, labels: list[str], lease_ms: int
+    conn: AsyncConnection,
+    worker_id: str,
+    labels: list[str],
+    lease_ms: int,
+    scope: Scope = EVERYTHING,
 ) -> RunRow | None:
-    """Leases the oldest queued run a worker with ``labels`` may take (LEASED, its attempt
-    counted, a new lease id) and returns it; None when there is none."""
-    found = await first(conn, _NEXT_LEASABLE, {"labels": labels})
+    """Leases the oldest queued run (of an experiment in ``scope``) a worker with ``labels``
+    may take (LEASED, its attempt counted, a new lease id) and returns it; None when there is
+    none."""
+    found = await first(conn, _leasable_query(conn, True, scope), {"labels": labels})
     if found is None:
         return None
     seq = int(found[0])

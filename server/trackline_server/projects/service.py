@@ -81,7 +81,7 @@ class ProjectService:
     ) -> ppb.SearchProjectRunsResponse:
         found, token = await search.search(
             call.reader, list(request.states), request.experiment_id, request.page_size,
-            request.page_token,
+            request.page_token, call.principal.experiments,
         )  # fmt: skip
         return ppb.SearchProjectRunsResponse(project_runs=found, next_page_token=token)
 
@@ -138,6 +138,7 @@ class ProjectService:
         or PROJECT_QUEUE_POLL_S. Answers before the caller's deadline."""
         lease_s = request.lease_seconds or limits.DEFAULT_LEASE_S
         labels = sorted(set(request.labels))
+        scope = call.principal.experiments  # a scoped worker leases runs in its scope only
         queue.check_lease_request(request, lease_s)
         wait = request.wait_seconds
         left = call.time_left()
@@ -146,10 +147,12 @@ class ProjectService:
         deadline = time.monotonic() + wait
         while True:
             async with self.db.snapshot() as snap:
-                ready = await queue.leasable(snap, labels)
+                ready = await queue.leasable(snap, labels, scope)
             if ready:
                 async with self.db.write() as conn:
-                    leased = await queue.lease(conn, request.worker_id, labels, lease_s * 1000)
+                    leased = await queue.lease(
+                        conn, request.worker_id, labels, lease_s * 1000, scope
+                    )
                     found = await runs.load(conn, [leased]) if leased is not None else []
                 if leased is not None:
                     return ppb.LeaseProjectRunResponse(

@@ -45,6 +45,7 @@ _AFTER = Query(
             _EV.stage,
             _EV.status,
             _EV.previous_name,
+            _EV.actor,
         )  # fmt: skip
         .where(_EV.event_id > bindparam("after"))
         .order_by(_EV.event_id)
@@ -75,9 +76,10 @@ class Change:
     previous_name: str = ""
 
 
-async def append(conn: AsyncConnection, change: Change, retention_s: float) -> int:
-    """Records ``change`` in the caller's transaction and returns its id. Call it after the
-    change's other statements: the counter's lock is held from here to the commit."""
+async def append(conn: AsyncConnection, change: Change, retention_s: float, actor: str) -> int:
+    """Records ``change``, made by ``actor`` (a token's name, "" without tokens), in the
+    caller's transaction and returns its id. Call it after the change's other statements: the
+    counter's lock is held from here to the commit."""
     await _prune(conn, retention_s)
     event_id = int((await conn.execute(_NEXT_ID)).scalar_one())
     await conn.execute(
@@ -92,6 +94,7 @@ async def append(conn: AsyncConnection, change: Change, retention_s: float) -> i
             stage=change.stage,
             status=change.status,
             previous_name=change.previous_name,
+            actor=actor,
         )
     )
     return event_id
@@ -136,8 +139,9 @@ async def after(reader: Reader, event_id: int, limit: int) -> list[rpb.ModelEven
             stage=st,
             status=s,
             previous_name=p,
+            actor=who,
         )  # fmt: skip
-        for i, t, ty, n, v, a, k, st, s, p in found
+        for i, t, ty, n, v, a, k, st, s, p, who in found
     ]
 
 

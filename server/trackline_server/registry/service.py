@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import registry_pb2 as rpb
 
 from .. import idempotency, limits, tags, validation
+from ..auth.scopes import require_run_in
 from ..database import Database
 from ..errors import InvalidArgument, Unavailable, shown
 from ..models import model_version_tags, registered_model_tags
@@ -42,9 +42,10 @@ class RegistryService:
         server, or this one restarted, after the last id it saw."""
         self._closing.set()
 
-    async def _record(self, conn: AsyncConnection, *changes: Change) -> None:
+    async def _record(self, call: Call, *changes: Change) -> None:
+        """Records ``changes`` in the call's transaction, by the call's principal."""
         for change in changes:
-            await events.append(conn, change, self.event_retention_s)
+            await events.append(call.conn, change, self.event_retention_s, call.principal.author)
 
     # Registered models
 
@@ -63,7 +64,7 @@ class RegistryService:
             if rid:
                 await idempotency.record(conn, rid, "CreateRegisteredModel", str(mid))
             await self._record(
-                conn, Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_CREATED, request.name)
+                call, Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_CREATED, request.name)
             )
         return rpb.CreateRegisteredModelResponse(registered_model=await models.get(conn, mid))
 
@@ -85,7 +86,7 @@ class RegistryService:
                 request.new_name,
                 previous_name=request.name,
             )
-            await self._record(call.conn, change)
+            await self._record(call, change)
         model = await models.get(call.conn, mid)
         return rpb.RenameRegisteredModelResponse(registered_model=model)
 
@@ -94,9 +95,7 @@ class RegistryService:
         self, request: rpb.UpdateRegisteredModelRequest, call: Call
     ) -> rpb.UpdateRegisteredModelResponse:
         mid = await models.set_description(call.conn, request.name, request.description)
-        await self._record(
-            call.conn, Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_UPDATED, request.name)
-        )
+        await self._record(call, Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_UPDATED, request.name))
         model = await models.get(call.conn, mid)
         return rpb.UpdateRegisteredModelResponse(registered_model=model)
 
@@ -105,9 +104,7 @@ class RegistryService:
         self, request: rpb.DeleteRegisteredModelRequest, call: Call
     ) -> rpb.DeleteRegisteredModelResponse:
         await models.delete_model(call.conn, request.name)
-        await self._record(
-            call.conn, Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_DELETED, request.name)
-        )
+        await self._record(call, Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_DELETED, request.name))
         return rpb.DeleteRegisteredModelResponse()
 
     @writes
@@ -118,7 +115,7 @@ class RegistryService:
         mid = await models.lock(call.conn, request.name)
         await tags.upsert(call.conn, registered_model_tags, mid, [(request.key, request.value)])
         change = Change(_T.MODEL_EVENT_TYPE_REGISTERED_MODEL_TAG_SET, request.name, key=request.key)
-        await self._record(call.conn, change)
+        await self._record(call, change)
         return rpb.SetRegisteredModelTagResponse()
 
     @writes
@@ -131,7 +128,7 @@ class RegistryService:
         change = Change(
             _T.MODEL_EVENT_TYPE_REGISTERED_MODEL_TAG_DELETED, request.name, key=request.key
         )
-        await self._record(call.conn, change)
+        await self._record(call, change)
         return rpb.DeleteRegisteredModelTagResponse()
 
     @reads
@@ -140,7 +137,7 @@ class RegistryService:
     ) -> rpb.SearchRegisteredModelsResponse:
         found, token = await search.search_models(
             call.reader, request.filter, list(request.order_by), request.page_size,
-            request.page_token,
+            request.page_token, call.principal.models,
         )  # fmt: skip
         return rpb.SearchRegisteredModelsResponse(registered_models=found, next_page_token=token)
 
@@ -166,9 +163,13 @@ class RegistryService:
             return rpb.CreateModelVersionResponse(model_version=created)
         if request.run_id:
             await runs.get_row(conn, request.run_id)
+            await require_run_in(conn, call.principal, request.run_id)
+        source_run = uris.run_of_source(request.source)
+        if source_run and source_run != request.run_id:
+            await require_run_in(conn, call.principal, source_run)
         vid = await versions.create(
             conn, mid, name, request.source, request.run_id, request.description, pairs,
-            request.status, request.status_message,
+            request.status, request.status_message, call.principal.author,
         )  # fmt: skip
         if rid:
             await idempotency.record(conn, rid, "CreateModelVersion", str(vid))
@@ -177,7 +178,7 @@ class RegistryService:
             _T.MODEL_EVENT_TYPE_MODEL_VERSION_CREATED, name, version=created.version,
             stage=created.stage, status=created.status,
         )  # fmt: skip
-        await self._record(conn, change)
+        await self._record(call, change)
         return rpb.CreateModelVersionResponse(model_version=created)
 
     @reads
@@ -208,7 +209,7 @@ class RegistryService:
         if status_changed:
             kinds.append(_T.MODEL_EVENT_TYPE_MODEL_VERSION_STATUS_CHANGED)
         await self._record(
-            conn,
+            call,
             *(
                 Change(kind, name, updated.version, stage=updated.stage, status=updated.status)
                 for kind in kinds
@@ -225,7 +226,7 @@ class RegistryService:
         row = await versions.row(conn, mid, name, request.version)
         dropped = await versions.delete_version(conn, row.version_id)
         await self._record(
-            conn,
+            call,
             *(Change(_T.MODEL_EVENT_TYPE_ALIAS_DELETED, name, row.version, a) for a in dropped),
             Change(_T.MODEL_EVENT_TYPE_MODEL_VERSION_DELETED, name, row.version),
         )
@@ -244,7 +245,7 @@ class RegistryService:
             _T.MODEL_EVENT_TYPE_MODEL_VERSION_TAG_SET, name, row.version, key=request.key,
             stage=row.stage, status=row.status,
         )  # fmt: skip
-        await self._record(conn, change)
+        await self._record(call, change)
         return rpb.SetModelVersionTagResponse()
 
     @writes
@@ -260,7 +261,7 @@ class RegistryService:
             _T.MODEL_EVENT_TYPE_MODEL_VERSION_TAG_DELETED, name, row.version, key=request.key,
             stage=row.stage, status=row.status,
         )  # fmt: skip
-        await self._record(conn, change)
+        await self._record(call, change)
         return rpb.DeleteModelVersionTagResponse()
 
     @reads
@@ -269,7 +270,7 @@ class RegistryService:
     ) -> rpb.SearchModelVersionsResponse:
         found, token = await search.search_versions(
             call.reader, request.filter, list(request.order_by), request.page_size,
-            request.page_token,
+            request.page_token, call.principal.models,
         )  # fmt: skip
         return rpb.SearchModelVersionsResponse(model_versions=found, next_page_token=token)
 
@@ -285,7 +286,7 @@ class RegistryService:
         row = await versions.row(conn, mid, name, request.version)
         versions.require_ready(row, name, f"get the alias {shown(alias)}")
         await aliases.set_alias(conn, mid, alias, row.version_id)
-        await self._record(conn, Change(_T.MODEL_EVENT_TYPE_ALIAS_SET, name, row.version, alias))
+        await self._record(call, Change(_T.MODEL_EVENT_TYPE_ALIAS_SET, name, row.version, alias))
         return rpb.SetRegisteredModelAliasResponse()
 
     @writes
@@ -297,7 +298,7 @@ class RegistryService:
         vid = await aliases.version_of(conn, mid, name, alias)
         number = (await versions.get(conn, vid)).version
         await aliases.delete_alias(conn, mid, name, alias)
-        await self._record(conn, Change(_T.MODEL_EVENT_TYPE_ALIAS_DELETED, name, number, alias))
+        await self._record(call, Change(_T.MODEL_EVENT_TYPE_ALIAS_DELETED, name, number, alias))
         return rpb.DeleteRegisteredModelAliasResponse()
 
     @reads
@@ -324,7 +325,7 @@ class RegistryService:
         changed = _T.MODEL_EVENT_TYPE_MODEL_VERSION_STAGE_CHANGED
         ready = versions.READY
         await self._record(
-            conn,
+            call,
             *(
                 Change(changed, name, n, stage=rpb.MODEL_STAGE_ARCHIVED, status=ready)
                 for n in archived
@@ -349,6 +350,7 @@ class RegistryService:
     async def resolve_model_uri(
         self, request: rpb.ResolveModelUriRequest, call: Call
     ) -> rpb.ResolveModelUriResponse:
+        call.principal.require_model(uris.parse(request.uri)[0])
         found = await versions.get(call.reader, await uris.resolve(call.reader, request.uri))
         return rpb.ResolveModelUriResponse(model_version=found, source=found.source)
 
@@ -363,6 +365,9 @@ class RegistryService:
         moves over every event read, sent or filtered out, so nothing is sent twice nor
         skipped."""
         names = frozenset(request.names)
+        scope = call.principal.models
+        for name in names:
+            call.principal.require_model(name)
         if len(request.names) > limits.MAX_WATCHED_MODELS:
             raise InvalidArgument(
                 "TOO_MANY_MODELS",
@@ -381,7 +386,10 @@ class RegistryService:
             if found:
                 cursor = found[-1].id
                 kept = [
-                    e for e in found if not names or e.name in names or e.previous_name in names
+                    e
+                    for e in found
+                    if (not names or e.name in names or e.previous_name in names)
+                    and (scope.admits(e.name) or scope.admits(e.previous_name))
                 ]
                 if kept:
                     yield rpb.WatchModelEventsResponse(events=kept)

@@ -82,3 +82,10 @@ async def resolve(reader: Reader, uri: str) -> int:
             "MODEL_VERSION_NOT_FOUND", f"registered model {shown(name)} has {what}", "uri"
         )
     return (await versions.row(reader, model_id, name, int(found[0]))).version_id
+
+
+def run_of_source(source: str) -> str:
+    """The run id of a ``runs:/<run_id>/<path>`` source; "" for any other source."""
+    if not source.startswith("runs:/"):
+        return ""
+    return source[len("runs:/") :].lstrip("/").split("/", 1)[0]

@@ -27,7 +27,7 @@ FAILED = rpb.MODEL_VERSION_STATUS_FAILED_REGISTRATION
 _STATUSES = frozenset({PENDING, READY, FAILED})
 _COLUMNS = (
     _V.version_id, _V.name, _V.version, _V.creation_time, _V.last_updated_time,
-    _V.description, _V.source, _V.run_id, _V.status, _V.status_message, _V.stage,
+    _V.description, _V.source, _V.run_id, _V.status, _V.status_message, _V.stage, _V.user_id,
 )  # fmt: skip
 _VERSIONS_OF = Query(lambda d: select(*_COLUMNS).where(among(_V.version_id, "ids", d)))
 _ROW = Query(
@@ -122,11 +122,12 @@ async def create(
     tag_pairs: list[tuple[str, str]],
     status: int,
     status_message: str,
+    user_id: str,
 ) -> int:
-    """Creates the model's next version (checked by ``check_new``, the model locked) and
-    returns its id. The number comes from the model row's next_version, bumped under its
-    lock: a concurrent create waits for this transaction and gets the next number, and a
-    rollback gives this one back."""
+    """Creates the model's next version (checked by ``check_new``, the model locked), by
+    ``user_id`` (the principal's name), and returns its id. The number comes from the model
+    row's next_version, bumped under its lock: a concurrent create waits for this transaction
+    and gets the next number, and a rollback gives this one back."""
     bumped = await first(conn, _NEXT_NUMBER, {"model_id": model_id})
     assert bumped is not None  # the model is locked, so it exists
     number = int(bumped[0])
@@ -144,6 +145,7 @@ async def create(
             status=status or READY,
             status_message=status_message,
             stage=rpb.MODEL_STAGE_NONE,
+            user_id=user_id,
         )  # fmt: skip
     )
     assert result.inserted_primary_key is not None
@@ -276,6 +278,7 @@ async def load(reader: Reader, ids: list[int]) -> list[rpb.ModelVersion]:
             status=status,
             status_message=message,
             stage=stage,
+            user_id=user_id,
         )  # fmt: skip
         for (
             vid,
@@ -289,6 +292,7 @@ async def load(reader: Reader, ids: list[int]) -> list[rpb.ModelVersion]:
             status,
             message,
             stage,
+            user_id,
         ) in await rows(reader, _VERSIONS_OF, {"ids": ids})  # fmt: skip
     }
     for vid, key, value in await tags.read(reader, model_version_tags, list(found)):

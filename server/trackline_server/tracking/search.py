@@ -27,6 +27,7 @@ from trackline.v1 import resources_pb2 as pb
 from trackline.v1 import tracking_pb2 as tpb
 
 from .. import limits, page_tokens
+from ..auth.principal import EVERYTHING, Scope
 from ..errors import InvalidArgument, ResourceExhausted, shown
 from ..models import experiment_tags, experiments, runs
 from ..search import (
@@ -64,10 +65,11 @@ async def search_runs(
     view_type: int,
     page: RepeatedCompositeFieldContainer[pb.Run],
     read_mask: Sequence[str] = (),
+    scope: Scope = EVERYTHING,
 ) -> str:
-    """Adds one page of matching runs to ``page`` (a reply's ``runs``), with the fields
-    ``read_mask`` names (every field when it is empty), and returns the token of the next page
-    ("" at the end)."""
+    """Adds one page of matching runs of experiments in ``scope`` to ``page`` (a reply's
+    ``runs``), with the fields ``read_mask`` names (every field when it is empty), and returns
+    the token of the next page ("" at the end)."""
     fields = _run_fields(read_mask)
     exp_ids = _experiment_ids(experiment_ids)
     expr, keys = parse_request(filter_text, order_by, RUNS)
@@ -78,6 +80,9 @@ async def search_runs(
     where: list[ColumnElement[bool]] = [_stage(runs.c.lifecycle_stage, view_type)]
     if experiment_ids:
         where.append(runs.c.experiment_id.in_(exp_ids) if exp_ids else false())
+    in_scope = scope.clause(experiments.c.name, experiments.c.experiment_id)
+    if in_scope is not None:
+        where.append(runs.c.experiment_id.in_(select(experiments.c.experiment_id).where(in_scope)))
     if expr is not None:
         where.append(filter_clause(RUNS, expr, reader.dialect.name))
     # The runs' own columns come with the match: no second query for them.
@@ -116,14 +121,19 @@ async def search_experiments(
     page_size: int,
     page_token: str,
     view_type: int,
+    scope: Scope = EVERYTHING,
 ) -> tuple[list[ExperimentRow], str]:
-    """One page of matching experiments and the token of the next page ("" at the end)."""
+    """One page of matching experiments in ``scope`` and the token of the next page ("" at
+    the end)."""
     expr, keys = parse_request(filter_text, order_by, EXPERIMENTS)
     size = rows_per_page(page_size)
     fingerprint = page_tokens.fingerprint("experiments", [], filter_text, order_by, view_type)
     offset = page_offset(page_token, fingerprint, _CALL, _QUERY)
 
     where = [_stage(experiments.c.lifecycle_stage, view_type)]
+    in_scope = scope.clause(experiments.c.name, experiments.c.experiment_id)
+    if in_scope is not None:
+        where.append(in_scope)
     if expr is not None:
         where.append(filter_clause(EXPERIMENTS, expr, reader.dialect.name))
     query = select(experiments.c.experiment_id).where(and_(*where))

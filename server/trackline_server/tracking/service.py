@@ -11,6 +11,8 @@ first let the compactor settle what is still in the metric log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 from trackline.v1 import tracking_pb2 as tpb
 
@@ -28,12 +30,20 @@ from . import datasets, experiments, messages, runs, search
 
 class TrackingService:
     def __init__(
-        self, db: Database, writer: GroupCommitWriter, compactor: Compactor, artifact_root: str
+        self,
+        db: Database,
+        writer: GroupCommitWriter,
+        compactor: Compactor,
+        artifact_root: str,
+        on_rename: Callable[[], None],
     ) -> None:
+        """``on_rename`` is called after an experiment's rename commits (what the scope
+        checks keep of experiment names is stale then)."""
         self.db = db
         self.writer = writer
         self.compactor = compactor
         self.artifact_root = artifact_root
+        self.on_rename = on_rename
 
     # Experiments
 
@@ -74,13 +84,16 @@ class TrackingService:
         exp = await experiments.get_by_name(call.reader, request.name)
         return tpb.GetExperimentByNameResponse(experiment=messages.experiment(exp))
 
-    @writes
+    @own_transactions
     async def update_experiment(
         self, request: tpb.UpdateExperimentRequest, call: Call
     ) -> tpb.UpdateExperimentResponse:
+        """A rename, in its own transaction: ``on_rename`` must follow its commit."""
         exp_id = validation.parse_experiment_id(request.experiment_id)
-        await experiments.rename(call.conn, exp_id, request.new_name)
-        exp = await experiments.get(call.conn, exp_id)
+        async with self.db.write() as conn:
+            await experiments.rename(conn, exp_id, request.new_name)
+            exp = await experiments.get(conn, exp_id)
+        self.on_rename()
         return tpb.UpdateExperimentResponse(experiment=messages.experiment(exp))
 
     @writes
@@ -126,6 +139,7 @@ class TrackingService:
             request.page_size,
             request.page_token,
             request.view_type,
+            call.principal.experiments,
         )
         return tpb.SearchExperimentsResponse(
             experiments=[messages.experiment(e) for e in found], next_page_token=token
@@ -147,7 +161,8 @@ class TrackingService:
                 request.start_time,
                 {t.key: t.value for t in request.tags},
                 request.parent_run_id,
-                request.user_id,
+                # Who started it: the token's name, when the call has one; else the client's word
+                call.principal.author or request.user_id,
             )
             if rid:
                 await idempotency.record(conn, rid, "CreateRun", run_id)
@@ -202,6 +217,7 @@ class TrackingService:
             request.view_type,
             response.runs,
             list(request.read_mask.paths),
+            call.principal.experiments,
         )
         return response
 

@@ -5,6 +5,8 @@ snake_case (``CreateRun`` -> ``create_run``) that takes the request message (or,
 client stream, an async iterator of them) and a ``Call``, and returns the response (or, for a
 server stream, an async iterator of them). The edge:
 
+- checks the request of a scoped token against its scope (``RequestGuard``: the table of
+  ``auth/permissions.py``), and for a client stream every message, before the service sees it;
 - opens the unit of work the method declares (``call.py``: ``@reads``, ``@writes``,
   ``@own_transactions``) and hands its connection in through ``call.conn``; one per RPC;
 - runs a unary call to its end even when the client goes away (``shield.shielded``): grpc.aio
@@ -23,13 +25,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..auth import principal as principals
+from ..auth.principal import Principal
 from ..database import Database
 from ..errors import TracklineError, from_exception, grpc_status
 from ..shield import shielded
@@ -37,11 +41,23 @@ from ..snapshot import Snapshot
 from .call import Call, UnitOfWork, unit_of_work
 
 
+class RequestGuard(Protocol):
+    """Checks what a scoped principal's request reaches (``auth.scopes.ScopeGuard``)."""
+
+    async def check(self, method: str, request: Any, principal: Principal) -> None:
+        """Raises PERMISSION_DENIED when ``request`` of ``method`` reaches out of scope."""
+        ...
+
+
 def add_service(
-    server: grpc.aio.Server, service: object, descriptor: ServiceDescriptor, db: Database
+    server: grpc.aio.Server,
+    service: object,
+    descriptor: ServiceDescriptor,
+    db: Database,
+    guard: RequestGuard,
 ) -> None:
     """Serves ``service`` as the proto service ``descriptor`` on ``server``."""
-    handlers = method_handlers(service, descriptor, db)
+    handlers = method_handlers(service, descriptor, db, guard)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
     )
@@ -54,7 +70,7 @@ def method_name(rpc: str) -> str:
 
 
 def method_handlers(
-    service: object, descriptor: ServiceDescriptor, db: Database
+    service: object, descriptor: ServiceDescriptor, db: Database, guard: RequestGuard
 ) -> dict[str, grpc.RpcMethodHandler]:
     """One grpc handler per method of ``descriptor``, each over the service's method."""
     handlers = {}
@@ -73,12 +89,12 @@ def method_handlers(
             raise TypeError(
                 f"{method.full_name} streams: it cannot hold one transaction (@own_transactions)"
             )
-        handlers[method.name] = _handler(method, impl, kind, db)
+        handlers[method.name] = _handler(method, impl, kind, db, guard)
     return handlers
 
 
 def _handler(
-    method: MethodDescriptor, impl: Any, kind: UnitOfWork, db: Database
+    method: MethodDescriptor, impl: Any, kind: UnitOfWork, db: Database, guard: RequestGuard
 ) -> grpc.RpcMethodHandler:
     request_cls = message_factory.GetMessageClass(method.input_type)
     response_cls = message_factory.GetMessageClass(method.output_type)
@@ -86,29 +102,53 @@ def _handler(
     path = f"/{method.containing_service.full_name}/{method.name}"
     name = method.name
 
+    async def checked(requests: AsyncIterator[Any], who: Principal) -> AsyncIterator[Any]:
+        async for request in requests:
+            await guard.check(path, request, who)
+            yield request
+
+    def admitted(requests: AsyncIterator[Any]) -> tuple[AsyncIterator[Any], Principal]:
+        who = principals.current.get()
+        return (checked(requests, who) if who.scoped else requests), who
+
     if method.client_streaming and method.server_streaming:
 
         async def stream_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-            async for response in _streamed(impl(requests, _call(path, context)), context, name):
+            requests, who = admitted(requests)
+            responses = impl(requests, _call(path, context, who))
+            async for response in _streamed(responses, context, name):
                 yield response
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)
     if method.server_streaming:
 
         async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            async for response in _streamed(impl(request, _call(path, context)), context, name):
+            async for response in _streamed(opened(request, context), context, name):
+                yield response
+
+        async def opened(request: Any, context: Any) -> AsyncIterator[Any]:
+            who = principals.current.get()
+            if who.scoped:
+                await guard.check(path, request, who)
+            async for response in impl(request, _call(path, context, who)):
                 yield response
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
 
     async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if method.client_streaming:
+            request, who = admitted(request)
+        else:
+            who = principals.current.get()
+            if who.scoped:
+                await guard.check(path, request, who)
         if kind is UnitOfWork.WRITE:
             async with db.write() as conn:
-                return await impl(request, _call(path, context, connection=conn))
+                return await impl(request, _call(path, context, who, connection=conn))
         if kind is UnitOfWork.READ:
             async with db.snapshot() as snap:
-                return await impl(request, _call(path, context, snapshot=snap))
-        return await impl(request, _call(path, context))
+                return await impl(request, _call(path, context, who, snapshot=snap))
+        return await impl(request, _call(path, context, who))
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -141,6 +181,7 @@ async def _streamed(
 def _call(
     path: str,
     context: grpc.aio.ServicerContext,
+    principal: Principal,
     connection: AsyncConnection | None = None,
     snapshot: Snapshot | None = None,
 ) -> Call:
@@ -151,6 +192,7 @@ def _call(
         deadline=None if left is None else time.monotonic() + left,
         connection=connection,
         snapshot=snapshot,
+        principal=principal,
     )
 
 
