@@ -9,7 +9,7 @@ written with a trailing ``*`` ("team-a/*"). Experiment ids are kept as the store
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument, shown
@@ -45,22 +45,25 @@ def check_request(
 ) -> TokenRequest:
     """The checked request; every problem found at once (``validation.Problems``)."""
     problems = Problems()
+
+    def gathered(
+        check: Callable[[Sequence[str]], tuple[str, ...]], entries: Sequence[str]
+    ) -> tuple[str, ...]:
+        """The entries ``check`` keeps; none when it refused them (a problem gathered)."""
+        try:
+            return check(entries)
+        except InvalidArgument as err:
+            problems.add(err)
+            return ()
+
     problems.check(check_name, name)
-    checked_role: Role | None = None
+    checked_role = None
     try:
         checked_role = check_role(role)
     except InvalidArgument as err:
         problems.add(err)
-    kept_experiments: tuple[str, ...] = ()
-    kept_models: tuple[str, ...] = ()
-    try:
-        kept_experiments = experiment_scope(experiments)
-    except InvalidArgument as err:
-        problems.add(err)
-    try:
-        kept_models = model_scope(models)
-    except InvalidArgument as err:
-        problems.add(err)
+    kept_experiments = gathered(experiment_scope, experiments)
+    kept_models = gathered(model_scope, models)
     if checked_role is Role.ADMIN and (experiments or models):
         problems.add(
             InvalidArgument(
