@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from trackline.v1 import artifacts_pb2, ingest_pb2, projects_pb2, registry_pb2, tracking_pb2
+from trackline.v1 import (
+    artifacts_pb2,
+    auth_pb2,
+    ingest_pb2,
+    projects_pb2,
+    registry_pb2,
+    tracking_pb2,
+)
 
 from . import limits
 from .artifact_roots import parse_root
@@ -25,6 +32,7 @@ from .auth.authenticator import Authenticator
 from .auth.interceptor import AuthInterceptor
 from .auth.permissions import RULES, ScopeGuard
 from .auth.scopes import Resources
+from .auth.service import TokenService
 from .budget import Budget, BudgetInterceptor, limit_malloc_arenas
 from .config import Settings, StartupError, from_args
 from .database import Database
@@ -46,12 +54,14 @@ INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 PROJECTS = projects_pb2.DESCRIPTOR.services_by_name["ProjectService"]
 ARTIFACTS = artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"]
+TOKENS = auth_pb2.DESCRIPTOR.services_by_name["TokenService"]
 SERVICES = (
     TRACKING.full_name,
     INGEST.full_name,
     REGISTRY.full_name,
     ARTIFACTS.full_name,
     PROJECTS.full_name,
+    TOKENS.full_name,
 )
 # Health answers for the server as a whole ("") and for each service it serves, by name; the
 # store's health is that of the server and of the services over the store (SERVICES).
@@ -163,6 +173,8 @@ async def build(settings: Settings) -> Running:
     storages = Storages(settings.s3_endpoint_url, settings.presigned_urls)
     storages.prepare(settings.artifact_root)
     add_service(server, ArtifactService(db, storages), ARTIFACTS, db, guard)
+    tokens = TokenService(db, on_change=authenticator.invalidate)
+    add_service(server, tokens, TOKENS, db, guard)
     health_servicer = ServiceHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", *SERVED):

@@ -23,7 +23,14 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from trackline import TracklineClient, Unavailable
-from trackline.v1 import artifacts_pb2, ingest_pb2, projects_pb2, registry_pb2, tracking_pb2
+from trackline.v1 import (
+    artifacts_pb2,
+    auth_pb2,
+    ingest_pb2,
+    projects_pb2,
+    registry_pb2,
+    tracking_pb2,
+)
 
 from tests.support.servers import ServerProcess, start_server
 from tests.support.waiting import eventually
@@ -34,12 +41,14 @@ OURS = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
     artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"],
     projects_pb2.DESCRIPTOR.services_by_name["ProjectService"],
+    auth_pb2.DESCRIPTOR.services_by_name["TokenService"],
 )
 V1 = "grpc.reflection.v1.ServerReflection"
 V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
 LISTED = {"trackline.v1.TrackingService", "trackline.v1.IngestService", "grpc.health.v1.Health"}
 LISTED |= {"trackline.v1.RegistryService", V1, V1ALPHA}
 LISTED |= {"trackline.v1.ArtifactService", "trackline.v1.ProjectService"}
+LISTED |= {"trackline.v1.TokenService"}
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -238,6 +247,7 @@ def test_a_lost_store_takes_down_the_services_over_it_not_reflection(srv: Server
         "trackline.v1.RegistryService",
         "trackline.v1.ArtifactService",
         "trackline.v1.ProjectService",
+        "trackline.v1.TokenService",
     )
     with grpc.insecure_channel(srv.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)

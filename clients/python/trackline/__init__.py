@@ -47,6 +47,7 @@ from ._fluent import (
     start_run,
 )
 from ._registry import ModelEventStream
+from ._tokens import CreatedToken, TokenInfo
 from ._uri import InvalidUri
 from .models import load_model, log_model  # third-party modules load when one runs
 
@@ -54,6 +55,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "BatchRejected",
+    "CreatedToken",
     "DeadlineExceeded",
     "FailedPrecondition",
     "FileInfo",
@@ -66,6 +68,7 @@ __all__ = [
     "OutOfRange",
     "PermissionDenied",
     "ResourceExhausted",
+    "TokenInfo",
     "TracklineClient",
     "TracklineError",
     "Unauthenticated",

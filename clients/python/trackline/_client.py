@@ -19,6 +19,7 @@ from ._calls import RegistryCalls, TrackingCalls
 from ._context import current_user
 from ._projects_client import ProjectMethods
 from ._registry import RegistryMethods
+from ._tokens import TokenMethods
 from ._transport import DEFAULT_RETRY_SECONDS, DEFAULT_TIMEOUT, Metadata, Stubs, Transport
 from ._uri import Target
 from .data import Dataset
@@ -43,7 +44,7 @@ class MetricPoint(NamedTuple):
 _point = partial(tuple.__new__, MetricPoint)
 
 
-class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods):
+class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods, TokenMethods):
     """Synchronous client. ``uri`` is one of the forms in ``trackline._uri`` (``host[:port]``,
     ``http://``, ``https://``, ...; default ``TRACKLINE_URI``, else localhost:50051) and is
     checked at once (``InvalidUri``). The channel is created lazily per process, so a client
@@ -67,7 +68,9 @@ class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods):
 
     The Model Registry's methods (``RegistryMethods``) and the artifact methods
     (``ArtifactMethods``: ``log_artifact``, ``log_artifacts``, ``list_artifacts``,
-    ``download_artifacts``, ``delete_artifacts``) have MLflow's ``MlflowClient`` names.
+    ``download_artifacts``, ``delete_artifacts``) have MLflow's ``MlflowClient`` names;
+    the token methods (``TokenMethods``: ``create_token``, ``list_tokens``, ``revoke_token``,
+    ``whoami``) manage the server's access tokens.
 
     Below the methods: ``calls`` has every TrackingService method through the same transport
     (token, wait, retries, typed errors), e.g. ``client.calls.GetRun(request)``, and

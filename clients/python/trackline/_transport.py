@@ -32,6 +32,7 @@ from google.protobuf.message import Message
 
 from trackline.v1 import (
     artifacts_pb2_grpc,
+    auth_pb2_grpc,
     ingest_pb2_grpc,
     projects_pb2_grpc,
     registry_pb2_grpc,
@@ -66,8 +67,8 @@ logger = logging.getLogger("trackline")
 class Stubs:
     """The generated stub of every service on one channel: ``tracking`` (TrackingService),
     ``ingest`` (IngestService), ``registry`` (RegistryService), ``artifacts``
-    (ArtifactService) and ``projects`` (ProjectService). They are the escape
-    hatch: their calls get no token, no connection wait, no retry and raise
+    (ArtifactService), ``projects`` (ProjectService) and ``tokens`` (TokenService). They
+    are the escape hatch: their calls get no token, no connection wait, no retry and raise
     ``grpc.RpcError``; pass ``metadata=transport.metadata`` for the token and
     ``trackline._exceptions.from_rpc_error`` maps an error."""
 
@@ -77,6 +78,7 @@ class Stubs:
         self.registry = registry_pb2_grpc.RegistryServiceStub(channel)
         self.projects = projects_pb2_grpc.ProjectServiceStub(channel)
         self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(channel)
+        self.tokens = auth_pb2_grpc.TokenServiceStub(channel)
 
 
 class Transport:

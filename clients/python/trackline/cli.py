@@ -2,7 +2,8 @@
 ``runs list|show|search|delete|restore``, ``models ...`` (the Model Registry, in
 ``_cli_models``), ``artifacts list|upload|download|delete`` (in ``_cli_artifacts``), ``run``
 (a project, in ``_cli_projects``, with exit statuses of its own), ``worker`` (runs projects
-from the server's queue, in ``_cli_worker``).
+from the server's queue, in ``_cli_worker``), ``tokens create|list|revoke`` and ``whoami``
+(access tokens, in ``_cli_tokens``).
 
 Tables go to stdout; ``--json`` prints the API's messages as JSON instead (one object for a
 single resource, a list otherwise). Table cells show control characters escaped and are cut
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 from trackline.v1 import resources_pb2 as pb
 
-from . import _cli_artifacts, _cli_models, _cli_projects, _cli_worker
+from . import _cli_artifacts, _cli_models, _cli_projects, _cli_tokens, _cli_worker
 from ._cli_format import (
     OneLineParser,
     enum_name,
@@ -207,6 +208,7 @@ def _parser(server_flags: bool = True) -> argparse.ArgumentParser:
     _cli_artifacts.add_parsers(sub)
     _cli_projects.add_parsers(sub)
     _cli_worker.add_parsers(sub)
+    _cli_tokens.add_parsers(sub)
     return parser
 
 
@@ -263,6 +265,8 @@ def _dispatch(client: TracklineClient, args: argparse.Namespace) -> None:
         _cli_models.dispatch(client, args)
     elif args.cmd == "artifacts":
         _cli_artifacts.dispatch(client, args)
+    elif args.cmd in ("tokens", "whoami"):
+        _cli_tokens.dispatch(client, args)
     elif args.cmd == "experiments" and args.sub == "create":
         exp = client.create_experiment(args.name)
         if args.json:

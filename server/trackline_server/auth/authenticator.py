@@ -22,19 +22,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from sqlalchemy import select
-
 from ..database import Database
 from ..errors import Unauthenticated
-from ..models import access_tokens
-from ..sql import Query, first
 from . import tokens
 from .principal import ANONYMOUS, Principal, Scope
 from .roles import Role
 
 TTL_S = 2.0
 BOOTSTRAP_NAME = "admin"
-_ANY_TOKEN = Query(lambda _: select(access_tokens.c.token_id).limit(1))
 _KEPT = 10_000  # tokens kept (valid or not): a flood of wrong tokens cannot grow memory
 
 
@@ -113,7 +108,7 @@ class Authenticator:
         known = self._store_has_tokens
         if known is None or now - known[1] >= TTL_S:
             async with self._db.snapshot() as snap:
-                has = await first(snap, _ANY_TOKEN) is not None
+                has = await tokens.any_created(snap)
             self._store_has_tokens = known = (has, now)
         return known[0]
 
