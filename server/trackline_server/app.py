@@ -30,7 +30,7 @@ from .artifacts.backends import Storages
 from .artifacts.service import ArtifactService
 from .auth.authenticator import Authenticator
 from .auth.interceptor import AuthInterceptor
-from .auth.permissions import RULES, ScopeGuard
+from .auth.permissions import RULES, AccessGuard
 from .auth.scopes import Resources
 from .auth.service import TokenService
 from .budget import Budget, BudgetInterceptor, limit_malloc_arenas
@@ -158,7 +158,7 @@ async def build(settings: Settings) -> Running:
     compactor.start()
     ingest = IngestService(writer)
     resources = Resources(db)
-    guard = ScopeGuard(resources)
+    guard = AccessGuard(resources, authenticator)
     # One line per domain: each service is served as its proto service through the edge.
     tracking = TrackingService(
         db, writer, compactor, settings.artifact_root, on_rename=resources.forget_names

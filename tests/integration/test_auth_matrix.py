@@ -85,16 +85,20 @@ def test_every_rpc_refuses_what_its_permission_does_not_admit(
             needs = RULES[path].permission
             for what, secret in secrets.items():
                 got = call(channel, method, secret)
-                if got != Outcome(UNAUTHENTICATED, expected_reason[what]):
+                if got != Outcome(UNAUTHENTICATED, expected_reason[what], got.message):
                     wrong.append(f"{path} with {what}: {got}")
+                if secret and secret in got.message:
+                    wrong.append(f"{path} with {what}: the secret is in the message")
             for role, secret, allowed in (
                 ("reader", reader, needs <= Permission.READ),
                 ("writer", writer, needs <= Permission.WRITE),
             ):
                 if not allowed:
                     got = call(channel, method, secret)
-                    if got != Outcome(DENIED, "ROLE_NOT_ALLOWED"):
+                    if got != Outcome(DENIED, "ROLE_NOT_ALLOWED", got.message):
                         wrong.append(f"{path} as a {role}: {got}")
+                    elif f"'{role}'" not in got.message:  # names the token, not its secret
+                        wrong.append(f"{path} as a {role}: {got.message!r}")
         assert _stored(admin) == before, "a refused call changed the store"
         # The roles that may make a call get past authentication and permissions (the
         # service then answers the empty request as it would for anyone).

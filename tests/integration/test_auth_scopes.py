@@ -257,3 +257,16 @@ def test_what_a_token_writes_carries_its_name(world: World) -> None:
     assert world.admin.get_model_version("a-model", 1).user_id == "admin"
     actors = [actor for name, actor in _events(world.admin, 2) if name == "a-model"]
     assert actors == ["admin", "admin", "admin", "team-a"]  # made by the bootstrap admin
+
+
+def test_a_stream_ends_when_its_token_is_revoked(world: World) -> None:
+    secret = token(world.admin, "revoked-mid-stream", "writer")
+    stream = Stream(world.server.address, "w2", token=secret)
+    stream.batch(1, world.run_a, "acc", [0])
+    assert stream.until(1)[-1].acked_seq == 1
+    world.admin.revoke_token("revoked-mid-stream")
+    stream.batch(2, world.run_a, "acc", [1])
+    with pytest.raises(grpc.RpcError) as err:
+        stream.until(2)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert [p.step for p in world.admin.get_metric_history(world.run_a, "acc")] == [0]

@@ -78,10 +78,11 @@ def path_of(method: MethodDescriptor) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a call ended: its status code and the ErrorInfo reason ("" for none)."""
+    """How a call ended: its status code, the ErrorInfo reason ("" for none) and message."""
 
     code: grpc.StatusCode
     reason: str = ""
+    message: str = ""
 
     @property
     def refused(self) -> bool:
@@ -119,5 +120,5 @@ def call(
         else:
             channel.unary_unary(path, ser, des)(request, metadata=metadata, timeout=timeout)
     except grpc.RpcError as err:
-        return Outcome(err.code(), from_rpc_error(err).reason or "")
+        return Outcome(err.code(), from_rpc_error(err).reason or "", err.details() or "")
     return Outcome(grpc.StatusCode.OK)

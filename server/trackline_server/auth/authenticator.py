@@ -84,13 +84,9 @@ class Authenticator:
         if stored is None:
             raise Unauthenticated("INVALID_TOKEN", "the token is not valid for this server")
         if stored.revocation_time:
-            raise Unauthenticated(
-                "TOKEN_REVOKED", f"the token {stored.name!r} has been revoked; ask for a new one"
-            )
+            raise _revoked(stored.name)
         if stored.expiration_time and stored.expiration_time <= time.time() * 1000:
-            raise Unauthenticated(
-                "TOKEN_EXPIRED", f"the token {stored.name!r} has expired; ask for a new one"
-            )
+            raise _expired(stored.name)
         return Principal(
             stored.name,
             stored.role,
@@ -99,6 +95,17 @@ class Authenticator:
             key=key,
             expiration_time=stored.expiration_time,
         )
+
+    async def recheck(self, principal: Principal) -> None:
+        """Raises Unauthenticated when ``principal``'s stored token was revoked or has expired
+        since it was admitted (the bootstrap and anonymous principals stay valid)."""
+        if principal.key is None or principal.name == BOOTSTRAP_NAME:
+            return
+        if principal.expiration_time and principal.expiration_time <= time.time() * 1000:
+            raise _expired(principal.name)
+        stored = await self._stored(principal.key)
+        if stored is None or stored.revocation_time:
+            raise _revoked(principal.name)
 
     async def required(self) -> bool:
         """Whether calls need a token: bootstrap tokens, or any token in the store."""
@@ -124,3 +131,13 @@ class Authenticator:
         if len(self._kept) > _KEPT:
             self._kept.popitem(last=False)
         return stored
+
+
+def _revoked(name: str) -> Unauthenticated:
+    return Unauthenticated(
+        "TOKEN_REVOKED", f"the token {name!r} has been revoked; ask for a new one"
+    )
+
+
+def _expired(name: str) -> Unauthenticated:
+    return Unauthenticated("TOKEN_EXPIRED", f"the token {name!r} has expired; ask for a new one")

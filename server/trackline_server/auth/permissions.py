@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .authenticator import Authenticator
 from .principal import Principal
 from .roles import Permission
 from .scopes import (
@@ -133,14 +134,24 @@ RULES: Mapping[str, Rule] = {
 }
 
 
-class ScopeGuard:
-    """The edge's ``RequestGuard``: a scoped principal's request checked by its RPC's target."""
+class AccessGuard:
+    """The edge's ``RequestGuard``: a scoped principal's request checked by its RPC's target,
+    and a stream's token checked again as its messages come."""
 
-    def __init__(self, resources: Resources, rules: Mapping[str, Rule] = RULES) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        authenticator: Authenticator,
+        rules: Mapping[str, Rule] = RULES,
+    ) -> None:
         self.resources = resources
+        self._authenticator = authenticator
         self._rules = rules
 
     async def check(self, method: str, request: Any, principal: Principal) -> None:
         rule = self._rules.get(method)
         if rule is not None:
             await rule.target.check(request, principal, self.resources)
+
+    async def recheck(self, principal: Principal) -> None:
+        await self._authenticator.recheck(principal)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,7 +62,6 @@ class Call:
     set no deadline."""
 
     method: str
-    metadata: Sequence[tuple[str, str | bytes]] = ()
     deadline: float | None = None
     connection: AsyncConnection | None = None
     snapshot: Snapshot | None = None

@@ -42,10 +42,16 @@ from .call import Call, UnitOfWork, unit_of_work
 
 
 class RequestGuard(Protocol):
-    """Checks what a scoped principal's request reaches (``auth.scopes.ScopeGuard``)."""
+    """Checks a call's principal against its requests (``auth.permissions.AccessGuard``)."""
 
     async def check(self, method: str, request: Any, principal: Principal) -> None:
-        """Raises PERMISSION_DENIED when ``request`` of ``method`` reaches out of scope."""
+        """Raises PERMISSION_DENIED when ``request`` of ``method`` reaches out of the scope
+        of a scoped ``principal``."""
+        ...
+
+    async def recheck(self, principal: Principal) -> None:
+        """Raises UNAUTHENTICATED when the principal's token was revoked or expired since
+        the call began (each message of a client stream is checked)."""
         ...
 
 
@@ -104,12 +110,16 @@ def _handler(
 
     async def checked(requests: AsyncIterator[Any], who: Principal) -> AsyncIterator[Any]:
         async for request in requests:
-            await guard.check(path, request, who)
+            await guard.recheck(who)
+            if who.scoped:
+                await guard.check(path, request, who)
             yield request
 
     def admitted(requests: AsyncIterator[Any]) -> tuple[AsyncIterator[Any], Principal]:
+        """A client stream's messages, each checked while the call has a token: a stream
+        outlives neither its token nor its scope."""
         who = principals.current.get()
-        return (checked(requests, who) if who.scoped else requests), who
+        return (checked(requests, who) if who.authenticated else requests), who
 
     if method.client_streaming and method.server_streaming:
 
@@ -188,7 +198,6 @@ def _call(
     left = context.time_remaining()
     return Call(
         path,
-        metadata=tuple(context.invocation_metadata() or ()),
         deadline=None if left is None else time.monotonic() + left,
         connection=connection,
         snapshot=snapshot,
