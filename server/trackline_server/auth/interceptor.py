@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from .errors import Unauthenticated
-from .transport.grpc_server import failing
+from ..errors import Unauthenticated
+from ..transport.grpc_server import failing
 
 # Load balancers and orchestrators probe health without credentials.
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
