@@ -1,4 +1,4 @@
-"""Builds and runs the grpc.aio server: servicers, health, reflection, graceful shutdown."""
+"""Builds and runs the grpc.aio server: servicers, health, reflection, TLS, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -104,9 +104,9 @@ async def build(settings: Settings) -> Running:
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
         # Against abuse (limits.py says why each value). Pings: streaming clients ping every
         # 20 s to notice dead connections, also with no call open; admit one per 10 s, and
-        # close the connection of a peer that pings faster. (This argument's name is not
-        # gRPC's macro's: GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS is spelled
-        # "grpc.http2.min_ping_interval_without_data_ms".)
+        # close the connection of a peer that pings faster. (This is the string of gRPC's
+        # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS; "min_recv_ping_..." is no
+        # argument of gRPC's, and left its 5-minute default in force.)
         ("grpc.http2.min_ping_interval_without_data_ms", limits.MIN_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", limits.MAX_PING_STRIKES),
         ("grpc.keepalive_permit_without_calls", 1),
