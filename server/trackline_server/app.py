@@ -1,4 +1,4 @@
-"""Builds and runs the grpc.aio server: servicers, health, reflection, graceful shutdown."""
+"""Builds and runs the grpc.aio server: servicers, health, reflection, TLS, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ from .tracking.service import TrackingService
 from .transport import reflection
 from .transport.grpc_server import add_service
 from .transport.health import ServiceHealth
+from .transport.tls import ServerTls, TlsFileError, is_loopback
 
 TRACKING = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"]
 INGEST = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
@@ -80,7 +81,9 @@ class Running:
     storages: Storages
     health: ServiceHealth
     watch: StoreWatch
+    authenticator: Authenticator
     port: int
+    tls: ServerTls | None = None  # None: plaintext
 
     async def stop(self) -> None:
         """Graceful: health turns NOT_SERVING, streams stop reading and watches end, the
@@ -113,9 +116,19 @@ async def build(settings: Settings) -> Running:
     opts = [
         ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
-        # Streaming clients ping every 20 s to notice dead connections; admit that.
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        # Against abuse (limits.py says why each value). Pings: streaming clients ping every
+        # 20 s to notice dead connections, also with no call open; admit one per 10 s, and
+        # close the connection of a peer that pings faster. (This is the string of gRPC's
+        # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS; "min_recv_ping_..." is no
+        # argument of gRPC's, and left its 5-minute default in force.)
+        ("grpc.http2.min_ping_interval_without_data_ms", limits.MIN_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", limits.MAX_PING_STRIKES),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Request headers: soft and hard limit equal, so a refusal does not depend on luck.
+        ("grpc.max_metadata_size", limits.MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", limits.MAX_METADATA_BYTES),
+        ("grpc.max_concurrent_streams", limits.MAX_CONCURRENT_STREAMS),
+        ("grpc.server_handshake_timeout_ms", limits.HANDSHAKE_TIMEOUT_MS),
         # gRPC sets SO_REUSEPORT by default: a second server on the port would start and
         # take half of the connections, to its own database.
         ("grpc.so_reuseport", 0),
@@ -132,8 +145,9 @@ async def build(settings: Settings) -> Running:
         AuthInterceptor(authenticator, RULES),  # first: a call it refuses is never parsed
         BudgetInterceptor(Budget(settings.max_inflight_bytes)),
     ]
+    tls = _server_tls(settings)
     server = grpc.aio.server(options=opts, interceptors=interceptors)
-    port = _bind(server, settings.host, settings.port)
+    port = _bind(server, settings.host, settings.port, tls)
     try:
         await open_store(db)
         async with db.write() as conn:
@@ -194,17 +208,34 @@ async def build(settings: Settings) -> Running:
         storages,
         health_servicer,
         watch,
+        authenticator,
         port,
+        tls,
     )
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
-    """Binds ``host:port`` (exclusively) and returns the port bound. The port is tried with a
-    plain socket first: gRPC would log its own multi-line error before failing."""
+def _server_tls(settings: Settings) -> ServerTls | None:
+    """The TLS credentials of ``settings.tls``, read and checked; None for plaintext."""
+    if settings.tls is None:
+        return None
+    try:
+        return ServerTls(settings.tls)
+    except TlsFileError as err:
+        raise StartupError(str(err)) from None
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, tls: ServerTls | None) -> int:
+    """Binds ``host:port`` (exclusively), with TLS unless ``tls`` is None, and returns the port
+    bound. The port is tried with a plain socket first: gRPC would log its own multi-line
+    error before failing."""
     why = _why_not_bound(host, port) if port else None
     if why is None:
+        address = f"{host}:{port}"
         try:
-            bound = server.add_insecure_port(f"{host}:{port}")
+            if tls is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, tls.credentials)
         except RuntimeError:
             bound = 0
         if bound:
@@ -231,6 +262,25 @@ def _why_not_bound(host: str, port: int) -> str | None:
                     return f"port {port} on {host} is already in use"
                 return f"cannot bind port {port} on {host}: {exc.strerror}"
     return None
+
+
+def _reload_tls(tls: ServerTls) -> None:
+    """SIGHUP: new connections get the certificate, key and client CA the files hold now; open
+    ones keep theirs. Files that do not serve leave the previous ones in service."""
+    try:
+        tls.reload()
+    except TlsFileError as err:
+        print(
+            f"trackline: SIGHUP: kept the previous TLS certificate: {err}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    print(
+        f"trackline: SIGHUP: reloaded the TLS certificate from {tls.files.cert}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _tune_garbage_collection() -> None:
@@ -268,15 +318,28 @@ async def serve(settings: Settings) -> None:
     port = running.port
     loop = asyncio.get_running_loop()
     loop_name = type(loop).__module__.split(".")[0]  # the loop it runs on: uvloop or asyncio
+    transport = "plaintext" if running.tls is None else running.tls.files.mode
+    if running.tls is None and not is_loopback(settings.host):
+        print(
+            f"trackline: warning: serving plaintext on {settings.host}, which is not a loopback"
+            " address: tokens and data cross the network unencrypted (give --tls-cert and"
+            " --tls-key)",
+            file=sys.stderr,
+            flush=True,
+        )
+    required = await running.authenticator.required()
+    auth = "tokens" if required else "off (no token is configured: every call is admitted)"
     print(
-        f"trackline: listening on {settings.host}:{port}; store {settings.shown_store_uri};"
-        f" artifacts {settings.artifact_root}; auth"
-        f" {'bearer token' if settings.auth_tokens else 'off'}; event loop {loop_name}",
+        f"trackline: listening on {settings.host}:{port}; transport {transport};"
+        f" store {settings.shown_store_uri}; artifacts {settings.artifact_root}; auth"
+        f" {auth}; event loop {loop_name}",
         flush=True,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if running.tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_tls, running.tls)
     await stop.wait()
     print("trackline: shutting down", file=sys.stderr, flush=True)
     await running.stop()

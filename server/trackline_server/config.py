@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from . import limits
 from .artifact_roots import parse_root
+from .transport.tls import TlsFiles
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 
@@ -40,6 +41,7 @@ class Settings:
     project_lease_check_s: float = limits.PROJECT_LEASE_CHECK_S
     s3_endpoint_url: str | None = None
     presigned_urls: bool = True
+    tls: TlsFiles | None = None  # None: plaintext
 
     @property
     def shown_store_uri(self) -> str:
@@ -87,6 +89,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port",
         default=env("TRACKLINE_PORT", "50051"),
         help="port to bind, 0 to 65535; 0 for any free port (env TRACKLINE_PORT)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=env("TRACKLINE_TLS_CERT"),
+        help="serve TLS with this PEM certificate chain, the server's certificate first (env"
+        " TRACKLINE_TLS_CERT); needs --tls-key. Reloaded with the key on SIGHUP. Off by default",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=env("TRACKLINE_TLS_KEY"),
+        help="the unencrypted PEM private key of --tls-cert (env TRACKLINE_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        default=env("TRACKLINE_TLS_CLIENT_CA"),
+        help="mutual TLS: refuse, at the handshake, clients without a certificate signed by one"
+        " of these PEM CA certificates (env TRACKLINE_TLS_CLIENT_CA); needs --tls-cert",
     )
     parser.add_argument(
         "--auth-token",
@@ -176,6 +195,7 @@ def from_args(ns: argparse.Namespace) -> Settings:
         ),
         s3_endpoint_url=ns.s3_endpoint_url or None,
         presigned_urls=_on_off(ns.presigned_urls, "--presigned-urls", "TRACKLINE_PRESIGNED_URLS"),
+        tls=_tls_files(ns.tls_cert, ns.tls_key, ns.tls_client_ca),
     )
 
 
@@ -192,6 +212,25 @@ def artifact_root(value: str) -> str:
             raise StartupError(f"--artifact-root {value!r} names no bucket: s3://BUCKET/PREFIX")
         return f"s3://{root.location}/{root.prefix}".rstrip("/")
     return root.location
+
+
+def _tls_files(cert: str | None, key: str | None, client_ca: str | None) -> TlsFiles | None:
+    """The TLS files named, None for plaintext. A flag given empty (most likely an unset shell
+    variable) refuses to start rather than serve plaintext; the files themselves are read and
+    checked when the server builds its credentials (``transport.tls``)."""
+    named = {"--tls-cert": cert, "--tls-key": key, "--tls-client-ca": client_ca}
+    for flag, value in named.items():
+        if value is not None and not value.strip():
+            env = "TRACKLINE_" + flag[2:].upper().replace("-", "_")
+            raise StartupError(f"{flag} (env {env}) is empty; it must name a PEM file")
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise StartupError("--tls-client-ca needs --tls-cert and --tls-key as well")
+        return None
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise StartupError(f"{given} needs {missing} as well")
+    return TlsFiles(cert, key, client_ca)
 
 
 def _on_off(value: str, flag: str, env: str) -> bool:

@@ -30,6 +30,26 @@ MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 # The HTTP/2 flow-control window of each stream (app.py): what a client may send ahead of
 # what the server has read.
 STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+# Connection limits against abuse (app.py's channel options; docs/security.md says why each).
+# The request headers of one call: gRPC refuses larger ones with RESOURCE_EXHAUSTED. gRPC's
+# own default refuses at random between a soft 8 KiB and a hard 16 KiB; both are set to 8 KiB
+# here, the size gRPC's protocol suggests, so a refusal does not depend on luck. Our calls send
+# a few hundred bytes (a bearer token is about 50), which leaves room for what proxies add.
+MAX_METADATA_BYTES = 8 * 1024
+# Calls open at once on one connection; more wait on the client's side for one to end. The
+# client's heaviest use is a few dozen (4 parallel artifact transfers, watches, the unary
+# calls of its threads); 100 is HTTP/2's recommended minimum, and bounds the handlers (and
+# their stream windows, STREAM_WINDOW_BYTES each) a single connection can tie up.
+MAX_CONCURRENT_STREAMS = 100
+# Keepalive pings: a client may ping at most every MIN_PING_INTERVAL_MS with no data flowing
+# (the metric stream pings every 20 s to notice a dead connection); each ping sooner is a
+# strike, and after MAX_PING_STRIKES strikes the server closes the connection (GOAWAY
+# ENHANCE_YOUR_CALM), so pings cannot be used to keep the server busy.
+MIN_PING_INTERVAL_MS = 10_000
+MAX_PING_STRIKES = 2
+# A connection must finish its handshake (TLS, then HTTP/2's preface) within this, or it is
+# closed: gRPC's default of 120 s lets a peer that opens sockets and sends nothing hold them.
+HANDSHAKE_TIMEOUT_MS = 20_000
 DEFAULT_HISTORY_PAGE = 262_144  # one full chunk (metrics/chunks.py MAX_CHUNK_POINTS)
 MAX_HISTORY_PAGE = 1_000_000
 DEFAULT_SEARCH_PAGE = 1_000

@@ -1,10 +1,12 @@
-"""Every RPC of every service, called on a real server with no token, a wrong one, an expired
-one, a revoked one, and tokens of each role: the refusals are the ones the permission table
-says, with the reason a caller can act on, and nothing a refused call carried was stored."""
+"""Every RPC of every service, called on a real server (over TLS and mutual TLS, on SQLite and
+PostgreSQL) with no token, a wrong one, an expired one, a revoked one, and tokens of each
+role: the refusals are the ones the permission table says, with the reason a caller can act
+on and never the secret, and nothing a refused call carried was stored."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -27,6 +29,7 @@ from tests.support.auth import (
 )
 from tests.support.databases import store_url
 from tests.support.servers import ServerProcess
+from tests.support.tls import Pki, make_pki
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -37,14 +40,55 @@ def _no_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRACKLINE_TOKEN", raising=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def secured(request: pytest.FixtureRequest, tmp_path: Path) -> ServerProcess:
-    return start_secured(tmp_path, store_url(request.param, tmp_path))
+@dataclass
+class Secured:
+    """A server with tokens over TLS (``mutual``: also with client certificates), and what a
+    client needs to reach it."""
+
+    server: ServerProcess
+    pki: Pki
+    mutual: bool
+
+    @property
+    def uri(self) -> str:
+        return f"grpcs://{self.server.address}"
+
+    def client_files(self) -> dict[str, Path]:
+        files = {"ca_file": self.pki.ca}
+        if self.mutual:
+            files |= {"client_cert": self.pki.client.cert, "client_key": self.pki.client.key}
+        return files
+
+    def channel(self) -> grpc.Channel:
+        client = self.pki.client
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.pki.ca.read_bytes(),
+            private_key=client.key.read_bytes() if self.mutual else None,
+            certificate_chain=client.cert.read_bytes() if self.mutual else None,
+        )
+        return grpc.secure_channel(self.server.address, credentials)
+
+
+@pytest.fixture(
+    params=[("sqlite", "tls"), ("sqlite", "mutual tls"), ("postgresql", "tls"),
+            ("postgresql", "mutual tls")],
+    ids=lambda p: "-".join(p).replace(" ", "-"),
+)  # fmt: skip
+def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Secured:
+    backend, transport = request.param
+    pki = make_pki(tmp_path / "pki")
+    mutual = transport == "mutual tls"
+    args = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key)]
+    if mutual:
+        args += ["--tls-client-ca", str(pki.ca)]
+    return Secured(start_secured(tmp_path, store_url(backend, tmp_path), args), pki, mutual)
 
 
 @pytest.fixture
-def admin(secured: ServerProcess) -> Iterator[TracklineClient]:
-    client = TracklineClient(secured.address, token=BOOTSTRAP, retry_seconds=5)
+def admin(secured: Secured) -> Iterator[TracklineClient]:
+    client = TracklineClient(
+        secured.uri, token=BOOTSTRAP, retry_seconds=5, **secured.client_files()
+    )
     yield client
     client.close()
 
@@ -61,7 +105,7 @@ def _stored(admin: TracklineClient) -> tuple[object, ...]:
 
 
 def test_every_rpc_refuses_what_its_permission_does_not_admit(
-    secured: ServerProcess, admin: TracklineClient
+    secured: Secured, admin: TracklineClient
 ) -> None:
     secrets = {
         "no token": None,
@@ -79,7 +123,7 @@ def test_every_rpc_refuses_what_its_permission_does_not_admit(
         "an expired token": "TOKEN_EXPIRED",
         "a revoked token": "TOKEN_REVOKED",
     }
-    with grpc.insecure_channel(secured.address) as channel:
+    with secured.channel() as channel:
         for method in every_rpc():
             path = path_of(method)
             needs = RULES[path].permission

@@ -23,9 +23,18 @@ class Stream:
     answer; the constructor raises the stream's error when the server refuses it."""
 
     def __init__(
-        self, address: str, writer_id: str, key: bytes = KEY, token: str | None = None
+        self,
+        address: str,
+        writer_id: str,
+        key: bytes = KEY,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,  # TLS; None: plaintext
     ) -> None:
-        self.channel = grpc.insecure_channel(address)
+        self.channel = (
+            grpc.secure_channel(address, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(address)
+        )
         _open.append(self)
         self.requests: queue.Queue[ipb.StreamMetricsRequest | None] = queue.Queue()
         metadata = [("authorization", f"Bearer {token}")] if token else None

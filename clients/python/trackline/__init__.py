@@ -47,6 +47,7 @@ from ._fluent import (
     start_run,
 )
 from ._registry import ModelEventStream
+from ._tls import InvalidTlsSettings
 from ._tokens import CreatedToken, TokenInfo
 from ._uri import InvalidUri
 from .models import load_model, log_model  # third-party modules load when one runs
@@ -61,6 +62,7 @@ __all__ = [
     "FileInfo",
     "Internal",
     "InvalidArgument",
+    "InvalidTlsSettings",
     "InvalidUri",
     "MetricPoint",
     "ModelEventStream",

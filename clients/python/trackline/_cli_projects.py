@@ -81,7 +81,14 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("trackline.projects").setLevel(logging.WARNING)
     try:
         params = parse_params(args.param)
-        client = TracklineClient(args.uri, token=args.token, retry_seconds=10.0)
+        client = TracklineClient(
+            args.uri,
+            token=args.token,
+            retry_seconds=10.0,
+            ca_file=args.ca_file,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+        )
     except ValueError as err:
         return _error(err)
     if args.backend == "worker":

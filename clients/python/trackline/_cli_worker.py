@@ -60,7 +60,14 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("trackline").setLevel(logging.WARNING)
     from .projects import execute
 
-    client = TracklineClient(args.uri, token=args.token, retry_seconds=30.0)
+    client = TracklineClient(
+        args.uri,
+        token=args.token,
+        retry_seconds=30.0,
+        ca_file=args.ca_file,
+        client_cert=args.client_cert,
+        client_key=args.client_key,
+    )
     worker = Worker(
         client,
         execute,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ from ._calls import RegistryCalls, TrackingCalls
 from ._context import current_user
 from ._projects_client import ProjectMethods
 from ._registry import RegistryMethods
+from ._tls import ClientTls
 from ._tokens import TokenMethods
 from ._transport import DEFAULT_RETRY_SECONDS, DEFAULT_TIMEOUT, Metadata, Stubs, Transport
 from ._uri import Target
@@ -49,6 +51,10 @@ class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods, TokenMet
     ``http://``, ``https://``, ...; default ``TRACKLINE_URI``, else localhost:50051) and is
     checked at once (``InvalidUri``). The channel is created lazily per process, so a client
     inherited across ``fork`` opens a fresh channel in the child.
+
+    TLS (``grpcs://``, ``https://``) trusts the system's roots, or the PEM bundle ``ca_file``
+    (default ``TRACKLINE_CA_FILE``); mutual TLS presents ``client_cert`` and ``client_key``
+    (default ``TRACKLINE_CLIENT_CERT``, ``TRACKLINE_CLIENT_KEY``). See ``trackline._tls``.
 
     The first call on a channel waits at most ``connect_timeout`` seconds (default 5, or the
     environment variable ``TRACKLINE_CONNECT_TIMEOUT``) for the server, logging a warning
@@ -87,6 +93,9 @@ class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods, TokenMet
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
         connect_timeout: float | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> None:
         self.transport = Transport(
             uri,
@@ -94,6 +103,9 @@ class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods, TokenMet
             timeout=timeout,
             retry_seconds=retry_seconds,
             connect_timeout=connect_timeout,
+            ca_file=ca_file,
+            client_cert=client_cert,
+            client_key=client_key,
         )
         self.calls = TrackingCalls(self.transport)
         self.registry_calls = RegistryCalls(self.transport)
@@ -111,6 +123,11 @@ class TracklineClient(RegistryMethods, ArtifactMethods, ProjectMethods, TokenMet
     @property
     def token(self) -> str | None:
         return self.transport.token
+
+    @property
+    def tls(self) -> ClientTls:
+        """The TLS settings of the client's channels (the files named; see the class)."""
+        return self.transport.tls
 
     @property
     def timeout(self) -> float | None:

@@ -61,7 +61,14 @@ def sender() -> MetricSender:
     global _sender
     if _sender is None:
         c = client()
-        _sender = MetricSender(c.uri, token=c.token)
+        tls = c.tls
+        _sender = MetricSender(
+            c.uri,
+            token=c.token,
+            ca_file=tls.ca_file,
+            client_cert=tls.client_cert,
+            client_key=tls.client_key,
+        )
     return _sender
 
 

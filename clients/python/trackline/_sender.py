@@ -46,6 +46,9 @@ class MetricSender(PointBuffer):
     never retried). Server restarts and network failures are ridden out by reconnecting and
     resending what the server has not acknowledged: nothing is lost or stored twice.
 
+    ``uri``, ``token`` and the TLS settings (``ca_file``, ``client_cert``, ``client_key``)
+    are read as ``TracklineClient`` reads them.
+
     Memory is bounded: when the points waiting in the buffer plus the points sent but not yet
     acknowledged reach ``max_buffered_points`` (default 10,000,000, or the environment
     variable ``TRACKLINE_MAX_BUFFERED_POINTS``), which happens when the server is unreachable
@@ -67,9 +70,19 @@ class MetricSender(PointBuffer):
         *,
         token: str | None = None,
         max_buffered_points: int | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(max_buffered_points)
-        self._transport = Transport(uri, token=token, options=STREAM_CHANNEL_OPTIONS)
+        self._transport = Transport(
+            uri,
+            token=token,
+            options=STREAM_CHANNEL_OPTIONS,
+            ca_file=ca_file,
+            client_cert=client_cert,
+            client_key=client_key,
+        )
         self.target = self._transport.target
         self.uri = self._transport.uri
         self.token = self._transport.token

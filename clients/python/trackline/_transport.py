@@ -41,6 +41,7 @@ from trackline.v1 import (
 
 from . import _fork
 from ._exceptions import TracklineError, Unavailable, from_rpc_error
+from ._tls import ClientTls, connection_failure_hint, load_tls
 from ._uri import Target, open_channel, resolve_uri
 
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
@@ -84,8 +85,11 @@ class Stubs:
 class Transport:
     """The connection to one server. ``uri`` is one of the forms in ``trackline._uri``
     (default ``TRACKLINE_URI``, else localhost:50051), checked at once (``InvalidUri``);
-    ``token`` (default ``TRACKLINE_TOKEN``) goes out as one ``authorization`` entry of
-    ``metadata``; ``options`` are channel options beside ``CHANNEL_OPTIONS``.
+    ``ca_file``, ``client_cert`` and ``client_key`` are the TLS settings of
+    ``trackline._tls`` (default their environment variables), read at once
+    (``InvalidTlsSettings``); ``token`` (default ``TRACKLINE_TOKEN``) goes out as one
+    ``authorization`` entry of ``metadata``; ``options`` are channel options beside
+    ``CHANNEL_OPTIONS``.
 
     The channel is opened on first use, once per process: a forked child sets the parent's
     aside untouched and opens its own. ``timeout`` is the default deadline of each attempt of
@@ -103,8 +107,12 @@ class Transport:
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
         connect_timeout: float | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.target: Target = resolve_uri(uri)
+        self.tls: ClientTls = load_tls(ca_file, client_cert, client_key)
+        self.target: Target = resolve_uri(uri, self.tls)
         self.uri = str(self.target)
         self.token = clean_token(token if token is not None else os.environ.get("TRACKLINE_TOKEN"))
         self.metadata: tuple[tuple[str, str], ...] = (
@@ -137,7 +145,7 @@ class Transport:
     def _open(self) -> tuple[grpc.Channel, Stubs]:
         with self._lock:
             if self._channel is None or self._stubs is None:
-                self._channel = open_channel(self.target, self._options)
+                self._channel = open_channel(self.target, self.tls, self._options)
                 self._stubs = Stubs(self._channel)
                 self._reached = False
             return self._channel, self._stubs
@@ -237,9 +245,10 @@ class Transport:
         while True:
             left = limit - (time.monotonic() - began)
             if left <= 0:
+                hint = self._connection_failure_hint(probe)
                 raise Unavailable(
                     f"cannot reach the Trackline server at {self.uri} after {limit:g} s"
-                    " (is it running? set TRACKLINE_URI)",
+                    + (f": {hint}" if hint else " (is it running? set TRACKLINE_URI)"),
                     grpc.StatusCode.UNAVAILABLE,
                     "SERVER_UNREACHABLE",
                 )
@@ -260,6 +269,15 @@ class Transport:
                     limit,
                 )
         self._reached = True
+
+    def _connection_failure_hint(self, probe: Callable[..., Any]) -> str | None:
+        """What the channel's last failure to connect says about TLS (a handshake refused, a
+        plaintext server), asked by one probe that does not wait for the connection."""
+        try:
+            probe(b"", timeout=1.0)
+        except grpc.RpcError as err:
+            return connection_failure_hint(err.details() or "", self.target.tls)  # type: ignore[attr-defined]
+        return None
 
 
 def retryable(error: TracklineError) -> bool:

@@ -2,11 +2,14 @@
 
 Accepted (the port defaults to 50051 in every form; the scheme is case-insensitive):
 
-- ``host``, ``host:port``, ``[ipv6]`` and ``[ipv6]:port``: plaintext;
-- ``http://host[:port]`` and ``grpc://host[:port]``: plaintext;
+- ``host``, ``host:port``, ``[ipv6]`` and ``[ipv6]:port``: plaintext, unless a CA file or a
+  client certificate is set (``trackline._tls``: ``ca_file=``/``TRACKLINE_CA_FILE``,
+  ``client_cert=``/``TRACKLINE_CLIENT_CERT``), which asks for TLS;
+- ``http://host[:port]`` and ``grpc://host[:port]``: plaintext (with a CA file or client
+  certificate set, ``InvalidUri``: they would be ignored);
 - ``https://host[:port]`` and ``grpcs://host[:port]``: TLS, verified against the system's root
-  certificates (``grpc.ssl_channel_credentials()``), e.g. for a TLS-terminating proxy in front
-  of the server, which itself speaks plaintext only.
+  certificates, or the CA file's; with a client certificate, mutual TLS. The server serves
+  TLS itself (``--tls-cert``), or a TLS-terminating proxy in front of it does.
 
 Anything else (another scheme, a user name, a path other than a bare trailing ``/``, a query,
 a port outside 1..65535, a bare IPv6 address) raises ``InvalidUri``.
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
+from ._tls import ClientTls
 
 DEFAULT_PORT = 50051
 DEFAULT_URI = f"localhost:{DEFAULT_PORT}"
@@ -88,15 +93,29 @@ def parse_uri(uri: str) -> Target:
     return Target(host, _port(uri, port_text), tls)
 
 
-def resolve_uri(uri: str | None) -> Target:
-    """``uri``, else the environment variable ``TRACKLINE_URI``, else localhost:50051."""
-    return parse_uri(uri or os.environ.get("TRACKLINE_URI") or DEFAULT_URI)
+def resolve_uri(uri: str | None, tls: ClientTls | None = None) -> Target:
+    """``uri``, else the environment variable ``TRACKLINE_URI``, else localhost:50051. With
+    ``tls`` settings that name a CA file or a client certificate, a URI without a scheme is
+    TLS, and a plaintext scheme is ``InvalidUri``."""
+    text = uri or os.environ.get("TRACKLINE_URI") or DEFAULT_URI
+    target = parse_uri(text)
+    if tls is None or not tls.configured or target.tls:
+        return target
+    scheme = _SCHEME.fullmatch(text.strip())
+    if scheme is not None:
+        setting = "a CA file" if tls.ca_file is not None else "a client certificate"
+        raise InvalidUri(
+            text, f"it asks for plaintext, but {setting} is set (for TLS, use grpcs://)"
+        )
+    return Target(target.host, target.port, tls=True)
 
 
-def open_channel(target: Target, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
-    """A channel to ``target``: TLS with the system's root certificates, or plaintext."""
+def open_channel(
+    target: Target, tls: ClientTls, options: Sequence[tuple[str, Any]]
+) -> grpc.Channel:
+    """A channel to ``target``: TLS with ``tls``'s certificates, or plaintext."""
     if target.tls:
-        return grpc.secure_channel(target.address, grpc.ssl_channel_credentials(), options)
+        return grpc.secure_channel(target.address, tls.credentials(), options)
     return grpc.insecure_channel(target.address, options)
 
 

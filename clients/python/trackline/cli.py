@@ -153,10 +153,27 @@ def _parser(server_flags: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--uri",
         default=None,
-        help="server: host[:port], http://host[:port] or https://host[:port] (env TRACKLINE_URI;"
-        " default localhost:50051)",
+        help="server: host[:port], http://host[:port] or https://host[:port] (TLS; also"
+        " grpcs://) (env TRACKLINE_URI; default localhost:50051)",
     )
     parser.add_argument("--token", default=None, help="bearer token (env TRACKLINE_TOKEN)")
+    parser.add_argument(
+        "--ca-file",
+        default=None,
+        help="TLS: trust the CA certificates of this PEM bundle instead of the system's roots"
+        " (env TRACKLINE_CA_FILE); with a URI without a scheme, asks for TLS",
+    )
+    parser.add_argument(
+        "--client-cert",
+        default=None,
+        help="mutual TLS: present this PEM certificate, with --client-key (env"
+        " TRACKLINE_CLIENT_CERT)",
+    )
+    parser.add_argument(
+        "--client-key",
+        default=None,
+        help="mutual TLS: the PEM private key of --client-cert (env TRACKLINE_CLIENT_KEY)",
+    )
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     srv = sub.add_parser("server", help="serve the tracking API")
     try:
@@ -245,7 +262,14 @@ def _main(argv: list[str] | None) -> None:
         reconfigure(errors="backslashreplace")
     client: TracklineClient | None = None
     try:
-        client = TracklineClient(args.uri, token=args.token, retry_seconds=2.0)
+        client = TracklineClient(
+            args.uri,
+            token=args.token,
+            retry_seconds=2.0,
+            ca_file=args.ca_file,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+        )
         _dispatch(client, args)
     except BrokenPipeError:
         raise

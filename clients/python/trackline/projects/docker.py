@@ -26,6 +26,10 @@ FORWARDED = (
     "TRACKLINE_EXPERIMENT_ID",
     "TRACKLINE_EXPERIMENT",
     "TRACKLINE_TOKEN",
+    # TLS: the paths only; the project's volumes must mount the files at the same paths
+    "TRACKLINE_CA_FILE",
+    "TRACKLINE_CLIENT_CERT",
+    "TRACKLINE_CLIENT_KEY",
     "PYTHONUNBUFFERED",
 )
 

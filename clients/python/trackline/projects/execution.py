@@ -6,9 +6,10 @@ experiment); a ``ProjectError`` then means nothing was created. Then the run is 
 the project's tags and params, the environment is built (or taken from the cache), and the
 command runs in its own process group with ``TRACKLINE_URI``, ``TRACKLINE_RUN_ID``,
 ``TRACKLINE_EXPERIMENT_ID``, ``TRACKLINE_EXPERIMENT`` (the experiment's name, as ``start_run``
-reads it) and ``TRACKLINE_TOKEN``, so that the project's own ``trackline.start_run()`` logs
-into this run. Its stdout and stderr lines (and the environment build's) go to ``on_output``
-as they come and to the run's log artifact, ``logs/output.txt``. The run ends FINISHED when
+reads it), ``TRACKLINE_TOKEN`` and the client's TLS files (``TRACKLINE_CA_FILE``, ...), so
+that the project's own ``trackline.start_run()`` logs into this run. Its stdout and stderr
+lines (and the environment build's) go to ``on_output`` as they come and to the run's log
+artifact, ``logs/output.txt``. The run ends FINISHED when
 the command exits 0, FAILED otherwise (a failed environment build included), KILLED when
 ``cancel`` is set or a KeyboardInterrupt arrives (the process group is stopped: SIGTERM, SIGKILL
 after ``process.STOP_GRACE_SECONDS``).
@@ -34,6 +35,7 @@ from trackline.v1 import resources_pb2 as pb
 from .._client import TracklineClient
 from .._context import SOURCE_NAME, SOURCE_TYPE
 from .._exceptions import AlreadyExists, NotFound, TracklineError
+from .._tls import CA_FILE_VARIABLE, CLIENT_CERT_VARIABLE, CLIENT_KEY_VARIABLE
 from .command import Command, build_command
 from .docker import remove_container
 from .environments import (
@@ -217,6 +219,14 @@ def _child_env(client: TracklineClient, run_id: str, experiment: pb.Experiment) 
     )
     if client.token:
         env["TRACKLINE_TOKEN"] = client.token
+    tls = client.tls  # the command's own client trusts and presents what this one does
+    for variable, path in (
+        (CA_FILE_VARIABLE, tls.ca_file),
+        (CLIENT_CERT_VARIABLE, tls.client_cert),
+        (CLIENT_KEY_VARIABLE, tls.client_key),
+    ):
+        if path is not None:
+            env[variable] = os.path.abspath(path)
     return env
 
 
