@@ -73,3 +73,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.registry $${BENCH_PG_URL:+--pg-url $$BENCH_PG_URL}
 	$(BIN)/python -m bench.artifacts
 	$(BIN)/python -m bench.projects
+	$(BIN)/python -m bench.auth

@@ -59,15 +59,17 @@ def ghz(
     concurrency: int,
     seconds: float,
     proto: tuple[str, str] = ("protos", "trackline/v1/tracking.proto"),
+    transport: tuple[str, ...] = ("--insecure",),
 ) -> str:
     """Runs ghz against ``address`` and returns "calls/s, p50, p99" (errors named).
-    ``method`` is a full name (package.Service.Method) from ``proto`` (import path, file)."""
+    ``method`` is a full name (package.Service.Method) from ``proto`` (import path, file);
+    ``transport``: ghz's flags for TLS and metadata (plaintext by default)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(data, f)
     try:
         out = subprocess.run(
             [
-                ghz_binary(), "--insecure", "--proto", f"{proto[0]}/{proto[1]}",
+                ghz_binary(), *transport, "--proto", f"{proto[0]}/{proto[1]}",
                 "--import-paths", proto[0], "--call", method,
                 "--data-file", f.name, "--concurrency", str(concurrency), "--connections", "1",
                 "--duration", f"{seconds}s", "--duration-stop", "wait", "--format", "json",
@@ -87,9 +89,9 @@ def ghz(
     )
 
 
-def seed(client: TracklineClient) -> tuple[str, list[str]]:
-    """A run with 5 params, 5 tags and 5 metrics (GetRun's), and an experiment of SEARCH_RUNS
-    runs with a `loss` each, half of them below 0.5 (SearchRuns')."""
+def seed(client: TracklineClient, search_runs: int = SEARCH_RUNS) -> tuple[str, list[str]]:
+    """A run with 5 params, 5 tags and 5 metrics (GetRun's), and an experiment of
+    ``search_runs`` runs with a `loss` each, half of them below 0.5 (SearchRuns')."""
     run = client.create_run(run_name="get-me", tags={f"t{i}": f"tag value {i}" for i in range(5)})
     metrics = [
         pb.MetricSeries(key=f"m{i}", steps=[1], timestamps=[1], values=[0.5]) for i in range(5)
@@ -98,7 +100,7 @@ def seed(client: TracklineClient) -> tuple[str, list[str]]:
     client.log_batch(run.run_id, metrics=metrics, params=params)
     exp = client.create_experiment(f"search-{time.time_ns()}")
     rng = random.Random(7)
-    for i in range(SEARCH_RUNS):
+    for i in range(search_runs):
         r = client.create_run(exp.experiment_id, run_name=f"r{i}")
         loss = pb.MetricSeries(key="loss", steps=[1], timestamps=[1], values=[rng.random()])
         client.log_batch(r.run_id, metrics=[loss], params={"lr": "0.01", "optimizer": "adam"})

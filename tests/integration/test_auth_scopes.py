@@ -11,7 +11,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from trackline import DeadlineExceeded, NotFound, PermissionDenied, TracklineClient
+from trackline import (
+    DeadlineExceeded,
+    NotFound,
+    PermissionDenied,
+    TracklineClient,
+    Unauthenticated,
+)
 from trackline.v1 import resources_pb2 as pb
 
 from tests.support.auth import BOOTSTRAP, start_secured, token
@@ -270,3 +276,19 @@ def test_a_stream_ends_when_its_token_is_revoked(world: World) -> None:
         stream.until(2)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert [p.step for p in world.admin.get_metric_history(world.run_a, "acc")] == [0]
+
+
+def test_a_watch_sends_nothing_once_its_token_is_revoked(world: World) -> None:
+    secret = token(world.admin, "watcher", "reader")
+    reader = TracklineClient(world.server.address, token=secret, retry_seconds=0)
+    try:
+        with reader.watch_model_events(timeout=30) as events:
+            world.admin.update_registered_model("a-model", description="one")
+            assert next(events).name == "a-model"
+            world.admin.revoke_token("watcher")
+            world.admin.update_registered_model("a-model", description="two")
+            with pytest.raises(Unauthenticated) as err:
+                next(events)
+            assert err.value.reason == "TOKEN_REVOKED"
+    finally:
+        reader.close()

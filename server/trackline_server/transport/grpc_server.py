@@ -137,10 +137,14 @@ def _handler(
                 yield response
 
         async def opened(request: Any, context: Any) -> AsyncIterator[Any]:
+            """The responses, none sent once the call's token was revoked or expired (a
+            watch or a log that follows outlives no token)."""
             who = principals.current.get()
             if who.scoped:
                 await guard.check(path, request, who)
             async for response in impl(request, _call(path, context, who)):
+                if who.authenticated:
+                    await guard.recheck(who)
                 yield response
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
