@@ -9,23 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from trackline import TracklineClient
 from trackline._exceptions import from_rpc_error
-from trackline.v1 import (
-    artifacts_pb2,
-    auth_pb2,
-    ingest_pb2,
-    projects_pb2,
-    registry_pb2,
-    tracking_pb2,
-)
+from trackline_server.app import SERVICES
 
 from .servers import ServerProcess, start_server
 
 BOOTSTRAP = "bootstrap-admin-secret"
-_MODULES = (tracking_pb2, ingest_pb2, registry_pb2, artifacts_pb2, projects_pb2, auth_pb2)
 
 
 def start_secured(
@@ -66,10 +58,9 @@ def revoked_token(admin: TracklineClient, name: str) -> str:
 
 
 def every_rpc() -> Iterator[MethodDescriptor]:
-    """Every RPC of Trackline's own services."""
-    for module in _MODULES:
-        for service in module.DESCRIPTOR.services_by_name.values():
-            yield from service.methods
+    """Every RPC of Trackline's own services (those the server serves)."""
+    for name in SERVICES:
+        yield from descriptor_pool.Default().FindServiceByName(name).methods
 
 
 def path_of(method: MethodDescriptor) -> str:
